@@ -1,0 +1,12 @@
+"""hlmm: heteroskedastic linear models and heteroskedastic linear mixed models for genetic data.
+
+Modules
+-------
+hetlm
+    Heteroskedastic linear model: fixed effects on the mean and on the log-variance.
+hetlmm
+    Heteroskedastic linear mixed model: adds random effects for a set of variables, with a
+    likelihood whose cost is O(n l^2) for n individuals and l random-effect variables.
+"""
+
+__version__ = "2.0.0.dev0"

@@ -1,0 +1,40 @@
+"""Package metadata for hlmm; tool configuration lives in pyproject.toml."""
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "hlmm" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="hlmm",
+    version=VERSION,
+    description="Heteroskedastic linear (mixed) models for genetic association scans of mean and variance",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hlmm", "hlmm.*"]),
+    install_requires=[
+        "numpy>=1.24",
+        "scipy>=1.10",
+        "pysnptools>=0.5.10",
+        "six",  # pysnptools imports six without declaring it
+        "threadpoolctl>=3",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "numdifftools>=0.9.41"],
+    },
+    entry_points={
+        "console_scripts": [
+            "hlmm_chr=hlmm.cli.hlmm_chr:main",
+            "fit_hlmm_model=hlmm.cli.fit_hlmm_model:main",
+        ]
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "License :: OSI Approved :: MIT License",
+        "Topic :: Scientific/Engineering :: Bio-Informatics",
+    ],
+)
