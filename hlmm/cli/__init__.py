@@ -1,0 +1,1 @@
+"""Command-line programs of hlmm; each module has a ``main()``."""

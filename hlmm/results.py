@@ -1,0 +1,167 @@
+"""The results schema: output columns, p-values, and writing and reading result files.
+
+This module owns the column layout of ``.models.gz`` files; every writer and reader uses it.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+
+import numpy as np
+from scipy.special import log_ndtr
+
+__all__ = [
+    "COLUMNS",
+    "DOCUMENTED_COLUMNS",
+    "neglog10_pval",
+    "ModelsWriter",
+    "read_models",
+    "write_effects",
+]
+
+#: The 13 columns of hlmm 1.2.0a1, in order.
+DOCUMENTED_COLUMNS = [
+    "SNP", "n", "frequency", "likelihood",
+    "add", "add_se", "add_t", "add_pval",
+    "var", "var_se", "var_t", "var_pval",
+    "av_pval",
+]
+#: Our columns: the documented ones, then where the SNP is and which allele the effects count.
+COLUMNS = DOCUMENTED_COLUMNS + ["chr", "pos", "A1", "A2"]
+TEXT_COLUMNS = {"SNP", "chr", "A1", "A2"}
+INT_COLUMNS = {"n", "pos"}
+
+LN10 = float(np.log(10.0))
+
+
+def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
+    """-log10 of the chi-square upper tail probability, without underflow.
+
+    For 1 degree of freedom ``p = 2 Phi(-sqrt(x))`` via ``log_ndtr``; for 2, ``p = exp(-x/2)``.
+    A p-value of 1e-400 gives 400, not inf.
+
+    Parameters
+    ----------
+    chi2_stat : array_like
+    df : {1, 2}
+
+    Returns
+    -------
+    ndarray
+    """
+    x = np.asarray(chi2_stat, dtype=float)
+    if df == 1:
+        return -(np.log(2.0) + log_ndtr(-np.sqrt(x))) / LN10
+    if df == 2:
+        return x / (2.0 * LN10)
+    raise ValueError(f"df must be 1 or 2, got {df}")
+
+
+def stats_table(snp_info: dict, stats: dict) -> dict:
+    """Assemble the columns of one block of results.
+
+    Parameters
+    ----------
+    snp_info : dict
+        ``SNP``, ``chr``, ``pos``, ``A1``, ``A2`` arrays.
+    stats : dict
+        ``n``, ``frequency``, ``likelihood``, ``add``, ``add_se``, ``var``, ``var_se`` arrays.
+
+    Returns
+    -------
+    dict
+        Every column of :data:`COLUMNS`.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        add_t = stats["add"] / stats["add_se"]
+        var_t = stats["var"] / stats["var_se"]
+        cols = dict(snp_info)
+        cols.update(stats)
+        cols["add_t"] = add_t
+        cols["var_t"] = var_t
+        cols["add_pval"] = neglog10_pval(add_t**2, 1)
+        cols["var_pval"] = neglog10_pval(var_t**2, 1)
+        cols["av_pval"] = neglog10_pval(add_t**2 + var_t**2, 2)
+    return cols
+
+
+def _format(col: str, values) -> list:
+    if col in TEXT_COLUMNS:
+        return [str(v) for v in values]
+    if col in INT_COLUMNS:
+        return [str(int(v)) for v in values]
+    return ["NaN" if not np.isfinite(v) else format(float(v), ".10g") for v in values]
+
+
+def format_block(cols: dict) -> str:
+    """Tab-separated text of a block of rows (no header)."""
+    formatted = [_format(c, cols[c]) for c in COLUMNS]
+    return "".join("\t".join(row) + "\n" for row in zip(*formatted))
+
+
+class ModelsWriter:
+    """Writes a ``.models.gz`` file one block at a time, each block a complete gzip member.
+
+    A run stopped at any point leaves a valid gzip file holding every block already written.
+
+    Parameters
+    ----------
+    path : str
+    append : bool
+        Append to an existing file (without a header) instead of creating it.
+    """
+
+    def __init__(self, path: str, append: bool = False) -> None:
+        self.path = path
+        self._f = open(path, "ab" if append else "wb")
+        if not append or self._f.tell() == 0:
+            self._write("\t".join(COLUMNS) + "\n")
+
+    def _write(self, text: str) -> None:
+        self._f.write(gzip.compress(text.encode(), compresslevel=6, mtime=0))
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def write_block(self, cols: dict) -> None:
+        """Write a block of rows given by the columns of :func:`stats_table`."""
+        if len(cols["SNP"]):
+            self._write(format_block(cols))
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def read_models(path: str) -> dict:
+    """Read a ``.models.gz`` file into a dict of column arrays (text columns as str)."""
+    with gzip.open(path, "rt") as f:
+        text = f.read()
+    lines = text.splitlines()
+    header = lines[0].split("\t")
+    rows = [line.split("\t") for line in lines[1:] if line]
+    out = {}
+    for j, name in enumerate(header):
+        vals = [r[j] for r in rows]
+        if name in TEXT_COLUMNS:
+            out[name] = np.array(vals, dtype=str)
+        elif name in INT_COLUMNS:
+            out[name] = np.array(vals, dtype=np.int64)
+        else:
+            out[name] = np.array(vals, dtype=float)
+    return out
+
+
+def write_effects(path: str, names: list, estimates, ses) -> None:
+    """Write ``name<TAB>estimate<TAB>se`` lines (as text, never byte literals)."""
+    buf = io.StringIO()
+    for name, est, se in zip(names, np.atleast_1d(estimates), np.atleast_1d(ses)):
+        buf.write(f"{name}\t{format(float(est), '.10g')}\t{format(float(se), '.10g')}\n")
+    with open(path, "w") as f:
+        f.write(buf.getvalue())
