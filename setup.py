@@ -22,6 +22,7 @@ setup(
         "pysnptools>=0.5.10",
         "six",  # pysnptools imports six without declaring it
         "threadpoolctl>=3",
+        "numba>=0.59",  # compiled pass over packed .bed bytes (fast engine)
     ],
     extras_require={
         "test": ["pytest>=7", "numdifftools>=0.9.41"],

@@ -10,6 +10,11 @@ Engines
 ``reference``
     One :meth:`hlmm.hetlm.model.optimize_model` or :meth:`hlmm.hetlmm.model.optimize_model` per
     SNP: the straightforward algorithm of hlmm 1.2.0a1, kept for cross-checking.
+``fast``
+    The same maximum likelihood by other algebra. For an HLM with ``X = V = 1`` (the default
+    mode) a compiled pass over the packed .bed bytes gives per-class counts and sums of y and
+    y^2, from which every SNP of a block is fitted at once (:mod:`hlmm._fast_hlm`). Other models
+    decode the block and use the reference fits.
 """
 
 from __future__ import annotations
@@ -18,9 +23,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hlmm import hetlm, hetlmm
+from hlmm import _bedkernels, _fast_hlm, hetlm, hetlmm
 
-__all__ = ["ScanSettings", "snp_summary", "scan_block", "STAT_KEYS"]
+__all__ = ["ScanSettings", "snp_summary", "scan_block", "scan_packed", "STAT_KEYS", "ENGINES"]
+
+ENGINES = ("fast", "reference")
 
 STAT_KEYS = ("n", "frequency", "likelihood", "add", "add_se", "var", "var_se")
 
@@ -38,13 +45,13 @@ class ScanSettings:
     h2_init : float
         Starting value of h2 for each SNP's mixed model (the null estimate in hlmm_chr).
     engine : str
-        ``"reference"``.
+        ``"fast"`` or ``"reference"``.
     """
 
     min_maf: float = 0.05
     max_missing: float = 5.0
     h2_init: float = 0.05
-    engine: str = "reference"
+    engine: str = "fast"
 
 
 def snp_summary(genotypes: np.ndarray, min_maf: float, max_missing: float):
@@ -63,15 +70,19 @@ def snp_summary(genotypes: np.ndarray, min_maf: float, max_missing: float):
         NaN where there are no calls.
     passes : ndarray of bool, shape (b,)
     """
-    n = genotypes.shape[0]
     called = ~np.isnan(genotypes)
     n_called = called.sum(axis=0)
+    a1_copies = np.where(called, genotypes, 0.0).sum(axis=0)
+    return _filters(n_called, a1_copies, genotypes.shape[0], min_maf, max_missing)
+
+
+def _filters(n_called, a1_copies, n: int, min_maf: float, max_missing: float):
     with np.errstate(invalid="ignore", divide="ignore"):
-        p = np.where(called, genotypes, 0.0).sum(axis=0) / (2.0 * n_called)
+        p = a1_copies / (2.0 * n_called)
     maf = np.minimum(p, 1.0 - p)
     missing_pct = 100.0 * (1.0 - n_called / n)
     passes = (n_called > 0) & (missing_pct < max_missing) & (maf > min_maf)
-    return n_called, maf, passes
+    return n_called.astype(np.int64), maf, passes
 
 
 def empty_stats(b: int) -> dict:
@@ -118,8 +129,6 @@ def scan_block(
     stats["n"] = n_called
     stats["frequency"] = maf
     problems = []
-    if settings.engine != "reference":
-        raise ValueError(f"unknown engine '{settings.engine}'")
     for j in np.flatnonzero(passes):
         fit, problem = _fit_one(y, X, V, genotypes[:, j], settings, G)
         if problem:
@@ -127,6 +136,60 @@ def scan_block(
             continue
         for key, value in fit.items():
             stats[key][j] = value
+    return stats, problems
+
+
+def scan_packed(
+    y: np.ndarray,
+    X: np.ndarray,
+    V: np.ndarray,
+    packed: np.ndarray,
+    rows: np.ndarray,
+    n_file: int,
+    settings: ScanSettings,
+    G: np.ndarray | None = None,
+) -> tuple[dict, list]:
+    """Like :func:`scan_block`, from packed .bed bytes, with the engine of ``settings``.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, ceil(n_file / 4))
+        Packed genotypes of the block's SNPs.
+    rows : ndarray of int, shape (n,)
+        Positions in the .bed file of the individuals of ``y`` (in the order of ``y``).
+    n_file : int
+        Number of individuals in the .bed file.
+    """
+    if settings.engine not in ENGINES:
+        raise ValueError(f"unknown engine '{settings.engine}'; choose from {ENGINES}")
+    default_mode = X.shape[1] == 1 and V.shape[1] == 1 and np.all(X == 1) and np.all(V == 1)
+    if settings.engine == "fast" and G is None and default_mode:
+        return _scan_hlm_classes(y, packed, rows, n_file, settings)
+    codes = _bedkernels.decode(packed, np.ascontiguousarray(rows, dtype=np.int64), n_file)
+    genotypes = np.where(codes < 0, np.nan, codes).T
+    return scan_block(y, X, V, genotypes, settings, G)
+
+
+def _scan_hlm_classes(y, packed, rows, n_file, settings: ScanSettings):
+    b = packed.shape[0]
+    y_file = np.zeros(n_file)
+    include = np.zeros(n_file, dtype=bool)
+    y_file[rows] = y
+    include[rows] = True
+    cs = _bedkernels.class_sums(packed, y_file, include)
+    counts, sums, sums2 = cs[:, :3, 0], cs[:, :3, 1], cs[:, :3, 2]
+    n_called = counts.sum(1)
+    n_called_int = np.rint(n_called).astype(np.int64)
+    _, maf, passes = _filters(n_called_int, counts[:, 1] + 2 * counts[:, 2], len(y), settings.min_maf, settings.max_missing)
+    stats = empty_stats(b)
+    stats["n"], stats["frequency"] = n_called_int, maf
+    problems = []
+    idx = np.flatnonzero(passes)
+    if idx.size:
+        fit = _fast_hlm.fit_classes(counts[idx], sums[idx], sums2[idx])
+        for key in ("likelihood", "add", "add_se", "var", "var_se"):
+            stats[key][idx] = fit[key]
+        problems = [(int(j), "optimisation did not converge") for j in idx[~fit["success"]]]
     return stats, problems
 
 

@@ -318,7 +318,7 @@ def test_failed_fit__keeps_row_with_nan_and_run_goes_on(ds, tmp_path, monkeypatc
         return (None, "forced failure") if calls["k"] == 2 else real(*a, **k)
 
     monkeypatch.setattr(scan, "_fit_one", flaky)
-    assert hlmm_chr.main([ds.bed, "0", "3", ds.pheno, str(tmp_path / "o")]) == 0
+    assert hlmm_chr.main([ds.bed, "0", "3", ds.pheno, str(tmp_path / "o"), "--engine", "reference"]) == 0
     res = read_models(str(tmp_path / "o.models.gz"))
     assert np.isfinite(res["add"][0]) and np.isnan(res["add"][1]) and np.isfinite(res["add"][2])
     assert res["n"][1] > 0
@@ -339,7 +339,7 @@ def test_interrupted_run__keeps_completed_blocks(ds, tmp_path, monkeypatch):
 
     monkeypatch.setattr(mod, "scan_block", interrupt)
     out = tmp_path / "o"
-    assert run_chr(ds.bed, 0, 12, ds.pheno, out, "--block_size", 2) == 130
+    assert run_chr(ds.bed, 0, 12, ds.pheno, out, "--block_size", 2, "--engine", "reference") == 130
     assert list(read_models(f"{out}.models.gz")["SNP"]) == ["rs0", "rs1", "rs2", "rs3"]
 
 

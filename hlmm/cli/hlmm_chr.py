@@ -23,9 +23,8 @@ from hlmm.cli._common import (
 )
 from hlmm.io import InputError, open_bed
 from hlmm.results import ModelsWriter, stats_table, write_effects
-from hlmm.scan import ScanSettings, scan_block
-
-ENGINES = ("reference",)
+from hlmm._bedkernels import read_packed
+from hlmm.scan import ENGINES, ScanSettings, scan_block, scan_packed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,8 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Append results to existing output file with given outprefix (default overwrites)")
     p.add_argument("--whole_chr", action="store_true", default=False, help="Fit models to all variants in .bed genofile")
     p.add_argument("--no_covariate_estimates", action="store_true", default=False, help="Suppress output of covariate effect estimates")
-    p.add_argument("--engine", choices=ENGINES, default="reference",
-                   help="Per-SNP fitting engine (default reference: one optimize_model per SNP)")
+    p.add_argument("--engine", choices=ENGINES, default="fast",
+                   help="Fitting engine: fast (default) or reference (one optimize_model per SNP, the "
+                        "straightforward algorithm of hlmm 1.2.0a1); both give the same numbers")
     p.add_argument("--block_size", type=int, default=256, help="SNPs read and written per block (default 256)")
     return p
 
@@ -98,8 +98,11 @@ def run(args) -> None:
     with ModelsWriter(args.outprefix + ".models.gz", append=args.append) as out:
         for b0 in range(start, stop, args.block_size):
             b1 = min(b0 + args.block_size, stop)
-            genotypes = bed.read(data.rows, b0, b1)
-            stats, problems = scan_block(y, X, V, genotypes, settings, data.G)
+            if args.engine == "reference":
+                stats, problems = scan_block(y, X, V, bed.read(data.rows, b0, b1), settings, data.G)
+            else:
+                packed = read_packed(bed.path, bed.n_individuals, b0, b1)
+                stats, problems = scan_packed(y, X, V, packed, data.rows, bed.n_individuals, settings, data.G)
             for j, why in problems:
                 log.warning(f"SNP {bed.snp[b0 + j]}: fit failed ({why}); its row has NaN estimates")
             n_failed += len(problems)
