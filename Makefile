@@ -15,7 +15,7 @@ $(VENV)/.installed-$(EXTRAS): setup.py pyproject.toml
 venv: $(VENV)/.installed-$(EXTRAS)
 
 test: venv
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q
 
 tutorial: venv
 	@echo "The tutorial pipeline is not built yet (issue 5); the package is installed in $(VENV)."

@@ -85,8 +85,8 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
     Returns
     -------
     dict
-        Arrays of length b: ``likelihood``, ``add``, ``add_se``, ``var``, ``var_se`` and
-        ``success`` (False where fewer than two classes are present or Newton did not converge;
+        Arrays of length b: ``likelihood``, ``add``, ``add_se``, ``var``, ``var_se``,
+        ``beta`` (shape (b, 2): log-variance intercept and SNP effect) and ``success`` (False where fewer than two classes are present or Newton did not converge;
         those SNPs have NaN estimates).
     """
     b = counts.shape[0]
@@ -96,6 +96,7 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
     g = K[None, :] - gbar[:, None]
     usable = ((counts > 0).sum(1) >= 2) & (n > 4)
     out = {k: np.full(b, np.nan) for k in ("likelihood", "add", "add_se", "var", "var_se")}
+    out["beta"] = np.full((b, 2), np.nan)
     success = np.zeros(b, dtype=bool)
     idx = np.flatnonzero(usable)
     if idx.size == 0:
@@ -170,6 +171,7 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
     out["add_se"][sel] = np.sqrt(add_var[good])
     out["var"][sel] = beta[good, 1]
     out["var_se"][sel] = np.sqrt(var_var[good])
+    out["beta"][sel] = beta[good]
     success[sel] = True
     out["success"] = success
     return out

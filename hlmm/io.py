@@ -20,6 +20,7 @@ __all__ = [
     "match_individuals",
     "read_random_effects_bed",
     "write_bed",
+    "BedWriter",
 ]
 
 BED_MAGIC = bytes([0x6C, 0x1B, 0x01])
@@ -362,6 +363,71 @@ _CODE = {2: 0b00, 1: 0b10, 0: 0b11}
 _MISSING_CODE = 0b01
 
 
+class BedWriter:
+    """Write a SNP-major PLINK fileset block by block, so that memory does not grow with SNPs.
+
+    Parameters
+    ----------
+    prefix : str
+        Output path without extension.
+    ids : list of (str, str)
+        (FID, IID) per individual.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile, os
+    >>> d = tempfile.mkdtemp()
+    >>> with BedWriter(os.path.join(d, "x"), [("f0", "i0"), ("f1", "i1")]) as w:
+    ...     w.write(np.array([[0.0, 2.0], [np.nan, 1.0]]))
+    >>> open_bed(os.path.join(d, "x.bed")).n_snps
+    2
+    """
+
+    def __init__(self, prefix: str, ids: list) -> None:
+        self.prefix, self.n = prefix, len(ids)
+        self.n_snps = 0
+        with open(prefix + ".fam", "w") as f:
+            f.write("".join(f"{fid} {iid} 0 0 0 -9\n" for fid, iid in ids))
+        self._bed = open(prefix + ".bed", "wb")
+        self._bed.write(BED_MAGIC)
+        self._bim = open(prefix + ".bim", "w")
+
+    def write(self, genotypes: np.ndarray, snp=None, chrom=None, pos=None, A1=None, A2=None) -> None:
+        """Append SNPs: ``genotypes`` of shape (n, b), copies of A1 or NaN; .bim columns optional."""
+        g = np.asarray(genotypes, dtype=float)
+        if g.ndim != 2 or g.shape[0] != self.n:
+            raise ValueError(f"genotypes must have shape ({self.n}, b), got {g.shape}")
+        b, j0 = g.shape[1], self.n_snps
+        snp = snp if snp is not None else [f"rs{j0 + j}" for j in range(b)]
+        chrom = chrom if chrom is not None else ["1"] * b
+        pos = pos if pos is not None else [1000 * (j0 + j + 1) for j in range(b)]
+        A1 = A1 if A1 is not None else ["A"] * b
+        A2 = A2 if A2 is not None else ["G"] * b
+        self._bim.write("".join(f"{c}\t{s}\t0\t{p}\t{a}\t{z}\n" for c, s, p, a, z in zip(chrom, snp, pos, A1, A2)))
+        missing = np.isnan(g)
+        if np.any((g[~missing] != 0) & (g[~missing] != 1) & (g[~missing] != 2)):
+            raise ValueError("genotypes must be 0, 1, 2 or NaN")
+        lookup = np.array([_CODE[0], _CODE[1], _CODE[2], _MISSING_CODE], dtype=np.uint8)
+        idx = np.where(missing, 3, np.nan_to_num(g, nan=0.0)).astype(np.intp)
+        n_pad = (self.n + 3) // 4 * 4
+        codes = np.zeros((b, n_pad), dtype=np.uint8)
+        codes[:, : self.n] = lookup[idx].T
+        c = codes.reshape(b, n_pad // 4, 4)
+        packed = c[:, :, 0] | (c[:, :, 1] << 2) | (c[:, :, 2] << 4) | (c[:, :, 3] << 6)
+        self._bed.write(packed.astype(np.uint8).tobytes())
+        self.n_snps += b
+
+    def close(self) -> None:
+        self._bed.close()
+        self._bim.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def write_bed(
     prefix: str,
     genotypes: np.ndarray,
@@ -371,7 +437,6 @@ def write_bed(
     pos=None,
     A1=None,
     A2=None,
-    block: int = 1024,
 ) -> None:
     """Write a SNP-major PLINK .bed/.bim/.fam fileset.
 
@@ -385,32 +450,9 @@ def write_bed(
         (FID, IID) per individual; default ``("f{i}", "i{i}")``.
     snp, chrom, pos, A1, A2 : sequences of length m, optional
         .bim columns; defaults ``rs{j}``, 1, ``1000 * (j + 1)``, ``A``, ``G``.
-    block : int
-        SNPs encoded at a time.
     """
     genotypes = np.asarray(genotypes)
-    n, m = genotypes.shape
+    n = genotypes.shape[0]
     ids = ids if ids is not None else [(f"f{i}", f"i{i}") for i in range(n)]
-    snp = snp if snp is not None else [f"rs{j}" for j in range(m)]
-    chrom = chrom if chrom is not None else ["1"] * m
-    pos = pos if pos is not None else [1000 * (j + 1) for j in range(m)]
-    A1 = A1 if A1 is not None else ["A"] * m
-    A2 = A2 if A2 is not None else ["G"] * m
-    with open(prefix + ".fam", "w") as f:
-        f.write("".join(f"{fid} {iid} 0 0 0 -9\n" for fid, iid in ids))
-    with open(prefix + ".bim", "w") as f:
-        f.write("".join(f"{c}\t{s}\t0\t{p}\t{a}\t{b}\n" for c, s, p, a, b in zip(chrom, snp, pos, A1, A2)))
-    n_pad = (n + 3) // 4 * 4
-    lookup = np.array([_CODE[0], _CODE[1], _CODE[2], _MISSING_CODE], dtype=np.uint8)
-    with open(prefix + ".bed", "wb") as f:
-        f.write(BED_MAGIC)
-        for j0 in range(0, m, block):
-            g = genotypes[:, j0 : j0 + block]
-            idx = np.where(np.isnan(g), 3, np.nan_to_num(g, nan=0.0)).astype(np.int64)
-            if np.any((idx < 0) | (idx > 3)) or np.any((g != np.round(g)) & ~np.isnan(g)):
-                raise ValueError("genotypes must be 0, 1, 2 or NaN")
-            codes = np.full((n_pad, g.shape[1]), 0, dtype=np.uint8)
-            codes[:n] = lookup[idx]
-            c = codes.T.reshape(g.shape[1], n_pad // 4, 4)
-            packed = c[:, :, 0] | (c[:, :, 1] << 2) | (c[:, :, 2] << 4) | (c[:, :, 3] << 6)
-            f.write(packed.astype(np.uint8).tobytes())
+    with BedWriter(prefix, ids) as w:
+        w.write(genotypes, snp, chrom, pos, A1, A2)

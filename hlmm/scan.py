@@ -13,8 +13,10 @@ Engines
 ``fast``
     The same maximum likelihood by other algebra. For an HLM with ``X = V = 1`` (the default
     mode) a compiled pass over the packed .bed bytes gives per-class counts and sums of y and
-    y^2, from which every SNP of a block is fitted at once (:mod:`hlmm._fast_hlm`). Other models
-    decode the block and use the reference fits.
+    y^2, from which every SNP of a block is fitted at once (:mod:`hlmm._fast_hlm`). For an HLMM
+    in the default mode each SNP is fitted in l dimensions from genotype-class Gram matrices
+    (:mod:`hlmm._fast_hlmm`). With ``--fit_covariates`` the block is decoded and fitted by the
+    reference algorithm.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hlmm import _bedkernels, _fast_hlm, hetlm, hetlmm
+from hlmm import _bedkernels, _fast_hlm, _fast_hlmm, hetlm, hetlmm
 
 __all__ = ["ScanSettings", "snp_summary", "scan_block", "scan_packed", "STAT_KEYS", "ENGINES"]
 
@@ -163,11 +165,47 @@ def scan_packed(
     if settings.engine not in ENGINES:
         raise ValueError(f"unknown engine '{settings.engine}'; choose from {ENGINES}")
     default_mode = X.shape[1] == 1 and V.shape[1] == 1 and np.all(X == 1) and np.all(V == 1)
-    if settings.engine == "fast" and G is None and default_mode:
-        return _scan_hlm_classes(y, packed, rows, n_file, settings)
+    if settings.engine == "fast" and default_mode:
+        if G is None:
+            return _scan_hlm_classes(y, packed, rows, n_file, settings)
+        return _scan_hlmm_classes(y, packed, rows, n_file, settings, G)
     codes = _bedkernels.decode(packed, np.ascontiguousarray(rows, dtype=np.int64), n_file)
     genotypes = np.where(codes < 0, np.nan, codes).T
-    return scan_block(y, X, V, genotypes, settings, G)
+    return scan_block(y, X, V, genotypes, settings, G.G if isinstance(G, _fast_hlmm.Totals) else G)
+
+
+def prepare_random_effects(y: np.ndarray, G: np.ndarray) -> _fast_hlmm.Totals:
+    """Sums over all individuals (G'G, G'y, G'1) that the fast HLMM engine reuses for every SNP.
+
+    Pass the result as ``G`` to :func:`scan_packed` to form them once per scan.
+    """
+    return _fast_hlmm.totals(y, G)
+
+
+def _scan_hlmm_classes(y, packed, rows, n_file, settings: ScanSettings, G):
+    tot = G if isinstance(G, _fast_hlmm.Totals) else _fast_hlmm.totals(y, G)
+    codes = _bedkernels.decode(packed, np.ascontiguousarray(rows, dtype=np.int64), n_file)
+    b = codes.shape[0]
+    called = codes >= 0
+    n_called = called.sum(1)
+    a1 = np.where(called, codes, 0).sum(1).astype(float)
+    _, maf, passes = _filters(n_called, a1, len(y), settings.min_maf, settings.max_missing)
+    stats = empty_stats(b)
+    stats["n"], stats["frequency"] = n_called.astype(np.int64), maf
+    problems = []
+    for j in np.flatnonzero(passes):
+        cs = _fast_hlmm.class_stats(tot, codes[j])
+        start = _fast_hlm.fit_classes(cs.n[None], cs.S1[None], cs.S2[None])
+        if not start["success"][0]:
+            problems.append((int(j), "no starting value: the model without random effects did not converge"))
+            continue
+        est, why = _fast_hlmm.fit_snp(cs, start["beta"][0], settings.h2_init)
+        if why:
+            problems.append((int(j), why))
+            continue
+        for key, value in est.items():
+            stats[key][j] = value
+    return stats, problems
 
 
 def _scan_hlm_classes(y, packed, rows, n_file, settings: ScanSettings):

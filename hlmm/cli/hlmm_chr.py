@@ -24,7 +24,7 @@ from hlmm.cli._common import (
 from hlmm.io import InputError, open_bed
 from hlmm.results import ModelsWriter, stats_table, write_effects
 from hlmm._bedkernels import read_packed
-from hlmm.scan import ENGINES, ScanSettings, scan_block, scan_packed
+from hlmm.scan import ENGINES, ScanSettings, prepare_random_effects, scan_block, scan_packed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -92,6 +92,9 @@ def run(args) -> None:
     h2_start = args.h2_init if (args.no_h2_estimate or data.G is None) else null["h2"]
     settings = ScanSettings(args.min_maf, args.max_missing, h2_start, args.engine)
 
+    G = data.G
+    if G is not None and args.engine == "fast" and not args.fit_covariates:
+        G = prepare_random_effects(y, G)
     log.info(f"Fitting models for {stop - start} SNPs")
     progress = Progress(stop - start, enabled=sys.stderr.isatty() and not args.quiet)
     n_failed = 0
@@ -102,7 +105,7 @@ def run(args) -> None:
                 stats, problems = scan_block(y, X, V, bed.read(data.rows, b0, b1), settings, data.G)
             else:
                 packed = read_packed(bed.path, bed.n_individuals, b0, b1)
-                stats, problems = scan_packed(y, X, V, packed, data.rows, bed.n_individuals, settings, data.G)
+                stats, problems = scan_packed(y, X, V, packed, data.rows, bed.n_individuals, settings, G)
             for j, why in problems:
                 log.warning(f"SNP {bed.snp[b0 + j]}: fit failed ({why}); its row has NaN estimates")
             n_failed += len(problems)

@@ -1,0 +1,121 @@
+"""Unit tests of the fast engines' pieces against dense computations and the reference models."""
+
+import numdifftools as nd
+import numpy as np
+import pytest
+
+from hlmm import _bedkernels, _fast_hlm, _fast_hlmm, hetlm, hetlmm
+from hlmm.io import open_bed, write_bed
+
+
+def test_bed_kernels__match_pysnptools_decoding(tmp_path):
+    rng = np.random.default_rng(0)
+    n, m = 203, 17  # n not a multiple of 4
+    g = rng.binomial(2, 0.4, (n, m)).astype(float)
+    g[rng.random((n, m)) < 0.05] = np.nan
+    write_bed(str(tmp_path / "k"), g)
+    bed = open_bed(str(tmp_path / "k.bed"))
+    rows = rng.permutation(n)[:150]
+    dense = bed.read(rows, 0, m)  # pysnptools, count_A1=True
+    packed = _bedkernels.read_packed(bed.path, n, 0, m)
+    codes = _bedkernels.decode(packed, rows.astype(np.int64), n)
+    np.testing.assert_array_equal(np.where(codes < 0, np.nan, codes).T, dense)
+    y = rng.standard_normal(n)
+    include = np.zeros(n, dtype=bool)
+    include[rows] = True
+    cs = _bedkernels.class_sums(packed, y, include)
+    for j in range(m):
+        gj, yj = dense[:, j], y[rows]
+        for k in range(3):
+            sel = gj == k
+            np.testing.assert_allclose(cs[j, k], [sel.sum(), yj[sel].sum(), (yj[sel] ** 2).sum()], rtol=1e-12, atol=1e-12)
+        assert cs[j, 3, 0] == np.isnan(gj).sum()
+
+
+def class_sums_dense(G, y):
+    return [np.stack([[(y * (G[:, j] == k)).sum() if p == 1 else ((y**2) * (G[:, j] == k)).sum() if p == 2
+                       else (G[:, j] == k).sum() for k in range(3)] for j in range(G.shape[1])]) for p in range(3)]
+
+
+def test_fast_hlm__matches_hetlm_on_many_snps():
+    rng = np.random.default_rng(5)
+    n, b = 2000, 40
+    freqs = np.concatenate([[0.003, 0.5], rng.uniform(0.01, 0.5, b - 2)])
+    G = rng.binomial(2, freqs, (n, b)).astype(float)
+    G[:, 0] = 0.0
+    G[:3, 0] = 1.0  # 3 carriers
+    y = 0.2 * G[:, 1] + rng.standard_normal(n) * np.exp(0.3 * G[:, 2])
+    cnt, s1, s2 = class_sums_dense(G, y)
+    fit = _fast_hlm.fit_classes(cnt, s1, s2)
+    for j in range(b):
+        gc = G[:, j] - G[:, j].mean()
+        X = np.column_stack([np.ones(n), gc])
+        ref = hetlm.model(y, X, X).optimize_model()
+        assert fit["success"][j] == ref["success"]
+        np.testing.assert_allclose(
+            [fit[k][j] for k in ("likelihood", "add", "add_se", "var", "var_se")],
+            [ref["likelihood"], ref["alpha"][1], ref["alpha_se"][1], ref["beta"][1], ref["beta_se"][1]],
+            rtol=1e-7, atol=1e-9)
+
+
+def test_fast_hlm__one_class_is_not_fitted():
+    fit = _fast_hlm.fit_classes(np.array([[100.0, 0, 0]]), np.array([[3.0, 0, 0]]), np.array([[110.0, 0, 0]]))
+    assert not fit["success"][0] and np.isnan(fit["add"][0])
+
+
+@pytest.fixture(scope="module")
+def snp_case():
+    rng = np.random.default_rng(3)
+    n, l = 900, 30  # noqa: E741
+    G = rng.standard_normal((n, l)) / np.sqrt(l)
+    g = rng.binomial(2, 0.35, n).astype(float)
+    g[rng.random(n) < 0.03] = np.nan
+    gi = np.nan_to_num(g)
+    y = 0.2 * gi + G @ rng.standard_normal(l) * 0.6 + rng.standard_normal(n) * np.exp(0.15 * gi)
+    called = ~np.isnan(g)
+    gc = g[called] - g[called].mean()
+    X = np.column_stack([np.ones(called.sum()), gc])
+    ref = hetlmm.model(y[called], X, X, G[called])
+    codes = np.where(np.isnan(g), -1, g).astype(np.int8)
+    cs = _fast_hlmm.class_stats(_fast_hlmm.totals(y, G), codes)
+    return ref, cs
+
+
+def test_fast_hlmm__class_stats_match_dense_sums(snp_case):
+    ref, cs = snp_case
+    gc = ref.X[:, 1]
+    for k in range(3):
+        sel = np.isclose(gc, cs.g[k])
+        np.testing.assert_allclose(cs.GG[k], ref.G[sel].T @ ref.G[sel], atol=1e-10)
+        np.testing.assert_allclose(cs.Gy[k], ref.G[sel].T @ ref.y[sel], atol=1e-10)
+        assert cs.n[k] == sel.sum()
+
+
+@pytest.mark.parametrize("theta", [[0.1, -0.2, 0.4], [-0.3, 0.25, 0.0], [0.0, 0.0, 2.0]])
+def test_fast_hlmm__likelihood_gradient_hessian_match_reference(snp_case, theta):
+    ref, cs = snp_case
+    theta = np.array(theta)
+    cm = _fast_hlmm.ClassModel(cs)
+    F, grad = cm.fun_grad(theta)
+    F_ref, grad_ref = ref.likelihood_and_gradient(theta[:2], theta[2])
+    assert F == pytest.approx(F_ref * ref.n, rel=1e-12)
+    np.testing.assert_allclose(grad, grad_ref * ref.n, rtol=1e-9, atol=1e-8)
+    np.testing.assert_allclose(cm.profile_hessian(theta), ref._profile_hessian(theta), rtol=1e-8, atol=1e-7)
+    # the full Hessian against finite differences of the class-algebra gradient
+    alpha = ref.alpha_mle(theta[:2], theta[2])
+    full = np.concatenate([alpha, theta])
+    _, _, H = cm.derivatives(theta, hessian=True)
+    if theta[2] > 0:
+        num = nd.Jacobian(lambda p: cm.derivatives(p[2:], False, alpha=p[:2])[1], step=1e-6)(full)
+        np.testing.assert_allclose(H, 0.5 * (num + num.T), rtol=1e-5, atol=1e-5)
+
+
+def test_fast_hlmm__fit_matches_reference_optimize_model(snp_case):
+    ref, cs = snp_case
+    r = ref.optimize_model(0.2)
+    start = hetlm.model(ref.y, ref.X, ref.V).optimize_model()["beta"]
+    est, why = _fast_hlmm.fit_snp(cs, start, 0.2)
+    assert why is None
+    np.testing.assert_allclose(
+        [est[k] for k in ("likelihood", "add", "add_se", "var", "var_se")],
+        [r["likelihood"], r["alpha"][1], r["alpha_se"][1], r["beta"][1], r["beta_se"][1]], rtol=1e-7)
