@@ -175,3 +175,200 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
     success[sel] = True
     out["success"] = success
     return out
+
+
+# ----------------------------------------------------------------------------------------------
+# With covariates: X = [Xc, g], V = [Vc, g], a block of SNPs at a time
+# ----------------------------------------------------------------------------------------------
+def _pairs(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Columns A_a * B_b for all (a, b), shape (n, a * b)."""
+    return (A[:, :, None] * B[:, None, :]).reshape(A.shape[0], -1)
+
+
+class _CovariateBlock:
+    """Per-SNP sums over individuals for a block, as matrix products with n x b arrays."""
+
+    def __init__(self, y, Xc, Vc, g, mask):
+        self.y, self.Xc, self.Vc, self.g, self.mask = y, Xc, Vc, g, mask
+        self.c, self.v = Xc.shape[1], Vc.shape[1]
+        self.XX = _pairs(Xc, Xc)
+        self.VV = _pairs(Vc, Vc)
+        self.XV = _pairs(Xc, Vc)
+        self.Xy = Xc * y[:, None]
+
+    def gram(self, W, A, B, AB, cols):
+        """sum_i W_ib [A_i, g_ib][B_i, g_ib]' per SNP b: shape (b, a + 1, b + 1)."""
+        g = self.g[:, cols]
+        na, nb = A.shape[1], B.shape[1]
+        out = np.empty((len(cols), na + 1, nb + 1))
+        out[:, :na, :nb] = (AB.T @ W).T.reshape(len(cols), na, nb)
+        Wg = W * g
+        out[:, :na, nb] = (A.T @ Wg).T
+        out[:, na, :nb] = (B.T @ Wg).T
+        out[:, na, nb] = (Wg * g).sum(0)
+        return out
+
+    def profile(self, beta, cols, hessian: bool):
+        c, v = self.c, self.v
+        g, mask = self.g[:, cols], self.mask[:, cols]
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            eta = self.Vc @ beta[:, :v].T + g * beta[:, v]
+            W = np.exp(-eta) * mask
+            M = self.gram(W, self.Xc, self.Xc, self.XX, cols)
+            Wy = W * self.y[:, None]
+            rhs = np.concatenate([(self.Xc.T @ Wy).T, (Wy * g).sum(0)[:, None]], 1)
+            try:
+                alpha = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
+            except np.linalg.LinAlgError:
+                alpha = np.stack([_safe_solve(M[k], rhs[k]) for k in range(len(cols))])
+            r = self.y[:, None] - self.Xc @ alpha[:, :c].T - g * alpha[:, c]
+            wr = W * r
+            wr2 = wr * r
+            F = (mask * eta).sum(0) + wr2.sum(0)
+            F = np.where(np.isfinite(F), F, np.inf)
+            d = mask - wr2
+            grad = np.concatenate([(self.Vc.T @ d).T, (d * g).sum(0)[:, None]], 1)
+            H = None
+            if hessian:
+                A = self.gram(wr, self.Xc, self.Vc, self.XV, cols)
+                H = self.gram(wr2, self.Vc, self.Vc, self.VV, cols) - 2.0 * np.einsum(
+                    "bji,bjk->bik", A, np.linalg.solve(M, A))
+        return F, grad, H, alpha, M
+
+
+def _safe_solve(A, b):
+    try:
+        return np.linalg.solve(A, b)
+    except np.linalg.LinAlgError:
+        return np.full(b.shape, np.nan)
+
+
+def _identifiable(Xc: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Whether [Xc, g] has full column rank over each SNP's called individuals.
+
+    The same tolerance as ``numpy.linalg.matrix_rank``, from the eigenvalues of X'X.
+    """
+    ones = mask.astype(float)
+    blk = _CovariateBlock(np.zeros(len(g)), Xc, Xc, g, ones)
+    XtX = blk.gram(ones, Xc, Xc, blk.XX, np.arange(g.shape[1]))
+    ev = np.clip(np.linalg.eigvalsh(XtX), 0, None)
+    sv = np.sqrt(ev)
+    n = mask.sum(0)
+    tol = sv.max(1) * np.maximum(n, Xc.shape[1] + 1) * np.finfo(float).eps
+    return (sv > tol[:, None]).sum(1) == Xc.shape[1] + 1
+
+
+def fit_covariates_block(y, Xc, Vc, genotypes, beta_start, max_iter: int = 200) -> dict:
+    """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for each SNP column of ``genotypes``.
+
+    Parameters
+    ----------
+    y : ndarray, shape (n,)
+    Xc : ndarray, shape (n, c)
+        Mean covariates (with intercept).
+    Vc : ndarray, shape (n, v)
+        Variance covariates (with intercept).
+    genotypes : ndarray, shape (n, b)
+        Copies of A1, NaN for missing calls (those individuals are left out of that SNP's fit).
+    beta_start : ndarray, shape (v,)
+        Starting variance effects of the covariates (the null fit); the SNP's starts at 0.
+
+    Returns
+    -------
+    dict
+        As :func:`fit_classes`, from the same likelihood and standard errors as
+        :class:`hlmm.hetlm.model` on each SNP's data.
+    """
+    n, b = genotypes.shape
+    c, v = Xc.shape[1], Vc.shape[1]
+    mask = ~np.isnan(genotypes)
+    n_called = mask.sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(mask, genotypes, 0.0).sum(0) / n_called
+    g = np.where(mask, genotypes - means, 0.0)
+    maskf = mask.astype(float)
+    out = {k: np.full(b, np.nan) for k in ("likelihood", "add", "add_se", "var", "var_se")}
+    out["beta"] = np.full((b, v + 1), np.nan)
+    success = np.zeros(b, dtype=bool)
+    idx = np.flatnonzero((n_called > c + v + 2) & _identifiable(Xc, g, mask))
+    out["success"] = success
+    if idx.size == 0:
+        return out
+    blk = _CovariateBlock(y, Xc, Vc, g, maskf)
+    beta = np.zeros((idx.size, v + 1))
+    beta[:, :v] = beta_start
+    F, grad, H, _, _ = blk.profile(beta, idx, hessian=True)
+    VtV = blk.gram(maskf[:, idx], Vc, Vc, blk.VV, idx)
+    done = np.zeros(idx.size, dtype=bool)
+    ok = np.zeros(idx.size, dtype=bool)
+    stalls = np.zeros(idx.size, dtype=int)
+    last_dec = np.full(idx.size, np.inf)
+    for _ in range(max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        Ha, ga = H[act], grad[act]
+        step = np.empty_like(ga)
+        for k in range(act.size):
+            try:
+                ch = np.linalg.cholesky(Ha[k])
+                step[k] = -np.linalg.solve(ch.T, np.linalg.solve(ch, ga[k]))
+            except np.linalg.LinAlgError:
+                step[k] = -_safe_solve(VtV[act[k]], ga[k])
+        dec = -(ga * step).sum(1)
+        scale = np.maximum(1.0, np.abs(F[act]))
+        conv = dec <= _optimize.DECREMENT_RTOL * scale
+        stalls[act] = np.where(dec > 0.5 * last_dec[act], stalls[act] + 1, 0)
+        conv |= (stalls[act] >= 3) & (dec <= _optimize.STALL_RTOL * scale)
+        last_dec[act] = dec
+        done[act[conv]] = ok[act[conv]] = True
+        bad = ~np.isfinite(dec)
+        done[act[bad]] = True
+        keep = ~conv & ~bad
+        act, step, dec, scale = act[keep], step[keep], dec[keep], scale[keep]
+        local = dec <= _optimize.LOCAL_RTOL * scale
+        t = np.ones(act.size)
+        pending = np.ones(act.size, dtype=bool)
+        while pending.any():
+            p = np.flatnonzero(pending)
+            trial = beta[act[p]] + t[p, None] * step[p]
+            Ft = blk.profile(trial, idx[act[p]], hessian=False)[0]
+            Fa = F[act[p]]
+            accept = np.isfinite(Ft) & (
+                (Ft <= Fa - 1e-4 * t[p] * dec[p])
+                | (local[p] & (t[p] == 1.0) & (Ft <= Fa + _optimize.F_NOISE_RTOL * scale[p]))
+            )
+            beta[act[p[accept]]] = trial[accept]
+            pending[p[accept]] = False
+            t[p[~accept]] *= 0.5
+            give_up = p[~accept][t[p[~accept]] < 1e-14]
+            if give_up.size:
+                pending[give_up] = False
+                stalled = act[give_up]
+                done[stalled] = True
+                ok[stalled[dec[give_up] <= _optimize.STALL_RTOL * scale[give_up]]] = True
+        moved = act[~done[act]]
+        if moved.size:
+            Fm, gm, Hm, _, _ = blk.profile(beta[moved], idx[moved], hessian=True)
+            F[moved], grad[moved], H[moved] = Fm, gm, Hm
+    F, _, _, alpha, M = blk.profile(beta, idx, hessian=False)
+    with np.errstate(invalid="ignore"):
+        add_var = np.array([_safe_inv(Mk)[-1, -1] for Mk in M])
+        var_var = 2.0 * np.array([_safe_inv(Vk)[-1, -1] for Vk in VtV])
+        good = ok & np.isfinite(F) & (add_var > 0) & (var_var > 0)
+    sel = idx[good]
+    out["likelihood"][sel] = -0.5 * (F[good] + n_called[sel] * LOG_2PI)
+    out["add"][sel] = alpha[good, c]
+    out["add_se"][sel] = np.sqrt(add_var[good])
+    out["var"][sel] = beta[good, v]
+    out["var_se"][sel] = np.sqrt(var_var[good])
+    out["beta"][sel] = beta[good]
+    success[sel] = True
+    return out
+
+
+def _safe_inv(A):
+    try:
+        return np.linalg.inv(A)
+    except np.linalg.LinAlgError:
+        return np.full(A.shape, np.nan)

@@ -90,7 +90,7 @@ def run(args) -> None:
         y = (y - X @ null["alpha"]) * np.exp(-0.5 * (V @ null["beta"]))
         X = V = np.ones((len(y), 1))
     h2_start = args.h2_init if (args.no_h2_estimate or data.G is None) else null["h2"]
-    settings = ScanSettings(args.min_maf, args.max_missing, h2_start, args.engine)
+    settings = ScanSettings(args.min_maf, args.max_missing, h2_start, args.engine, beta_start=null["beta"])
 
     G = data.G
     if G is not None and args.engine == "fast" and not args.fit_covariates:
