@@ -1,24 +1,37 @@
-# Quick start: `make test` and `make tutorial`. Both create (or reuse) a virtual environment in
+# Quick start: `make tutorial` and `make test`. Both create (or reuse) a virtual environment in
 # $(VENV) and install the package into it with the extras they need.
 PYTHON ?= python3
 VENV ?= .venv
-PY := $(VENV)/bin/python
-EXTRAS ?= test
+V := $(abspath $(VENV))
+PY := $(V)/bin/python
+EXTRAS := test,plot
+# tutorial size: `make tutorial N=20000 SNPS=200` shrinks it
+N ?= 100000
+SNPS ?= 500
 
-.PHONY: test tutorial venv clean
+.PHONY: test tutorial venv docs clean
 
-$(VENV)/.installed-$(EXTRAS): setup.py pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+$(V)/.installed: setup.py pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(V)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $@
 
-venv: $(VENV)/.installed-$(EXTRAS)
+venv: $(V)/.installed
 
 test: venv
 	$(PY) -m pytest -q
+	$(PY) -m sphinx -W -q -b html docs docs/_build/html
+
+docs: venv
+	$(PY) -m sphinx -W -b html docs docs/_build/html
 
 tutorial: venv
-	@echo "The tutorial pipeline is not built yet (issue 5); the package is installed in $(VENV)."
+	cd examples && $(PY) simulate_genotypes.py --n $(N) --snps $(SNPS)
+	cd examples && $(PY) phenotype_simulation.py
+	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) test_phenotype.fam test
+	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) test_phenotype.fam test_random --random_gts random.bed
+	cd examples && $(PY) ../bin/hlmm_dispersion.py test.models.gz --plot
+	cd examples && $(PY) ../bin/hlmm_dispersion.py test_random.models.gz --plot
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build

@@ -23,14 +23,18 @@ setup(
         "six",  # pysnptools imports six without declaring it
         "threadpoolctl>=3",
         "numba>=0.59",  # compiled pass over packed .bed bytes (fast engine)
+        "statsmodels>=0.14",  # robust regression for dispersion effects
     ],
     extras_require={
-        "test": ["pytest>=7", "numdifftools>=0.9.41"],
+        "test": ["pytest>=7", "numdifftools>=0.9.41", "statsmodels>=0.14", "matplotlib>=3.6", "sphinx>=7"],
+        "plot": ["matplotlib>=3.6"],
+        "docs": ["sphinx>=7"],
     },
     entry_points={
         "console_scripts": [
             "hlmm_chr=hlmm.cli.hlmm_chr:main",
             "fit_hlmm_model=hlmm.cli.fit_hlmm_model:main",
+            "hlmm_dispersion=hlmm.cli.hlmm_dispersion:main",
         ]
     },
     classifiers=[

@@ -63,17 +63,17 @@ def run_once(workdir: Path, engine: str, n_snps: int, extra: list) -> tuple[floa
 def measure(workdir, engine, counts, extra, repeats):
     small, large = counts
     walls = {small: [], large: []}
-    rss = []
+    rss = {small: [], large: []}
     for _ in range(repeats):
         for k in (small, large):
             w, r = run_once(workdir, engine, k, extra)
             walls[k].append(w)
-            rss.append(r)
+            rss[k].append(r)
     t_small, t_large = statistics.median(walls[small]), statistics.median(walls[large])
     per_snp = (t_large - t_small) / (large - small)
     return {"engine": engine, "snps": counts, "wall_small": t_small, "wall_large": t_large,
             "per_snp": per_snp, "snps_per_s": 1.0 / per_snp if per_snp > 0 else float("inf"),
-            "peak_mb": max(rss)}
+            "peak_small": max(rss[small]), "peak_large": max(rss[large])}
 
 
 def main(argv=None) -> None:
@@ -96,14 +96,14 @@ def main(argv=None) -> None:
                                 str(args.workdir / "covar.txt"), "--fit_covariates"]}[args.mode]
     print(f"mode={args.mode} n={args.n} l={args.l if args.mode == 'hlmm' else 0} missing={args.missing} "
           f"repeats={args.repeats} (medians)")
-    print(f"{'engine':>10} {'SNPs':>11} {'wall small':>11} {'wall large':>11} {'ms/SNP':>10} {'SNPs/s':>10} {'peak MB':>9}")
+    print(f"{'engine':>10} {'SNPs':>11} {'wall small':>11} {'wall large':>11} {'ms/SNP':>10} {'SNPs/s':>10} {'peak MB (small/large)':>22}")
     res = {}
     for engine in args.engines:
         counts = tuple(args.ref_snps) if engine == "reference" else tuple(args.snps)
         r = measure(args.workdir, engine, counts, extra, args.repeats)
         res[engine] = r
         print(f"{engine:>10} {str(counts[0]) + '/' + str(counts[1]):>11} {r['wall_small']:>10.2f}s {r['wall_large']:>10.2f}s "
-              f"{1e3 * r['per_snp']:>10.3f} {r['snps_per_s']:>10.1f} {r['peak_mb']:>9.0f}", flush=True)
+              f"{1e3 * r['per_snp']:>10.3f} {r['snps_per_s']:>10.1f} {r['peak_small']:>11.0f}/{r['peak_large']:<10.0f}", flush=True)
     if "reference" in res and "fast" in res:
         print(f"ratio reference/fast marginal time per SNP: {res['reference']['per_snp'] / res['fast']['per_snp']:.1f}x")
 

@@ -79,3 +79,72 @@ def read_packed(path: str, n_individuals: int, start: int, stop: int) -> np.ndar
         f.seek(3 + start * n_bytes)
         raw = f.read((stop - start) * n_bytes)
     return np.frombuffer(raw, dtype=np.uint8).reshape(stop - start, n_bytes)
+
+
+@njit(cache=True)
+def covariate_pass(y, Xc, Vc, codes, gmean, beta, alpha, second):
+    """One pass of the HLM likelihood with covariates for one SNP, over its called individuals.
+
+    With x_i = (Xc_i, g_i), v_i = (Vc_i, g_i), g_i = codes_i - gmean and w_i = exp(-v_i' beta):
+
+    * first pass (``second`` False): returns (sum eta_i, X'WX, X'Wy);
+    * second pass, at ``alpha``: returns (sum w_i r_i^2, sum v_i (1 - w_i r_i^2),
+      sum w_i r_i^2 v_i v_i', sum w_i r_i x_i v_i').
+
+    Non-finite sums signal overflow to the caller.
+    """
+    n = y.shape[0]
+    c = Xc.shape[1]
+    v = Vc.shape[1]
+    p, q = c + 1, v + 1
+    x = np.empty(p)
+    vv = np.empty(q)
+    s0 = 0.0
+    A1 = np.zeros((p, p))
+    b1 = np.zeros(p)
+    g2 = np.zeros(q)
+    H2 = np.zeros((q, q))
+    A2 = np.zeros((p, q))
+    for i in range(n):
+        if codes[i] < 0:
+            continue
+        gi = codes[i] - gmean
+        for a in range(c):
+            x[a] = Xc[i, a]
+        x[c] = gi
+        eta = 0.0
+        for a in range(v):
+            vv[a] = Vc[i, a]
+            eta += Vc[i, a] * beta[a]
+        vv[v] = gi
+        eta += gi * beta[v]
+        w = np.exp(-eta)
+        if not second:
+            s0 += eta
+            for a in range(p):
+                wa = w * x[a]
+                b1[a] += wa * y[i]
+                for b in range(a + 1):
+                    A1[a, b] += wa * x[b]
+        else:
+            r = y[i]
+            for a in range(p):
+                r -= x[a] * alpha[a]
+            wr = w * r
+            wr2 = wr * r
+            s0 += wr2
+            d = 1.0 - wr2
+            for a in range(q):
+                g2[a] += vv[a] * d
+                for b in range(a + 1):
+                    H2[a, b] += wr2 * vv[a] * vv[b]
+            for a in range(p):
+                for b in range(q):
+                    A2[a, b] += wr * x[a] * vv[b]
+    for a in range(p):
+        for b in range(a):
+            A1[b, a] = A1[a, b]
+    for a in range(q):
+        for b in range(a):
+            H2[b, a] = H2[a, b]
+    return s0, A1, b1, g2, H2, A2

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hlmm import _optimize
+from hlmm import _bedkernels, _optimize
 
 LOG_2PI = float(np.log(2 * np.pi))
 K = np.arange(3.0)
@@ -178,197 +178,86 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
 
 
 # ----------------------------------------------------------------------------------------------
-# With covariates: X = [Xc, g], V = [Vc, g], a block of SNPs at a time
+# With covariates: X = [Xc, g], V = [Vc, g], one SNP at a time by fused passes over individuals
 # ----------------------------------------------------------------------------------------------
-def _pairs(A: np.ndarray, B: np.ndarray) -> np.ndarray:
-    """Columns A_a * B_b for all (a, b), shape (n, a * b)."""
-    return (A[:, :, None] * B[:, None, :]).reshape(A.shape[0], -1)
+class CovariateSNP:
+    """Profile likelihood of one SNP's HLM with covariates, by fused passes over individuals.
 
-
-class _CovariateBlock:
-    """Per-SNP sums over individuals for a block, as matrix products with n x b arrays."""
-
-    def __init__(self, y, Xc, Vc, g, mask):
-        self.y, self.Xc, self.Vc, self.g, self.mask = y, Xc, Vc, g, mask
-        self.c, self.v = Xc.shape[1], Vc.shape[1]
-        self.XX = _pairs(Xc, Xc)
-        self.VV = _pairs(Vc, Vc)
-        self.XV = _pairs(Xc, Vc)
-        self.Xy = Xc * y[:, None]
-
-    def gram(self, W, A, B, AB, cols):
-        """sum_i W_ib [A_i, g_ib][B_i, g_ib]' per SNP b: shape (b, a + 1, b + 1)."""
-        g = self.g[:, cols]
-        na, nb = A.shape[1], B.shape[1]
-        out = np.empty((len(cols), na + 1, nb + 1))
-        out[:, :na, :nb] = (AB.T @ W).T.reshape(len(cols), na, nb)
-        Wg = W * g
-        out[:, :na, nb] = (A.T @ Wg).T
-        out[:, na, :nb] = (B.T @ Wg).T
-        out[:, na, nb] = (Wg * g).sum(0)
-        return out
-
-    def profile(self, beta, cols, hessian: bool):
-        c, v = self.c, self.v
-        g, mask = self.g[:, cols], self.mask[:, cols]
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            eta = self.Vc @ beta[:, :v].T + g * beta[:, v]
-            W = np.exp(-eta) * mask
-            M = self.gram(W, self.Xc, self.Xc, self.XX, cols)
-            Wy = W * self.y[:, None]
-            rhs = np.concatenate([(self.Xc.T @ Wy).T, (Wy * g).sum(0)[:, None]], 1)
-            try:
-                alpha = np.linalg.solve(M, rhs[:, :, None])[:, :, 0]
-            except np.linalg.LinAlgError:
-                alpha = np.stack([_safe_solve(M[k], rhs[k]) for k in range(len(cols))])
-            r = self.y[:, None] - self.Xc @ alpha[:, :c].T - g * alpha[:, c]
-            wr = W * r
-            wr2 = wr * r
-            F = (mask * eta).sum(0) + wr2.sum(0)
-            F = np.where(np.isfinite(F), F, np.inf)
-            d = mask - wr2
-            grad = np.concatenate([(self.Vc.T @ d).T, (d * g).sum(0)[:, None]], 1)
-            H = None
-            if hessian:
-                A = self.gram(wr, self.Xc, self.Vc, self.XV, cols)
-                H = self.gram(wr2, self.Vc, self.Vc, self.VV, cols) - 2.0 * np.einsum(
-                    "bji,bjk->bik", A, np.linalg.solve(M, A))
-        return F, grad, H, alpha, M
-
-
-def _safe_solve(A, b):
-    try:
-        return np.linalg.solve(A, b)
-    except np.linalg.LinAlgError:
-        return np.full(b.shape, np.nan)
-
-
-def _identifiable(Xc: np.ndarray, g: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Whether [Xc, g] has full column rank over each SNP's called individuals.
-
-    The same tolerance as ``numpy.linalg.matrix_rank``, from the eigenvalues of X'X.
+    ``fun_grad`` and ``hessian`` share one evaluation per point: two compiled passes (weighted
+    Gram matrix, then residual sums), so the Newton iterations cost a few passes over n each.
     """
-    ones = mask.astype(float)
-    blk = _CovariateBlock(np.zeros(len(g)), Xc, Xc, g, ones)
-    XtX = blk.gram(ones, Xc, Xc, blk.XX, np.arange(g.shape[1]))
-    ev = np.clip(np.linalg.eigvalsh(XtX), 0, None)
-    sv = np.sqrt(ev)
-    n = mask.sum(0)
-    tol = sv.max(1) * np.maximum(n, Xc.shape[1] + 1) * np.finfo(float).eps
-    return (sv > tol[:, None]).sum(1) == Xc.shape[1] + 1
+
+    def __init__(self, y, Xc, Vc, codes):
+        self.y, self.Xc, self.Vc, self.codes = y, Xc, Vc, codes
+        called = codes >= 0
+        self.n = int(called.sum())
+        self.gmean = float(codes[called].mean())
+        self._key, self._val = None, None
+
+    def evaluate(self, beta):
+        key = beta.tobytes()
+        if key == self._key:
+            return self._val
+        val = None
+        with np.errstate(over="ignore", invalid="ignore"):
+            s_eta, M, rhs, _, _, _ = _bedkernels.covariate_pass(
+                self.y, self.Xc, self.Vc, self.codes, self.gmean, beta, beta, False)
+            if np.isfinite(s_eta) and np.all(np.isfinite(M)):
+                try:
+                    ch = np.linalg.cholesky(M)
+                    alpha = np.linalg.solve(ch.T, np.linalg.solve(ch, rhs))
+                except np.linalg.LinAlgError:
+                    alpha = None
+                if alpha is not None:
+                    s_wr2, _, _, grad, Hv, A = _bedkernels.covariate_pass(
+                        self.y, self.Xc, self.Vc, self.codes, self.gmean, beta, alpha, True)
+                    F = s_eta + s_wr2
+                    if np.isfinite(F):
+                        H = Hv - 2.0 * A.T @ np.linalg.solve(M, A)
+                        val = (F, grad, H, alpha, M)
+        self._key, self._val = key, val
+        return val
+
+    def fun_grad(self, beta):
+        val = self.evaluate(beta)
+        return (np.inf, np.full(beta.shape, np.nan)) if val is None else (val[0], val[1])
+
+    def hessian(self, beta):
+        val = self.evaluate(beta)
+        return np.full((beta.size, beta.size), np.nan) if val is None else val[2]
 
 
-def fit_covariates_block(y, Xc, Vc, genotypes, beta_start, max_iter: int = 200) -> dict:
-    """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for each SNP column of ``genotypes``.
+def fit_covariate_snp(y, Xc, Vc, codes, beta_start) -> tuple[dict | None, str | None]:
+    """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for one SNP given its codes.
 
     Parameters
     ----------
-    y : ndarray, shape (n,)
-    Xc : ndarray, shape (n, c)
-        Mean covariates (with intercept).
-    Vc : ndarray, shape (n, v)
-        Variance covariates (with intercept).
-    genotypes : ndarray, shape (n, b)
-        Copies of A1, NaN for missing calls (those individuals are left out of that SNP's fit).
+    codes : ndarray of int8, shape (n,)
+        Copies of A1, -1 for a missing call (left out of the fit).
     beta_start : ndarray, shape (v,)
-        Starting variance effects of the covariates (the null fit); the SNP's starts at 0.
+        Starting variance effects of the covariates; the SNP's starts at 0.
 
     Returns
     -------
-    dict
-        As :func:`fit_classes`, from the same likelihood and standard errors as
-        :class:`hlmm.hetlm.model` on each SNP's data.
+    (dict, None) or (None, reason)
+        Estimates as :class:`hlmm.hetlm.model` gives them.
     """
-    n, b = genotypes.shape
-    c, v = Xc.shape[1], Vc.shape[1]
-    mask = ~np.isnan(genotypes)
-    n_called = mask.sum(0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(mask, genotypes, 0.0).sum(0) / n_called
-    g = np.where(mask, genotypes - means, 0.0)
-    maskf = mask.astype(float)
-    out = {k: np.full(b, np.nan) for k in ("likelihood", "add", "add_se", "var", "var_se")}
-    out["beta"] = np.full((b, v + 1), np.nan)
-    success = np.zeros(b, dtype=bool)
-    idx = np.flatnonzero((n_called > c + v + 2) & _identifiable(Xc, g, mask))
-    out["success"] = success
-    if idx.size == 0:
-        return out
-    blk = _CovariateBlock(y, Xc, Vc, g, maskf)
-    beta = np.zeros((idx.size, v + 1))
-    beta[:, :v] = beta_start
-    F, grad, H, _, _ = blk.profile(beta, idx, hessian=True)
-    VtV = blk.gram(maskf[:, idx], Vc, Vc, blk.VV, idx)
-    done = np.zeros(idx.size, dtype=bool)
-    ok = np.zeros(idx.size, dtype=bool)
-    stalls = np.zeros(idx.size, dtype=int)
-    last_dec = np.full(idx.size, np.inf)
-    for _ in range(max_iter):
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        Ha, ga = H[act], grad[act]
-        step = np.empty_like(ga)
-        for k in range(act.size):
-            try:
-                ch = np.linalg.cholesky(Ha[k])
-                step[k] = -np.linalg.solve(ch.T, np.linalg.solve(ch, ga[k]))
-            except np.linalg.LinAlgError:
-                step[k] = -_safe_solve(VtV[act[k]], ga[k])
-        dec = -(ga * step).sum(1)
-        scale = np.maximum(1.0, np.abs(F[act]))
-        conv = dec <= _optimize.DECREMENT_RTOL * scale
-        stalls[act] = np.where(dec > 0.5 * last_dec[act], stalls[act] + 1, 0)
-        conv |= (stalls[act] >= 3) & (dec <= _optimize.STALL_RTOL * scale)
-        last_dec[act] = dec
-        done[act[conv]] = ok[act[conv]] = True
-        bad = ~np.isfinite(dec)
-        done[act[bad]] = True
-        keep = ~conv & ~bad
-        act, step, dec, scale = act[keep], step[keep], dec[keep], scale[keep]
-        local = dec <= _optimize.LOCAL_RTOL * scale
-        t = np.ones(act.size)
-        pending = np.ones(act.size, dtype=bool)
-        while pending.any():
-            p = np.flatnonzero(pending)
-            trial = beta[act[p]] + t[p, None] * step[p]
-            Ft = blk.profile(trial, idx[act[p]], hessian=False)[0]
-            Fa = F[act[p]]
-            accept = np.isfinite(Ft) & (
-                (Ft <= Fa - 1e-4 * t[p] * dec[p])
-                | (local[p] & (t[p] == 1.0) & (Ft <= Fa + _optimize.F_NOISE_RTOL * scale[p]))
-            )
-            beta[act[p[accept]]] = trial[accept]
-            pending[p[accept]] = False
-            t[p[~accept]] *= 0.5
-            give_up = p[~accept][t[p[~accept]] < 1e-14]
-            if give_up.size:
-                pending[give_up] = False
-                stalled = act[give_up]
-                done[stalled] = True
-                ok[stalled[dec[give_up] <= _optimize.STALL_RTOL * scale[give_up]]] = True
-        moved = act[~done[act]]
-        if moved.size:
-            Fm, gm, Hm, _, _ = blk.profile(beta[moved], idx[moved], hessian=True)
-            F[moved], grad[moved], H[moved] = Fm, gm, Hm
-    F, _, _, alpha, M = blk.profile(beta, idx, hessian=False)
-    with np.errstate(invalid="ignore"):
-        add_var = np.array([_safe_inv(Mk)[-1, -1] for Mk in M])
-        var_var = 2.0 * np.array([_safe_inv(Vk)[-1, -1] for Vk in VtV])
-        good = ok & np.isfinite(F) & (add_var > 0) & (var_var > 0)
-    sel = idx[good]
-    out["likelihood"][sel] = -0.5 * (F[good] + n_called[sel] * LOG_2PI)
-    out["add"][sel] = alpha[good, c]
-    out["add_se"][sel] = np.sqrt(add_var[good])
-    out["var"][sel] = beta[good, v]
-    out["var_se"][sel] = np.sqrt(var_var[good])
-    out["beta"][sel] = beta[good]
-    success[sel] = True
-    return out
+    from hlmm._optimize import minimize_newton
 
-
-def _safe_inv(A):
+    snp = CovariateSNP(y, Xc, Vc, codes)
+    res = minimize_newton(snp.fun_grad, snp.hessian, np.append(beta_start, 0.0))
+    if not res.success:
+        return None, res.message
+    F, _, _, alpha, M = snp.evaluate(res.x)
+    called = codes >= 0
+    Vl = np.column_stack([Vc[called], codes[called] - snp.gmean])
     try:
-        return np.linalg.inv(A)
+        add_var = np.linalg.inv(M)[-1, -1]
+        var_var = 2.0 * np.linalg.inv(Vl.T @ Vl)[-1, -1]
     except np.linalg.LinAlgError:
-        return np.full(A.shape, np.nan)
+        return None, "singular information matrix"
+    est = {"likelihood": -0.5 * (F + snp.n * LOG_2PI), "add": alpha[-1], "add_se": np.sqrt(add_var),
+           "var": res.x[-1], "var_se": np.sqrt(var_var)}
+    if not all(np.isfinite(v) for v in est.values()):
+        return None, "non-finite estimate or standard error"
+    return est, None

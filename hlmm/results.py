@@ -30,6 +30,8 @@ DOCUMENTED_COLUMNS = [
 ]
 #: Our columns: the documented ones, then where the SNP is and which allele the effects count.
 COLUMNS = DOCUMENTED_COLUMNS + ["chr", "pos", "A1", "A2"]
+#: Columns that hlmm_dispersion appends.
+DISPERSION_COLUMNS = ["dispersion", "dispersion_se", "dispersion_t", "dispersion_pval"]
 TEXT_COLUMNS = {"SNP", "chr", "A1", "A2"}
 INT_COLUMNS = {"n", "pos"}
 
@@ -95,9 +97,9 @@ def _format(col: str, values) -> list:
     return ["NaN" if not np.isfinite(v) else format(float(v), ".10g") for v in values]
 
 
-def format_block(cols: dict) -> str:
+def format_block(cols: dict, columns: list = COLUMNS) -> str:
     """Tab-separated text of a block of rows (no header)."""
-    formatted = [_format(c, cols[c]) for c in COLUMNS]
+    formatted = [_format(c, cols[c]) for c in columns]
     return "".join("\t".join(row) + "\n" for row in zip(*formatted))
 
 
@@ -156,6 +158,18 @@ def read_models(path: str) -> dict:
         else:
             out[name] = np.array(vals, dtype=float)
     return out
+
+
+def write_table(path: str, cols: dict, columns: list) -> None:
+    """Write a whole results table (header and rows) as one gzip member, atomically.
+
+    The file appears under its name only when complete.
+    """
+    tmp = path + ".partial"
+    text = "\t".join(columns) + "\n" + format_block(cols, columns)
+    with open(tmp, "wb") as f:
+        f.write(gzip.compress(text.encode(), compresslevel=6, mtime=0))
+    os.replace(tmp, path)
 
 
 def write_effects(path: str, names: list, estimates, ses) -> None:

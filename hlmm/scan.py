@@ -15,9 +15,9 @@ Engines
     mode) a compiled pass over the packed .bed bytes gives per-class counts and sums of y and
     y^2, from which every SNP of a block is fitted at once (:mod:`hlmm._fast_hlm`). For an HLMM
     in the default mode each SNP is fitted in l dimensions from genotype-class Gram matrices
-    (:mod:`hlmm._fast_hlmm`). An HLM with covariates is fitted a block of SNPs at a time by
-    vectorised Newton steps on the exact likelihood. An HLMM with covariates is fitted per SNP
-    by the reference algorithm on the decoded block.
+    (:mod:`hlmm._fast_hlmm`). An HLM with covariates is fitted per SNP by Newton steps whose
+    likelihood, gradient and Hessian come from two compiled passes over the individuals. An HLMM
+    with covariates is fitted per SNP by the reference algorithm on the decoded block.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hlmm import _bedkernels, _fast_hlm, _fast_hlmm, hetlm, hetlmm
+from hlmm._linalg import blas_threads_for
 
 __all__ = ["ScanSettings", "snp_summary", "scan_block", "scan_packed", "STAT_KEYS", "ENGINES"]
 
@@ -175,32 +176,31 @@ def scan_packed(
             return _scan_hlm_classes(y, packed, rows, n_file, settings)
         return _scan_hlmm_classes(y, packed, rows, n_file, settings, G)
     codes = _bedkernels.decode(packed, np.ascontiguousarray(rows, dtype=np.int64), n_file)
-    genotypes = np.where(codes < 0, np.nan, codes).T
     if settings.engine == "fast" and G is None:
-        return _scan_hlm_covariates(y, X, V, genotypes, settings)
+        with blas_threads_for(0):
+            return _scan_hlm_covariates(y, X, V, codes, settings)
+    genotypes = np.where(codes < 0, np.nan, codes).T
     return scan_block(y, X, V, genotypes, settings, G.G if isinstance(G, _fast_hlmm.Totals) else G)
 
 
-#: SNPs per vectorised sub-block of the covariate path (memory ~ 12 n x this float64 arrays)
-COVARIATE_CHUNK = 32
-
-
-def _scan_hlm_covariates(y, X, V, genotypes, settings: ScanSettings):
-    b = genotypes.shape[1]
+def _scan_hlm_covariates(y, X, V, codes, settings: ScanSettings):
+    b = codes.shape[0]
+    genotypes = np.where(codes < 0, np.nan, codes).T
     stats = empty_stats(b)
     n_called, maf, passes = snp_summary(genotypes, settings.min_maf, settings.max_missing)
     stats["n"], stats["frequency"] = n_called, maf
     beta_start = settings.beta_start
     if beta_start is None:
         beta_start = np.linalg.lstsq(V, np.full(len(y), np.log(np.var(y))), rcond=None)[0]
+    y, X, V = (np.ascontiguousarray(a, dtype=float) for a in (y, X, V))
     problems = []
-    idx = np.flatnonzero(passes)
-    for k0 in range(0, idx.size, COVARIATE_CHUNK):
-        sub = idx[k0 : k0 + COVARIATE_CHUNK]
-        fit = _fast_hlm.fit_covariates_block(y, X, V, genotypes[:, sub], beta_start)
-        for key in ("likelihood", "add", "add_se", "var", "var_se"):
-            stats[key][sub] = fit[key]
-        problems += [(int(j), "not identifiable or optimisation did not converge") for j in sub[~fit["success"]]]
+    for j in np.flatnonzero(passes):
+        est, why = _fast_hlm.fit_covariate_snp(y, X, V, np.ascontiguousarray(codes[j]), beta_start)
+        if why:
+            problems.append((int(j), why))
+            continue
+        for key, value in est.items():
+            stats[key][j] = value
     return stats, problems
 
 
