@@ -71,8 +71,9 @@ def class_stats(tot: Totals, codes: np.ndarray) -> ClassStats:
         if k == modal:
             continue
         idx = np.flatnonzero(codes == k)
-        Gk, yk = tot.G[idx], tot.y[idx]
-        part = [float(idx.size), float(yk.sum()), float(yk @ yk), Gk.sum(0), Gk.T @ yk, weighted_gram(Gk)]
+        yk = tot.y[idx]
+        Gk_sum, Gk_y = _row_sums(tot.G, idx, yk)
+        part = [float(idx.size), float(yk.sum()), float(yk @ yk), Gk_sum, Gk_y, weighted_gram(tot.G, rows=idx)]
         for r in range(6):
             rest[r] = rest[r] - part[r]
         if k >= 0:
@@ -80,6 +81,18 @@ def class_stats(tot: Totals, codes: np.ndarray) -> ClassStats:
     n[modal], S1[modal], S2[modal], G1[modal], Gy[modal], GG[modal] = rest
     gbar = (n[1] + 2 * n[2]) / n.sum()
     return ClassStats(n, S1, S2, G1, Gy, GG, np.arange(3.0) - gbar)
+
+
+def _row_sums(G: np.ndarray, idx: np.ndarray, y: np.ndarray):
+    """``G[idx]' 1`` and ``G[idx]' y`` a chunk of rows at a time."""
+    from hlmm._linalg import ROW_CHUNK
+
+    s1, sy = np.zeros(G.shape[1]), np.zeros(G.shape[1])
+    for r0 in range(0, idx.size, ROW_CHUNK):
+        Gc = G[idx[r0 : r0 + ROW_CHUNK]]
+        s1 += Gc.sum(0)
+        sy += Gc.T @ y[r0 : r0 + ROW_CHUNK]
+    return s1, sy
 
 
 class ClassModel:

@@ -8,28 +8,57 @@ import numpy as np
 from scipy.linalg import blas
 
 
-def weighted_gram(G: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
-    """``G' diag(a) G`` (``G' G`` if ``a`` is None) by symmetric rank-k updates.
+#: Rows processed at a time by the n x l products, bounding their temporaries to
+#: ROW_CHUNK x l floats (32 MB at l = 500).
+ROW_CHUNK = 8192
 
-    With non-negative weights this is one symmetric rank-k update (n l^2 flops, half of a
-    general matrix product); weights of both signs take a general product.
+
+def weighted_gram(G: np.ndarray, a: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
+    """``G' diag(a) G`` (``G' G`` if ``a`` is None), over ``rows`` of G if given.
+
+    Rows are processed in chunks of :data:`ROW_CHUNK`, so the temporaries stay small. With
+    non-negative weights each chunk is a symmetric rank-k update (half the flops of a general
+    product); weights of both signs take a general product.
 
     Parameters
     ----------
     G : ndarray, shape (n, l)
-    a : ndarray, shape (n,), optional
+    a : ndarray, shape (n,) or (len(rows),), optional
+    rows : ndarray of int, optional
 
     Returns
     -------
     ndarray, shape (l, l)
         Symmetric.
     """
-    if a is None:
-        return _syrk(G)
-    if np.all(a >= 0):
-        return _syrk(G * np.sqrt(a)[:, None])
-    out = G.T @ (a[:, None] * G)
-    return 0.5 * (out + out.T)
+    n_rows = G.shape[0] if rows is None else len(rows)
+    out = np.zeros((G.shape[1], G.shape[1]))
+    signed = a is not None and not np.all(a >= 0)
+    for r0 in range(0, n_rows, ROW_CHUNK):
+        sl = slice(r0, min(r0 + ROW_CHUNK, n_rows))
+        Gc = G[sl] if rows is None else G[rows[sl]]
+        if a is None:
+            out += _syrk(Gc)
+        elif signed:
+            out += Gc.T @ (a[sl, None] * Gc)
+        else:
+            out += _syrk(Gc * np.sqrt(a[sl])[:, None])
+    return 0.5 * (out + out.T) if signed else out
+
+
+def rows_quadratic(G: np.ndarray, lower_factor: np.ndarray) -> np.ndarray:
+    """``q_i = g_i' M^-1 g_i`` for every row of G, given the lower Cholesky factor of M.
+
+    Computed as column sums of ``(L^-1 G')^2`` a chunk of rows at a time.
+    """
+    from scipy.linalg import solve_triangular
+
+    q = np.empty(G.shape[0])
+    for r0 in range(0, G.shape[0], ROW_CHUNK):
+        sl = slice(r0, min(r0 + ROW_CHUNK, G.shape[0]))
+        B = solve_triangular(lower_factor, G[sl].T, lower=True, check_finite=False)
+        q[sl] = np.einsum("ij,ij->j", B, B)
+    return q
 
 
 def _syrk(A: np.ndarray) -> np.ndarray:

@@ -85,7 +85,7 @@ def make_design(values: np.ndarray | None, names: list | None, n: int, what: str
     return Design(matrix, ["Intercept"] + list(names), center, scale)
 
 
-def random_effects_design(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def random_effects_design(values: np.ndarray, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Random-effect design from genotypes: impute, drop, z-score, and scale by 1/sqrt(l).
 
     Missing values are replaced by the column mean; columns with no calls or no variance are
@@ -95,6 +95,9 @@ def random_effects_design(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ----------
     values : ndarray, shape (n, l0)
         NaN for missing values.
+    copy : bool
+        If False and ``values`` is float64, it is standardised in place (saving a copy of an
+        n x l0 matrix).
 
     Returns
     -------
@@ -102,13 +105,21 @@ def random_effects_design(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     kept : ndarray of bool, shape (l0,)
         Which input columns were kept.
     """
-    values = np.array(values, dtype=float)
-    called = ~np.isnan(values)
-    n_called = called.sum(axis=0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(called, values, 0.0).sum(axis=0) / n_called
-    values = np.where(called, values, means)
-    sd = values.std(axis=0)
-    kept = (n_called > 0) & (sd > 1e-12 * np.maximum(1.0, np.abs(means)))
-    G = (values[:, kept] - means[kept]) / sd[kept]
-    return G / np.sqrt(max(G.shape[1], 1)), kept
+    values = np.array(values, dtype=float, copy=copy or None)
+    l0 = values.shape[1]
+    kept = np.zeros(l0, dtype=bool)
+    for j0 in range(0, l0, 64):
+        blk = values[:, j0 : j0 + 64]
+        missing = np.isnan(blk)
+        n_called = (~missing).sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(missing, 0.0, blk).sum(axis=0) / n_called
+        np.copyto(blk, np.broadcast_to(means, blk.shape), where=missing)
+        blk -= means
+        sd = np.sqrt((blk * blk).mean(axis=0))
+        ok = (n_called > 0) & (sd > 1e-12 * np.maximum(1.0, np.abs(means)))
+        kept[j0 : j0 + 64] = ok
+        blk /= np.where(ok, sd, 1.0)
+    G = values if kept.all() else values[:, kept]
+    G /= np.sqrt(max(G.shape[1], 1))
+    return G, kept

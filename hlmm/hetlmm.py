@@ -43,7 +43,7 @@ from scipy import linalg
 
 from hlmm import hetlm
 from hlmm._checks import as_design, as_h2, as_parameter, as_response
-from hlmm._linalg import blas_threads_for, weighted_gram
+from hlmm._linalg import blas_threads_for, rows_quadratic, weighted_gram
 from hlmm._optimize import fd_hessian, minimize_newton
 
 __all__ = ["model", "simulate"]
@@ -59,7 +59,6 @@ class _Terms:
     alpha: np.ndarray
     r: np.ndarray  # residuals y - X alpha
     w: np.ndarray  # exp(-V beta)
-    Gw: np.ndarray  # diag(w) G
     S: np.ndarray  # G' D^-1 G
     cM: tuple  # Cholesky factor of M = I + h2 S
     u: np.ndarray  # G' D^-1 r
@@ -293,7 +292,6 @@ class model:
             w = np.exp(-Vb)
             if not np.all(np.isfinite(w)):
                 return None
-            Gw = w[:, None] * self.G
             S = weighted_gram(self.G, w)
             M = h2 * S
             M[np.diag_indices_from(M)] += 1.0
@@ -302,8 +300,8 @@ class model:
             except (linalg.LinAlgError, ValueError):
                 return None
             logdet_M = 2.0 * float(np.sum(np.log(np.diag(cM[0]))))
-            C = Gw.T @ self.X
-            Gwy = Gw.T @ self.y
+            C = self.G.T @ (w[:, None] * self.X)
+            Gwy = self.G.T @ (w * self.y)
             if alpha is None:
                 # X' Sigma^-1 X and X' Sigma^-1 y by Woodbury
                 Minv_C = linalg.cho_solve(cM, C)
@@ -320,7 +318,7 @@ class model:
             F = float(np.sum(Vb) + logdet_M + np.sum(w * r**2) - h2 * (u @ Minv_u))
         if not np.isfinite(F):
             return None
-        return _Terms(F, alpha, r, w, Gw, S, cM, u, Minv_u, C)
+        return _Terms(F, alpha, r, w, S, cM, u, Minv_u, C)
 
     def _derivatives(self, t: _Terms, h2: float, hessian: bool):
         """Gradient and (optionally) Hessian of F = -2 L - n log 2 pi in (alpha, beta, h2).
@@ -340,8 +338,7 @@ class model:
         """
         c, v = self.n_fixed_mean, self.n_fixed_variance
         if t.q is None:
-            B = linalg.solve_triangular(t.cM[0], self.G.T, lower=True, check_finite=False)
-            t.q = np.einsum("ij,ij->j", B, B)
+            t.q = rows_quadratic(self.G, t.cM[0])
         q = t.q
         m = t.Minv_u
         Gm = self.G @ m

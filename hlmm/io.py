@@ -184,7 +184,7 @@ class BedFileset:
     def n_snps(self) -> int:
         return len(self.snp)
 
-    def read(self, rows: np.ndarray, start: int, stop: int, dtype=np.float64) -> np.ndarray:
+    def read(self, rows: np.ndarray, start: int, stop: int, dtype=np.float64, order: str = "F") -> np.ndarray:
         """Genotypes of individuals ``rows`` at SNPs ``start:stop``, NaN for missing calls.
 
         Returns
@@ -197,7 +197,7 @@ class BedFileset:
         bed = Bed(self.path, count_A1=True, iid=np.array(self.ids, dtype=str), sid=self.snp,
                   pos=np.zeros((self.n_snps, 3)), skip_format_check=True)
         try:
-            return bed[rows, start:stop].read(dtype=dtype, order="F", view_ok=True).val
+            return bed[rows, start:stop].read(dtype=dtype, order=order, view_ok=True).val
         except Exception as e:  # pysnptools raises a variety of errors on corrupt files
             raise InputError(f"genotype file {self.path}: cannot read SNPs {start}..{stop - 1}: {e}") from None
 
@@ -352,9 +352,11 @@ def read_random_effects_bed(fileset: BedFileset, ids: list) -> tuple[np.ndarray,
     index = {iid: i for i, iid in enumerate(fileset.ids)}
     pos = np.array([index.get(i, -1) for i in ids], dtype=np.int64)
     present = pos >= 0
+    if present.all():
+        return fileset.read(pos, 0, fileset.n_snps, order="C"), present
     out = np.full((len(ids), fileset.n_snps), np.nan)
     if present.any():
-        out[present] = fileset.read(pos[present], 0, fileset.n_snps)
+        out[present] = fileset.read(pos[present], 0, fileset.n_snps, order="C")
     return out, present
 
 

@@ -106,39 +106,69 @@ def format_block(cols: dict, columns: list = COLUMNS) -> str:
 class ModelsWriter:
     """Writes a ``.models.gz`` file one block at a time, each block a complete gzip member.
 
-    A run stopped at any point leaves a valid gzip file holding every block already written.
+    A new file appears, atomically, already holding its header. Each block is compressed whole
+    and written with one ``write`` call, then flushed to disk, so a run stopped at any point
+    (even by ``kill -9``) leaves a valid gzip file of complete rows.
 
     Parameters
     ----------
     path : str
     append : bool
         Append to an existing file (without a header) instead of creating it.
+    resume_bytes : int, optional
+        Continue a file whose first ``resume_bytes`` bytes are complete, discarding the rest.
     """
 
-    def __init__(self, path: str, append: bool = False) -> None:
+    def __init__(self, path: str, append: bool = False, resume_bytes: int | None = None) -> None:
         self.path = path
-        self._f = open(path, "ab" if append else "wb")
-        if not append or self._f.tell() == 0:
-            self._write("\t".join(COLUMNS) + "\n")
-
-    def _write(self, text: str) -> None:
-        self._f.write(gzip.compress(text.encode(), compresslevel=6, mtime=0))
-        self._f.flush()
-        os.fsync(self._f.fileno())
+        if resume_bytes is not None:
+            size = os.path.getsize(path)
+            if size < resume_bytes:
+                raise ValueError(f"{path} has {size} bytes, fewer than the {resume_bytes} recorded as complete")
+            self._fd = os.open(path, os.O_WRONLY)
+            os.ftruncate(self._fd, resume_bytes)
+            os.lseek(self._fd, 0, os.SEEK_END)
+        elif append and os.path.exists(path) and os.path.getsize(path) > 0:
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        else:
+            tmp = path + ".partial"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            _write_all(fd, _member("\t".join(COLUMNS) + "\n"))
+            os.fsync(fd)
+            os.close(fd)
+            os.replace(tmp, path)
+            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
 
     def write_block(self, cols: dict) -> None:
         """Write a block of rows given by the columns of :func:`stats_table`."""
         if len(cols["SNP"]):
-            self._write(format_block(cols))
+            _write_all(self._fd, _member(format_block(cols)))
+            os.fsync(self._fd)
+
+    def tell(self) -> int:
+        """Bytes in the file (all of them complete gzip members)."""
+        return os.fstat(self._fd).st_size
 
     def close(self) -> None:
-        self._f.close()
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _member(text: str) -> bytes:
+    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def read_models(path: str) -> dict:

@@ -326,9 +326,9 @@ def test_failed_fit__keeps_row_with_nan_and_run_goes_on(ds, tmp_path, monkeypatc
 
 
 def test_interrupted_run__keeps_completed_blocks(ds, tmp_path, monkeypatch):
-    from hlmm.cli import hlmm_chr as mod
+    from hlmm import runner
 
-    real = mod.scan_block
+    real = runner.compute_block
     calls = {"k": 0}
 
     def interrupt(*a, **k):
@@ -337,7 +337,7 @@ def test_interrupted_run__keeps_completed_blocks(ds, tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(*a, **k)
 
-    monkeypatch.setattr(mod, "scan_block", interrupt)
+    monkeypatch.setattr(runner, "compute_block", interrupt)
     out = tmp_path / "o"
     assert run_chr(ds.bed, 0, 12, ds.pheno, out, "--block_size", 2, "--engine", "reference") == 130
     assert list(read_models(f"{out}.models.gz")["SNP"]) == ["rs0", "rs1", "rs2", "rs3"]

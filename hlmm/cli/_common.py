@@ -127,7 +127,8 @@ def load_analysis_data(args, reference_ids: list | None, reference_what: str) ->
             rows, ids = rows[present], [i for i, p in zip(ids, present) if p]
             cols = {w: c[present] for w, c in cols.items()}
             G_raw = G_raw[present]
-        G, kept = random_effects_design(G_raw)
+        G, kept = random_effects_design(G_raw, copy=False)
+        del G_raw
         if G.shape[1] == 0:
             raise InputError(f"random effects file {args.random_gts}: no column has calls and variance")
         if (~kept).any():

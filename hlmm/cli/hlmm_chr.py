@@ -7,6 +7,7 @@ The script runs from start to end-1 inclusive, the first SNP having index 0, and
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -22,9 +23,9 @@ from hlmm.cli._common import (
     run_main,
 )
 from hlmm.io import InputError, open_bed
-from hlmm.results import ModelsWriter, stats_table, write_effects
-from hlmm._bedkernels import read_packed
-from hlmm.scan import ENGINES, ScanSettings, prepare_random_effects, scan_block, scan_packed
+from hlmm.results import write_effects
+from hlmm.runner import ScanJob, Sidecar, differences, fingerprint, run_scan
+from hlmm.scan import ENGINES, ScanSettings, prepare_random_effects
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -51,6 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Fitting engine: fast (default) or reference (one optimize_model per SNP, the "
                         "straightforward algorithm of hlmm 1.2.0a1); both give the same numbers")
     p.add_argument("--block_size", type=int, default=256, help="SNPs read and written per block (default 256)")
+    p.add_argument("--n_jobs", type=int, default=1, help="worker processes fitting blocks in parallel (default 1)")
+    p.add_argument("--dask_scheduler", type=str, default=None,
+                   help="address of a Dask scheduler to send blocks to (needs the dask extra)")
+    p.add_argument("--resume", action="store_true", default=False,
+                   help="continue an interrupted run after its last complete SNP (same inputs and options)")
     return p
 
 
@@ -75,11 +81,19 @@ def run(args) -> None:
     check_output_prefix(args.outprefix)
     if args.block_size < 1:
         raise InputError(f"--block_size must be at least 1, got {args.block_size}")
+    if args.n_jobs < 1:
+        raise InputError(f"--n_jobs must be at least 1, got {args.n_jobs}")
     if args.h2_init < 0:
         raise InputError(f"--h2_init must be non-negative, got {args.h2_init}")
+    if args.resume and args.append:
+        raise InputError("--resume and --append cannot be combined")
     bed = open_bed(args.genofile)
     start, stop = snp_range(args, bed.n_snps, bed.path)
+    out_path = args.outprefix + ".models.gz"
     data = load_analysis_data(args, bed.ids, f"genotype file {bed.path[:-4]}.fam")
+    run_id = run_fingerprint(args, bed.path)
+    if args.resume and not check_resume(out_path, run_id):
+        return
     log.info(f"{stop - start} test SNPs ({start}..{stop - 1}) in {bed.path}")
 
     log.info("Fitting null model")
@@ -91,30 +105,55 @@ def run(args) -> None:
         X = V = np.ones((len(y), 1))
     h2_start = args.h2_init if (args.no_h2_estimate or data.G is None) else null["h2"]
     settings = ScanSettings(args.min_maf, args.max_missing, h2_start, args.engine, beta_start=null["beta"])
-
     G = data.G
     if G is not None and args.engine == "fast" and not args.fit_covariates:
         G = prepare_random_effects(y, G)
+    job = ScanJob(bed, data.rows, y, X, V, G, settings)
+
     log.info(f"Fitting models for {stop - start} SNPs")
     progress = Progress(stop - start, enabled=sys.stderr.isatty() and not args.quiet)
-    n_failed = 0
-    with ModelsWriter(args.outprefix + ".models.gz", append=args.append) as out:
-        for b0 in range(start, stop, args.block_size):
-            b1 = min(b0 + args.block_size, stop)
-            if args.engine == "reference":
-                stats, problems = scan_block(y, X, V, bed.read(data.rows, b0, b1), settings, data.G)
-            else:
-                packed = read_packed(bed.path, bed.n_individuals, b0, b1)
-                stats, problems = scan_packed(y, X, V, packed, data.rows, bed.n_individuals, settings, G)
-            for j, why in problems:
-                log.warning(f"SNP {bed.snp[b0 + j]}: fit failed ({why}); its row has NaN estimates")
-            n_failed += len(problems)
-            info = {"SNP": bed.snp[b0:b1], "chr": bed.chrom[b0:b1], "pos": bed.pos[b0:b1],
-                    "A1": bed.A1[b0:b1], "A2": bed.A2[b0:b1]}
-            out.write_block(stats_table(info, stats))
-            progress.update(b1 - b0)
+    summary = run_scan(job, out_path, start, stop, args.block_size, run_id, n_jobs=args.n_jobs,
+                       dask_scheduler=args.dask_scheduler, resume=args.resume, append=args.append,
+                       progress=progress)
     progress.close()
-    log.info(f"Wrote {stop - start} rows to {args.outprefix}.models.gz ({n_failed} failed fits)")
+    log.info(f"Wrote {summary['rows']} rows to {out_path} ({summary['failed']} failed fits)")
+
+
+def run_fingerprint(args, bed_path: str) -> dict:
+    prefix = bed_path[:-4]
+    paths = {"genotype_bed": bed_path, "genotype_bim": prefix + ".bim", "genotype_fam": prefix + ".fam",
+             "phenotype": args.phenofile, "mean_covar": args.mean_covar, "var_covar": args.var_covar}
+    if args.random_gts:
+        if args.random_gts_txt:
+            paths["random_txt"] = args.random_gts
+        else:
+            rp = args.random_gts[:-4] if args.random_gts.endswith(".bed") else args.random_gts
+            paths.update({"random_bed": rp + ".bed", "random_bed_bim": rp + ".bim", "random_bed_fam": rp + ".fam"})
+    try:
+        return fingerprint(args, paths)
+    except OSError as e:
+        raise InputError(f"cannot read {e.filename}: {e.strerror}") from None
+
+
+def check_resume(out_path: str, run_id: dict) -> bool:
+    """Whether a resumed run has work to do; refuses a run with different inputs or options."""
+    side_path = out_path[: -len(".gz")] + ".json"
+    if not os.path.exists(side_path):
+        if os.path.exists(out_path):
+            raise InputError(f"--resume: {out_path} has no run description {side_path}, so it cannot be resumed safely")
+        log.info(f"--resume: no earlier run of {out_path}; starting a new one")
+        return True
+    side = Sidecar.load(side_path)
+    diff = differences(side.run, run_id)
+    if diff:
+        raise InputError(f"--resume: {out_path} was started with different inputs or options ({', '.join(diff)});"
+                         " rerun without --resume to start again")
+    if side.finished:
+        log.info(f"--resume: {out_path} is already complete ({side.stop - side.start} SNPs); nothing to do")
+        return False
+    if not os.path.exists(out_path):
+        raise InputError(f"--resume: {out_path} is missing although {side_path} describes it")
+    return True
 
 
 def write_null_outputs(args, data, null: dict) -> None:
