@@ -26,15 +26,18 @@ setup(
         "statsmodels>=0.14",  # robust regression for dispersion effects
     ],
     extras_require={
-        "test": ["pytest>=7", "numdifftools>=0.9.41", "statsmodels>=0.14", "matplotlib>=3.6", "sphinx>=7"],
+        "test": ["pytest>=7", "numdifftools>=0.9.41", "statsmodels>=0.14", "matplotlib>=3.6", "sphinx>=7",
+                 "dask[distributed]>=2024.1"],
         "plot": ["matplotlib>=3.6"],
         "docs": ["sphinx>=7"],
+        "dask": ["dask[distributed]>=2024.1"],
     },
     entry_points={
         "console_scripts": [
             "hlmm_chr=hlmm.cli.hlmm_chr:main",
             "fit_hlmm_model=hlmm.cli.fit_hlmm_model:main",
             "hlmm_dispersion=hlmm.cli.hlmm_dispersion:main",
+            "hlmm_merge=hlmm.cli.hlmm_merge:main",
         ]
     },
     classifiers=[

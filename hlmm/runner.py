@@ -137,11 +137,11 @@ def differences(a: dict, b: dict, prefix: str = "") -> list:
 # ----------------------------------------------------------------------------------------------
 class _Serial:
     def __init__(self, job):
-        self.job = job
+        self.job, self.fn = job, compute_block
 
     def submit(self, b0, b1):
         try:
-            return ("ok", compute_block(self.job, b0, b1))
+            return ("ok", self.fn(self.job, b0, b1))
         except Exception as e:  # noqa: BLE001 - any failure of a block is retried, then reported
             return ("error", f"{type(e).__name__}: {e}")
 
@@ -160,33 +160,28 @@ def _worker_init(job):
     _WORKER_JOB = job
 
 
-def _worker_compute(b0, b1):
-    return compute_block(_WORKER_JOB, b0, b1)
+def _worker_call(fn, b0, b1):
+    return fn(_WORKER_JOB, b0, b1)
 
 
 class _Processes:
-    """Worker processes (fork on Linux: the job is shared copy-on-write, not pickled)."""
+    """Worker processes, started by spawn (fork is unsafe once numba's OpenMP threads run); each
+    receives the job once, through its initializer."""
 
     def __init__(self, job, n_jobs):
         import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
 
-        self.job, self.n_jobs = job, n_jobs
-        methods = mp.get_all_start_methods()
-        self.ctx = mp.get_context("fork" if "fork" in methods else "spawn")
-        self._Executor = ProcessPoolExecutor
+        self.job, self.n_jobs, self.fn = job, n_jobs, compute_block
+        self.ctx = mp.get_context("spawn")
         self._start()
 
     def _start(self):
-        global _WORKER_JOB
-        _WORKER_JOB = self.job
-        if self.ctx.get_start_method() == "fork":
-            self.pool = self._Executor(self.n_jobs, mp_context=self.ctx)
-        else:
-            self.pool = self._Executor(self.n_jobs, mp_context=self.ctx, initializer=_worker_init, initargs=(self.job,))
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.pool = ProcessPoolExecutor(self.n_jobs, mp_context=self.ctx, initializer=_worker_init, initargs=(self.job,))
 
     def submit(self, b0, b1):
-        return self.pool.submit(_worker_compute, b0, b1)
+        return self.pool.submit(_worker_call, self.fn, b0, b1)
 
     def result(self, fut):
         from concurrent.futures.process import BrokenProcessPool
@@ -216,10 +211,11 @@ class _Dask:
             self.client = Client(address, timeout="30s")
         except (OSError, TimeoutError) as e:
             raise InputError(f"--dask_scheduler {address}: cannot connect ({e})") from None
+        self.fn = compute_block
         self.job = self.client.scatter(job, broadcast=True)
 
     def submit(self, b0, b1):
-        return self.client.submit(compute_block, self.job, b0, b1, retries=1, pure=False)
+        return self.client.submit(self.fn, self.job, b0, b1, retries=1, pure=False)
 
     def result(self, fut):
         try:
