@@ -14,6 +14,7 @@ Example (the figures in docs/performance.rst)::
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -33,9 +34,12 @@ def simulate(workdir: Path, n: int, m: int, l: int, missing: float, seed: int) -
     c = rng.standard_normal((n, 2))
     (workdir / "pheno.txt").write_text("".join(f"f{i} i{i} {y[i]:.17g}\n" for i in range(n)))
     (workdir / "covar.txt").write_text("".join(f"f{i} i{i} {c[i, 0]:.17g} {c[i, 1]:.17g}\n" for i in range(n)))
-    stamp = workdir / f"sim_{n}_{m}_{l}_{missing}_{seed}.done"
+    stamp = workdir / "simulated.json"
+    want = {"n": n, "l": l, "missing": missing, "seed": seed}
     if stamp.exists():
-        return
+        have = json.loads(stamp.read_text())
+        if {k: have.get(k) for k in want} == want and have.get("m", 0) >= m:
+            return
     ids = [(f"f{i}", f"i{i}") for i in range(n)]
     for name, count in (("test", m), ("random", max(l, 1))):
         with BedWriter(str(workdir / name), ids) as w:
@@ -44,7 +48,7 @@ def simulate(workdir: Path, n: int, m: int, l: int, missing: float, seed: int) -
                 g = rng.binomial(2, rng.uniform(0.05, 0.95, b), (n, b)).astype(float)
                 g[rng.random((n, b)) < missing] = np.nan
                 w.write(g)
-    stamp.write_text("ok")
+    stamp.write_text(json.dumps({**want, "m": m}))
 
 
 def run_once(workdir: Path, engine: str, n_snps: int, extra: list) -> tuple[float, float]:
