@@ -148,3 +148,34 @@ def covariate_pass(y, Xc, Vc, codes, gmean, beta, alpha, second):
         for b in range(a):
             H2[b, a] = H2[a, b]
     return s0, A1, b1, g2, H2, A2
+
+
+@njit(cache=True)
+def integer_row_sums(R, indptr, indices, center, idx, y):
+    """Sums over rows ``idx`` of ``R + E`` (E sparse CSR, value ``center[j]`` at its entries).
+
+    Returns, in float64: column sums ``s`` of R + E, ``zy = (R + E)' y``, ``ER = E'R`` and
+    ``EE = E'E`` (both l x l), without converting R.
+    """
+    l = R.shape[1]
+    s = np.zeros(l)
+    zy = np.zeros(l)
+    ER = np.zeros((l, l))
+    EE = np.zeros((l, l))
+    for r in range(idx.shape[0]):
+        i = idx[r]
+        yi = y[r]
+        for j in range(l):
+            v = R[i, j]
+            s[j] += v
+            zy[j] += v * yi
+        for p in range(indptr[i], indptr[i + 1]):
+            j = indices[p]
+            mj = center[j]
+            s[j] += mj
+            zy[j] += mj * yi
+            for k in range(l):
+                ER[j, k] += mj * R[i, k]
+            for q in range(indptr[i], indptr[i + 1]):
+                EE[j, indices[q]] += mj * center[indices[q]]
+    return s, zy, ER, EE

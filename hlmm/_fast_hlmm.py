@@ -29,21 +29,125 @@ LOG_2PI = float(np.log(2 * np.pi))
 
 @dataclass
 class Totals:
-    """Sums over all individuals of the analysis, formed once per scan."""
+    """What the fast HLMM engine keeps of the random effects, and their totals over everyone.
 
-    G: np.ndarray  # n x l
-    y: np.ndarray  # n
-    GG: np.ndarray
-    Gy: np.ndarray
-    G1: np.ndarray
-    n: float
-    S1: float
-    S2: float
+    Float64 mode: ``A = [G, 1, y]`` (n x (l + 2)), so one symmetric rank-k update over any rows
+    gives ``G'G``, ``G'1``, ``G'y``, the count, ``sum y`` and ``sum y^2`` of those rows.
+
+    Integer mode (random effects from genotype files): ``G = (R + E - center) / scale`` with
+    ``R`` the called genotypes as float32 (0 where imputed) and ``E`` the sparse mean-imputed
+    values. ``R'R`` over any rows is then an exact single-precision rank-k update (integers, sums
+    below 2^24), at half the cost; the rest is float64.
+    """
+
+    y: np.ndarray
+    AA: np.ndarray  # (l + 2) x (l + 2) augmented Gram over all individuals, in G units
+    A: np.ndarray | None = None  # float64 mode
+    R: np.ndarray | None = None  # integer mode
+    E: object = None  # scipy.sparse.csr_matrix, integer mode
+    center: np.ndarray | None = None
+    scale: np.ndarray | None = None
+
+    @property
+    def l(self) -> int:  # noqa: E743
+        return self.AA.shape[0] - 2
+
+    @property
+    def G(self) -> np.ndarray:
+        if self.A is not None:
+            return self.A[:, : self.l]
+        return (self.R + self.E.toarray() - self.center) / self.scale
+
+    def gram_of_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Augmented Gram matrix (G, 1, y) over rows ``idx``, in G units."""
+        if self.A is not None:
+            return _float_gram(self.A, idx)
+        return _integer_gram(self, idx)
 
 
-def totals(y: np.ndarray, G: np.ndarray) -> Totals:
-    G = np.ascontiguousarray(G, dtype=float)
-    return Totals(G, y, weighted_gram(G), G.T @ y, G.sum(0), float(len(y)), float(y.sum()), float(y @ y))
+def totals(y: np.ndarray, G: np.ndarray, center=None, scale=None) -> Totals:
+    """Totals for the fast engine; integer mode if ``G = (genotypes - center) / scale`` with
+    integer genotypes (mean-imputed where missing) is recovered exactly."""
+    y = np.ascontiguousarray(y, dtype=float)
+    if center is not None:
+        tot = _integer_totals(y, G, np.asarray(center, float), np.asarray(scale, float))
+        if tot is not None:
+            return tot
+    A = np.empty((G.shape[0], G.shape[1] + 2))
+    A[:, : G.shape[1]] = G
+    A[:, -2] = 1.0
+    A[:, -1] = y
+    return Totals(y, weighted_gram(A), A=A)
+
+
+def _integer_totals(y, G, center, scale):
+    from scipy import sparse
+
+    from hlmm._linalg import ROW_CHUNK
+
+    n, l = G.shape  # noqa: E741
+    integer_mean = np.abs(center - np.rint(center)) < 1e-9
+    R = np.empty((n, l), dtype=np.float32)
+    rows, cols = [], []
+    for r0 in range(0, n, ROW_CHUNK):
+        Rc = G[r0 : r0 + ROW_CHUNK] * scale + center
+        imputed = (np.abs(Rc - center) < 1e-9) & ~integer_mean
+        Ri = np.rint(Rc)
+        if np.any((np.abs(Rc - Ri) > 1e-6) & ~imputed) or np.abs(Ri).max() * np.abs(Ri).max() * n >= 2**24:
+            return None  # not integer genotypes, or single precision would not be exact
+        R[r0 : r0 + ROW_CHUNK] = np.where(imputed, 0.0, Ri)
+        i, j = np.nonzero(imputed)
+        rows.append(i + r0)
+        cols.append(j)
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    E = sparse.csr_matrix((center[cols], (rows, cols)), shape=(n, l))
+    tot = Totals(y, np.zeros((l + 2, l + 2)), R=R, E=E, center=center, scale=scale)
+    tot.AA = _integer_gram(tot, np.arange(n))
+    return tot
+
+
+def _float_gram(A: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """``A[idx]' A[idx]``, gathering chunks of rows into one reused buffer."""
+    from hlmm._linalg import ROW_CHUNK, _syrk
+
+    out = np.zeros((A.shape[1],) * 2)
+    if idx.size == 0:
+        return out
+    buf = np.empty((min(ROW_CHUNK, idx.size), A.shape[1]))
+    for r0 in range(0, idx.size, ROW_CHUNK):
+        chunk = idx[r0 : r0 + ROW_CHUNK]
+        np.take(A, chunk, axis=0, out=buf[: chunk.size])
+        out += _syrk(buf[: chunk.size])
+    return out
+
+
+def _integer_gram(tot: Totals, idx: np.ndarray) -> np.ndarray:
+    """Augmented Gram over rows ``idx`` from the integer form, converted to G units."""
+    from scipy.linalg import blas
+
+    from hlmm._bedkernels import integer_row_sums
+    from hlmm._linalg import ROW_CHUNK
+
+    l = tot.l  # noqa: E741
+    RR = np.zeros((l, l))
+    buf = np.empty((min(ROW_CHUNK, max(idx.size, 1)), l), dtype=np.float32)
+    for r0 in range(0, idx.size, ROW_CHUNK):
+        chunk = idx[r0 : r0 + ROW_CHUNK]
+        b = buf[: chunk.size]
+        np.take(tot.R, chunk, axis=0, out=b)
+        RR += blas.ssyrk(1.0, b.T, trans=0, lower=0)  # exact: small integers, sums below 2^24
+    RR = np.triu(RR) + np.triu(RR, 1).T
+    y = tot.y[idx]
+    s, zy, ER, EE = integer_row_sums(tot.R, tot.E.indptr, tot.E.indices, tot.center, idx, y)
+    n_k, sy, syy = float(idx.size), float(y.sum()), float(y @ y)
+    mu = tot.center
+    ZZ = RR + ER + ER.T + EE - np.outer(s, mu) - np.outer(mu, s) + n_k * np.outer(mu, mu)
+    out = np.empty((l + 2, l + 2))
+    out[:l, :l] = ZZ / np.outer(tot.scale, tot.scale)
+    out[:l, l] = out[l, :l] = (s - n_k * mu) / tot.scale
+    out[:l, l + 1] = out[l + 1, :l] = (zy - mu * sy) / tot.scale
+    out[l, l], out[l, l + 1], out[l + 1, l], out[l + 1, l + 1] = n_k, sy, sy, syy
+    return out
 
 
 @dataclass
@@ -60,39 +164,26 @@ class ClassStats:
 
 
 def class_stats(tot: Totals, codes: np.ndarray) -> ClassStats:
-    """Class statistics of a SNP from its codes (0, 1, 2 copies of A1; -1 missing)."""
-    l = tot.G.shape[1]  # noqa: E741
-    counts = np.array([(codes == k).sum() for k in range(3)], dtype=float)
+    """Class statistics of a SNP from its codes (0, 1, 2 copies of A1; -1 missing).
+
+    Rank-k updates over the rows of the non-modal classes and of individuals without a call;
+    the modal class is the total minus those.
+    """
+    counts = np.array([(codes == k).sum() for k in range(3)])
     modal = int(np.argmax(counts))
-    n, S1, S2 = np.zeros(3), np.zeros(3), np.zeros(3)
-    G1, Gy, GG = np.zeros((3, l)), np.zeros((3, l)), np.zeros((3, l, l))
-    rest = [tot.n, tot.S1, tot.S2, tot.G1.copy(), tot.Gy.copy(), tot.GG.copy()]
+    grams = {}
+    rest = tot.AA.copy()
     for k in (0, 1, 2, -1):
-        if k == modal:
-            continue
-        idx = np.flatnonzero(codes == k)
-        yk = tot.y[idx]
-        Gk_sum, Gk_y = _row_sums(tot.G, idx, yk)
-        part = [float(idx.size), float(yk.sum()), float(yk @ yk), Gk_sum, Gk_y, weighted_gram(tot.G, rows=idx)]
-        for r in range(6):
-            rest[r] = rest[r] - part[r]
-        if k >= 0:
-            n[k], S1[k], S2[k], G1[k], Gy[k], GG[k] = part
-    n[modal], S1[modal], S2[modal], G1[modal], Gy[modal], GG[modal] = rest
+        if k != modal:
+            grams[k] = tot.gram_of_rows(np.flatnonzero(codes == k))
+            rest -= grams[k]
+    grams[modal] = rest
+    l = tot.l  # noqa: E741
+    AA = np.stack([grams[k] for k in range(3)])
+    n = AA[:, l, l]
     gbar = (n[1] + 2 * n[2]) / n.sum()
-    return ClassStats(n, S1, S2, G1, Gy, GG, np.arange(3.0) - gbar)
-
-
-def _row_sums(G: np.ndarray, idx: np.ndarray, y: np.ndarray):
-    """``G[idx]' 1`` and ``G[idx]' y`` a chunk of rows at a time."""
-    from hlmm._linalg import ROW_CHUNK
-
-    s1, sy = np.zeros(G.shape[1]), np.zeros(G.shape[1])
-    for r0 in range(0, idx.size, ROW_CHUNK):
-        Gc = G[idx[r0 : r0 + ROW_CHUNK]]
-        s1 += Gc.sum(0)
-        sy += Gc.T @ y[r0 : r0 + ROW_CHUNK]
-    return s1, sy
+    return ClassStats(n, AA[:, l, l + 1], AA[:, l + 1, l + 1], AA[:, :l, l], AA[:, :l, l + 1],
+                      np.ascontiguousarray(AA[:, :l, :l]), np.arange(3.0) - gbar)
 
 
 class ClassModel:
@@ -176,7 +267,9 @@ class ClassModel:
         H[:2, 2:4] = 2.0 * (XVe - h2 * t["MinvC"].T @ Y)
         H[:2, 4] = 2.0 * t["MinvC"].T @ m
         T = np.einsum("kj,kab->jab", v * w[:, None], cs.GG)  # T_j = sum_k w_k v_kj G_k'G_k
-        P = np.stack([Minv @ T[0], Minv @ T[1]])
+        # P_j = M^-1 T_j; T_0 = S and h2 S = M - I give P_0 = (I - M^-1) / h2 without a product
+        P0 = (np.eye(self.l) - Minv) / h2 if h2 > 1e-6 else Minv @ T[0]
+        P = np.stack([P0, Minv @ T[1]])
         Hbb = (v * (h2 * w * tq + E)[:, None]).T @ v - 2 * h2 * Y.T @ MinvY
         for j in range(2):
             for k in range(2):
@@ -188,17 +281,25 @@ class ClassModel:
         H = np.triu(H) + np.triu(H, 1).T
         return t, grad, H
 
+    def _profile(self, theta):
+        """F, profile gradient and profile Hessian at theta, computed together once per point
+        (Newton asks for the Hessian at every accepted point)."""
+        key = theta.tobytes()
+        if getattr(self, "_pkey", None) != key:
+            t, grad, H = self.derivatives(theta, hessian=True)
+            if t is None:
+                val = (np.inf, np.full(3, np.nan), np.full((3, 3), np.nan))
+            else:
+                val = (t["F"], grad[2:], H[2:, 2:] - H[2:, :2] @ np.linalg.solve(H[:2, :2], H[:2, 2:]))
+            self._pkey, self._pval = key, val
+        return self._pval
+
     def fun_grad(self, theta):
-        t, grad, _ = self.derivatives(theta, hessian=False)
-        if t is None:
-            return np.inf, np.full(3, np.nan)
-        return t["F"], grad[2:]
+        F, grad, _ = self._profile(theta)
+        return F, grad
 
     def profile_hessian(self, theta):
-        t, _, H = self.derivatives(theta, hessian=True)
-        if t is None:
-            return np.full((3, 3), np.nan)
-        return H[2:, 2:] - H[2:, :2] @ np.linalg.solve(H[:2, :2], H[:2, 2:])
+        return self._profile(theta)[2]
 
 
 def fit_snp(cs: ClassStats, beta0: np.ndarray, h2_init: float) -> tuple[dict | None, str | None]:

@@ -65,9 +65,11 @@ def _syrk(A: np.ndarray) -> np.ndarray:
     A = np.ascontiguousarray(A, dtype=float)
     if A.shape[0] == 0:
         return np.zeros((A.shape[1],) * 2)
-    # A.T is Fortran-ordered (l x n): C = A.T @ A without a copy
+    # A.T is Fortran-ordered (l x n): C = A.T @ A without a copy; fill the lower triangle
     C = blas.dsyrk(1.0, A.T, trans=0, lower=0)
-    return np.triu(C) + np.triu(C, 1).T
+    il = np.tril_indices_from(C, -1)
+    C[il] = C.T[il]
+    return C
 
 
 #: Below this many flops per likelihood evaluation (n * l^2), BLAS runs single-threaded inside

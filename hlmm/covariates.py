@@ -85,7 +85,7 @@ def make_design(values: np.ndarray | None, names: list | None, n: int, what: str
     return Design(matrix, ["Intercept"] + list(names), center, scale)
 
 
-def random_effects_design(values: np.ndarray, copy: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def random_effects_design(values: np.ndarray, copy: bool = True, return_scaling: bool = False):
     """Random-effect design from genotypes: impute, drop, z-score, and scale by 1/sqrt(l).
 
     Missing values are replaced by the column mean; columns with no calls or no variance are
@@ -104,10 +104,13 @@ def random_effects_design(values: np.ndarray, copy: bool = True) -> tuple[np.nda
     G : ndarray, shape (n, l)
     kept : ndarray of bool, shape (l0,)
         Which input columns were kept.
+    center, scale : ndarray, shape (l,)
+        With ``return_scaling``: ``G = (values_imputed - center) / scale`` for the kept columns.
     """
     values = np.array(values, dtype=float, copy=copy or None)
     l0 = values.shape[1]
     kept = np.zeros(l0, dtype=bool)
+    center, scale = np.zeros(l0), np.ones(l0)
     for j0 in range(0, l0, 64):
         blk = values[:, j0 : j0 + 64]
         missing = np.isnan(blk)
@@ -120,6 +123,9 @@ def random_effects_design(values: np.ndarray, copy: bool = True) -> tuple[np.nda
         ok = (n_called > 0) & (sd > 1e-12 * np.maximum(1.0, np.abs(means)))
         kept[j0 : j0 + 64] = ok
         blk /= np.where(ok, sd, 1.0)
+        center[j0 : j0 + 64], scale[j0 : j0 + 64] = means, sd
     G = values if kept.all() else values[:, kept]
     G /= np.sqrt(max(G.shape[1], 1))
+    if return_scaling:
+        return G, kept, center[kept], scale[kept] * np.sqrt(max(G.shape[1], 1))
     return G, kept

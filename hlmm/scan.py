@@ -131,20 +131,33 @@ def scan_block(
     problems : list of (int, str)
         SNPs (index within the block) whose fit failed, and why.
     """
-    b = genotypes.shape[1]
-    stats = empty_stats(b)
-    n_called, maf, passes = snp_summary(genotypes, settings.min_maf, settings.max_missing)
-    stats["n"] = n_called
-    stats["frequency"] = maf
+    stats = empty_stats(genotypes.shape[1])
+    stats["n"], stats["frequency"], passes = snp_summary(genotypes, settings.min_maf, settings.max_missing)
+    return _fit_each(stats, passes, lambda j: _fit_one(y, X, V, genotypes[:, j], settings, G))
+
+
+def _fit_each(stats: dict, passes: np.ndarray, fit) -> tuple[dict, list]:
+    """Fill ``stats`` with ``fit(j)`` -> (estimates, None) or (None, reason) for passing SNPs."""
     problems = []
     for j in np.flatnonzero(passes):
-        fit, problem = _fit_one(y, X, V, genotypes[:, j], settings, G)
-        if problem:
-            problems.append((int(j), problem))
+        est, why = fit(j)
+        if why:
+            problems.append((int(j), why))
             continue
-        for key, value in fit.items():
+        for key, value in est.items():
             stats[key][j] = value
     return stats, problems
+
+
+def _summary_from_codes(codes: np.ndarray, n: int, settings: ScanSettings) -> tuple[dict, np.ndarray]:
+    """Empty stats with n and frequency filled, and the filter, from codes (b, n) of a block."""
+    called = codes >= 0
+    n_called = called.sum(1)
+    a1 = np.where(called, codes, 0).sum(1).astype(float)
+    n_called, maf, passes = _filters(n_called, a1, n, settings.min_maf, settings.max_missing)
+    stats = empty_stats(codes.shape[0])
+    stats["n"], stats["frequency"] = n_called, maf
+    return stats, passes
 
 
 def scan_packed(
@@ -184,58 +197,39 @@ def scan_packed(
 
 
 def _scan_hlm_covariates(y, X, V, codes, settings: ScanSettings):
-    b = codes.shape[0]
-    genotypes = np.where(codes < 0, np.nan, codes).T
-    stats = empty_stats(b)
-    n_called, maf, passes = snp_summary(genotypes, settings.min_maf, settings.max_missing)
-    stats["n"], stats["frequency"] = n_called, maf
+    stats, passes = _summary_from_codes(codes, len(y), settings)
     beta_start = settings.beta_start
     if beta_start is None:
         beta_start = np.linalg.lstsq(V, np.full(len(y), np.log(np.var(y))), rcond=None)[0]
     y, X, V = (np.ascontiguousarray(a, dtype=float) for a in (y, X, V))
-    problems = []
-    for j in np.flatnonzero(passes):
-        est, why = _fast_hlm.fit_covariate_snp(y, X, V, np.ascontiguousarray(codes[j]), beta_start)
-        if why:
-            problems.append((int(j), why))
-            continue
-        for key, value in est.items():
-            stats[key][j] = value
-    return stats, problems
+    return _fit_each(stats, passes,
+                     lambda j: _fast_hlm.fit_covariate_snp(y, X, V, np.ascontiguousarray(codes[j]), beta_start))
 
 
-def prepare_random_effects(y: np.ndarray, G: np.ndarray) -> _fast_hlmm.Totals:
+def prepare_random_effects(y: np.ndarray, G: np.ndarray, center=None, scale=None) -> _fast_hlmm.Totals:
     """Sums over all individuals (G'G, G'y, G'1) that the fast HLMM engine reuses for every SNP.
 
-    Pass the result as ``G`` to :func:`scan_packed` to form them once per scan.
+    With the ``center`` and ``scale`` of the columns (``G = (genotypes - center) / scale``, see
+    :func:`hlmm.covariates.random_effects_design`), Gram matrices of genotype classes are formed
+    from the integer genotypes in single precision, exactly. Pass the result as ``G`` to
+    :func:`scan_packed` to form them once per scan.
     """
-    return _fast_hlmm.totals(y, G)
+    return _fast_hlmm.totals(y, G, center, scale)
 
 
 def _scan_hlmm_classes(y, packed, rows, n_file, settings: ScanSettings, G):
     tot = G if isinstance(G, _fast_hlmm.Totals) else _fast_hlmm.totals(y, G)
     codes = _bedkernels.decode(packed, np.ascontiguousarray(rows, dtype=np.int64), n_file)
-    b = codes.shape[0]
-    called = codes >= 0
-    n_called = called.sum(1)
-    a1 = np.where(called, codes, 0).sum(1).astype(float)
-    _, maf, passes = _filters(n_called, a1, len(y), settings.min_maf, settings.max_missing)
-    stats = empty_stats(b)
-    stats["n"], stats["frequency"] = n_called.astype(np.int64), maf
-    problems = []
-    for j in np.flatnonzero(passes):
+    stats, passes = _summary_from_codes(codes, len(y), settings)
+
+    def fit(j):
         cs = _fast_hlmm.class_stats(tot, codes[j])
         start = _fast_hlm.fit_classes(cs.n[None], cs.S1[None], cs.S2[None])
         if not start["success"][0]:
-            problems.append((int(j), "no starting value: the model without random effects did not converge"))
-            continue
-        est, why = _fast_hlmm.fit_snp(cs, start["beta"][0], settings.h2_init)
-        if why:
-            problems.append((int(j), why))
-            continue
-        for key, value in est.items():
-            stats[key][j] = value
-    return stats, problems
+            return None, "no starting value: the model without random effects did not converge"
+        return _fast_hlmm.fit_snp(cs, start["beta"][0], settings.h2_init)
+
+    return _fit_each(stats, passes, fit)
 
 
 def _scan_hlm_classes(y, packed, rows, n_file, settings: ScanSettings):

@@ -151,3 +151,30 @@ def test_fast_covariates__matches_hetlm_and_same_nan_snps():
             [ref["likelihood"], ref["alpha"][-1], ref["alpha_se"][-1], ref["beta"][-1], ref["beta_se"][-1]],
             rtol=1e-7, atol=1e-9)
     assert fit["success"].sum() == b - 1
+
+
+def test_integer_totals__match_float_totals_and_fall_back_for_non_integers():
+    from hlmm.covariates import random_effects_design
+
+    rng = np.random.default_rng(11)
+    n, l = 3000, 40  # noqa: E741
+    raw = rng.binomial(2, rng.uniform(0.05, 0.95, l), (n, l)).astype(float)
+    raw[rng.random((n, l)) < 0.01] = np.nan
+    raw[:, 0] = np.where(np.arange(n) % 2 == 0, 0.0, 2.0)  # mean exactly 1: an integer mean
+    raw[5, 0] = np.nan
+    G, kept, center, scale = random_effects_design(raw, return_scaling=True)
+    np.testing.assert_allclose(G, (np.where(np.isnan(raw), center, raw) - center) / scale, atol=1e-12)
+    y = rng.standard_normal(n)
+    ti, tf = _fast_hlmm.totals(y, G, center, scale), _fast_hlmm.totals(y, G)
+    assert ti.R is not None and tf.R is None
+    np.testing.assert_allclose(ti.G, G, atol=1e-12)
+    for freq in (0.05, 0.3, 0.5):
+        codes = rng.binomial(2, freq, n).astype(np.int8)
+        codes[rng.random(n) < 0.02] = -1
+        a, b = _fast_hlmm.class_stats(ti, codes), _fast_hlmm.class_stats(tf, codes)
+        for field in ("n", "S1", "S2", "G1", "Gy", "GG"):
+            np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-10, atol=1e-9)
+    # non-integer random effects (e.g. from a text file) use the float64 form
+    noisy = raw + rng.normal(0, 0.01, raw.shape)
+    G2, _, c2, s2 = random_effects_design(noisy, return_scaling=True)
+    assert _fast_hlmm.totals(y, G2, c2, s2).R is None

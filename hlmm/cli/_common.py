@@ -89,6 +89,8 @@ class AnalysisData:
     X: Design
     V: Design
     G: np.ndarray | None
+    G_center: np.ndarray | None = None
+    G_scale: np.ndarray | None = None
 
 
 def load_analysis_data(args, reference_ids: list | None, reference_what: str) -> AnalysisData:
@@ -117,7 +119,7 @@ def load_analysis_data(args, reference_ids: list | None, reference_what: str) ->
     matched = match_individuals(reference_ids, reference_what, tables)
     rows, ids = matched.rows, matched.ids
     cols = dict(zip([w for _, w in tables], matched.columns))
-    G = None
+    G = G_center = G_scale = None
     if args.random_gts:
         G_raw, present = _read_random(args, ids)
         if not present.all():
@@ -127,7 +129,7 @@ def load_analysis_data(args, reference_ids: list | None, reference_what: str) ->
             rows, ids = rows[present], [i for i, p in zip(ids, present) if p]
             cols = {w: c[present] for w, c in cols.items()}
             G_raw = G_raw[present]
-        G, kept = random_effects_design(G_raw, copy=False)
+        G, kept, G_center, G_scale = random_effects_design(G_raw, copy=False, return_scaling=True)
         del G_raw
         if G.shape[1] == 0:
             raise InputError(f"random effects file {args.random_gts}: no column has calls and variance")
@@ -150,7 +152,7 @@ def load_analysis_data(args, reference_ids: list | None, reference_what: str) ->
                         f"variance covariate file {args.var_covar}")
     except ValueError as e:
         raise InputError(str(e)) from None
-    return AnalysisData(rows, ids, y, phen_name, X, V, G)
+    return AnalysisData(rows, ids, y, phen_name, X, V, G, G_center, G_scale)
 
 
 def _read_random(args, ids: list):

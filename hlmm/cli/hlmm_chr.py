@@ -107,7 +107,8 @@ def run(args) -> None:
     settings = ScanSettings(args.min_maf, args.max_missing, h2_start, args.engine, beta_start=null["beta"])
     G = data.G
     if G is not None and args.engine == "fast" and not args.fit_covariates:
-        G = prepare_random_effects(y, G)
+        G = prepare_random_effects(y, G, data.G_center, data.G_scale)
+        data.G = None  # the fast engine keeps its own copy, augmented with 1 and y
     job = ScanJob(bed, data.rows, y, X, V, G, settings)
 
     log.info(f"Fitting models for {stop - start} SNPs")
