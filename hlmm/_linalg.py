@@ -7,7 +7,6 @@ import contextlib
 import numpy as np
 from scipy.linalg import blas
 
-
 #: Rows processed at a time by the n x l products, bounding their temporaries to
 #: ROW_CHUNK x l floats (32 MB at l = 500).
 ROW_CHUNK = 8192

@@ -86,7 +86,7 @@ def manhattan(res: dict, path: str) -> str:
     order = sorted(set(chrom), key=lambda c: (0, int(c)) if c.isdigit() else (1, c))
     x = np.empty(len(pos))
     offset, ticks = 0.0, []
-    for k, c in enumerate(order):
+    for c in order:
         sel = chrom == c
         x[sel] = pos[sel] - pos[sel].min() + offset
         ticks.append((offset + x[sel].max()) / 2)

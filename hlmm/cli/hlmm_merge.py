@@ -67,7 +67,7 @@ def run(args) -> None:
     parts.sort(key=lambda t: (t[0], t[1]))
     ref = parts[0][3].run
     strip = lambda run: {**run, "options": {k: v for k, v in run["options"].items() if k not in RANGE_KEYS}}  # noqa: E731
-    for start, stop, path, side in parts[1:]:
+    for _, _, path, side in parts[1:]:
         diff = differences(strip(ref), strip(side.run))
         if diff:
             raise InputError(f"results file {path}: run differs from {parts[0][2]} ({', '.join(diff)})")
