@@ -12,8 +12,8 @@ from scipy.linalg import blas
 ROW_CHUNK = 8192
 
 
-def weighted_gram(G: np.ndarray, a: np.ndarray | None = None, rows: np.ndarray | None = None) -> np.ndarray:
-    """``G' diag(a) G`` (``G' G`` if ``a`` is None), over ``rows`` of G if given.
+def weighted_gram(G: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
+    """``G' diag(a) G`` (``G' G`` if ``a`` is None).
 
     Rows are processed in chunks of :data:`ROW_CHUNK`, so the temporaries stay small. With
     non-negative weights each chunk is a symmetric rank-k update (half the flops of a general
@@ -22,20 +22,19 @@ def weighted_gram(G: np.ndarray, a: np.ndarray | None = None, rows: np.ndarray |
     Parameters
     ----------
     G : ndarray, shape (n, l)
-    a : ndarray, shape (n,) or (len(rows),), optional
-    rows : ndarray of int, optional
+    a : ndarray, shape (n,), optional
 
     Returns
     -------
     ndarray, shape (l, l)
         Symmetric.
     """
-    n_rows = G.shape[0] if rows is None else len(rows)
+    n_rows = G.shape[0]
     out = np.zeros((G.shape[1], G.shape[1]))
     signed = a is not None and not np.all(a >= 0)
     for r0 in range(0, n_rows, ROW_CHUNK):
         sl = slice(r0, min(r0 + ROW_CHUNK, n_rows))
-        Gc = G[sl] if rows is None else G[rows[sl]]
+        Gc = G[sl]
         if a is None:
             out += _syrk(Gc)
         elif signed:
