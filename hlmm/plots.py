@@ -25,6 +25,13 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
 def lambda_gc(t) -> float:
     """Genomic control inflation: median of t^2 over the median of chi-square(1)."""
     t = np.asarray(t, dtype=float)
@@ -44,10 +51,7 @@ def add_var_scatter(res: dict, path: str, slope: float | None = None) -> str:
         ax.legend()
     ax.set_xlabel("additive effect")
     ax.set_ylabel("log-linear variance effect")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def qq_plot(res: dict, path: str) -> str:
@@ -70,10 +74,7 @@ def qq_plot(res: dict, path: str) -> str:
     ax.set_xlabel("expected −log10 p")
     ax.set_ylabel("observed −log10 p")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def manhattan(res: dict, path: str) -> str:
@@ -100,7 +101,4 @@ def manhattan(res: dict, path: str) -> str:
     axes[-1, 0].set_xticks(ticks)
     axes[-1, 0].set_xticklabels(order)
     axes[-1, 0].set_xlabel("chromosome")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

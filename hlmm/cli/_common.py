@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -168,6 +169,17 @@ def _read_random(args, ids: list):
     return read_random_effects_bed(fileset, ids)
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite float >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not np.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be non-negative, got {text}")
+    return value
+
+
 def add_data_arguments(parser, with_missing_char_help: str = "Missing value string in phenotype file (default NA)") -> None:
     """Arguments shared by hlmm_chr and fit_hlmm_model."""
     parser.add_argument("--mean_covar", type=str, default=None, help="Location of mean covariate file (default no mean covariates)")
@@ -177,7 +189,7 @@ def add_data_arguments(parser, with_missing_char_help: str = "Missing value stri
                              "If random_gts are provided, HLMMs (hetlmm.model) are fit, rather than HLMs (hetlm.model).")
     parser.add_argument("--random_gts_txt", action="store_true", default=False,
                         help="The file given to --random_gts is a text file with columns FID, IID, x1, x2, ...")
-    parser.add_argument("--h2_init", type=float, default=0.05, help="Initial value for variance explained by random effects (default 0.05)")
+    parser.add_argument("--h2_init", type=non_negative_float, default=0.05, help="Initial value for variance explained by random effects (default 0.05)")
     parser.add_argument("--phen_index", type=int, default=1,
                         help="If the phenotype file contains multiple phenotypes, which phenotype to analyse (default 1, the first)")
     parser.add_argument("--missing_char", type=str, default="NA", help=with_missing_char_help)

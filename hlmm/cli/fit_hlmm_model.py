@@ -32,8 +32,6 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args) -> None:
     if not (args.mean_covar or args.var_covar or args.random_gts):
         raise InputError("at least one of --mean_covar, --var_covar and --random_gts is required")
-    if args.h2_init < 0:
-        raise InputError(f"--h2_init must be non-negative, got {args.h2_init}")
     check_output_prefix(args.outprefix)
     data = load_analysis_data(args, None, "")
     log.info("Fitting model")

@@ -83,8 +83,6 @@ def run(args) -> None:
         raise InputError(f"--block_size must be at least 1, got {args.block_size}")
     if args.n_jobs < 1:
         raise InputError(f"--n_jobs must be at least 1, got {args.n_jobs}")
-    if args.h2_init < 0:
-        raise InputError(f"--h2_init must be non-negative, got {args.h2_init}")
     if args.resume and args.append:
         raise InputError("--resume and --append cannot be combined")
     bed = open_bed(args.genofile)
