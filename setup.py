@@ -19,15 +19,16 @@ setup(
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",
-        "pysnptools>=0.5.10",
-        "six",  # pysnptools imports six without declaring it
         "threadpoolctl>=3",
+        "tqdm>=4.60",  # progress bar on a terminal
         "numba>=0.59",  # compiled pass over packed .bed bytes (fast engine)
         "statsmodels>=0.14",  # robust regression for dispersion effects
     ],
     extras_require={
+        # pysnptools (and six, which it imports without declaring it) run hlmm 1.2.0a1 in the
+        # comparison tests and check our .bed decoding
         "test": ["pytest>=7", "numdifftools>=0.9.41", "statsmodels>=0.14", "matplotlib>=3.6", "sphinx>=7",
-                 "dask[distributed]>=2024.1"],
+                 "dask[distributed]>=2024.1", "ruff>=0.5", "pysnptools>=0.5.10", "six", "pandas>=2"],
         "plot": ["matplotlib>=3.6"],
         "docs": ["sphinx>=7"],
         "dask": ["dask[distributed]>=2024.1"],

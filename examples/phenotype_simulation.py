@@ -51,11 +51,11 @@ def main(argv=None):
     args = p.parse_args(argv)
     rng = np.random.default_rng(args.seed)
     test, random = open_bed("test.bed"), open_bed("random.bed")
-    rows = np.arange(test.n_individuals)
-    g = np.hstack([test.read(rows, 0, test.n_snps), random.read(rows, 0, random.n_snps)])
+    rows = np.arange(test.n_samples)
+    g = np.hstack([test.read_dosages(rows, 0, test.n_variants).T, random.read_dosages(rows, 0, random.n_variants).T])
     y = inverse_normal(simulate_gamma_phenotype(g, args.h2, args.dispersion, rng))
     with open("test_phenotype.fam", "w") as f:
-        f.write("".join(f"{fid} {iid} {val:.10g}\n" for (fid, iid), val in zip(test.ids, y)))
+        f.write("".join(f"{fid} {iid} {val:.10g}\n" for (fid, iid), val in zip(test.samples, y)))
     print(f"wrote test_phenotype.fam: {len(y)} individuals")
 
 

@@ -10,3 +10,8 @@ hetlmm
 """
 
 __version__ = "2.0.0.dev0"
+
+# As in 1.2.0a1, ``import hlmm`` makes ``hlmm.hetlm`` and ``hlmm.hetlmm`` available.
+from hlmm import hetlm, hetlmm  # noqa: E402
+
+__all__ = ["hetlm", "hetlmm", "__version__"]

@@ -1,10 +1,11 @@
 """Exact HLM fits of many SNPs at once from genotype-class sufficient statistics.
 
-In the default mode of ``hlmm_chr`` a SNP's model has ``X = V = [1, g]`` and ``g`` takes three
-values (0, 1, 2 copies of A1, centred) among the individuals with a call. Writing ``n_k``,
-``S1_k = sum y`` and ``S2_k = sum y^2`` per class k, the profile likelihood of
-``beta = (b0, b1)`` and its exact gradient and Hessian depend on the data only through these
-nine numbers::
+In the default mode of ``hlmm_chr`` a SNP's model has ``X = V = [1, g]``, and ``g`` takes a few
+distinct values among the individuals with a call: three for hard calls (0, 1, 2 copies of A1),
+and for dosages the distinct values of the file's grid (multiples of 1/16384 in .pgen, of 1/255
+in 8-bit .bgen). Writing ``n_k``, ``S1_k = sum y`` and ``S2_k = sum y^2`` per class k of
+individuals sharing the (centred) value ``g_k``, the profile likelihood of ``beta = (b0, b1)``
+and its exact gradient and Hessian depend on the data only through these numbers::
 
     eta_k = b0 + b1 g_k,   w_k = exp(-eta_k),   alpha = (X'WX)^-1 X'Wy   (2 x 2)
     Q_k = sum_{i in k} (y_i - mu_k)^2 = S2_k - 2 mu_k S1_k + n_k mu_k^2
@@ -21,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hlmm import _bedkernels, _optimize
+from hlmm import _kernels, _optimize
+from hlmm._linalg import LOG_2PI
 
-LOG_2PI = float(np.log(2 * np.pi))
 K = np.arange(3.0)
 
 
@@ -73,13 +74,17 @@ def _profile(beta, cnt, s1, s2, g, hessian: bool):
     return F, grad, H, alpha, M
 
 
-def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_iter: int = 200) -> dict:
+def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values: np.ndarray | None = None,
+                max_iter: int = 200) -> dict:
     """Fit ``y ~ N(a0 + a1 g, exp(b0 + b1 g))`` for many SNPs from class statistics.
 
     Parameters
     ----------
-    counts, sums, sums2 : ndarray, shape (b, 3)
-        Per SNP and class (0, 1, 2 copies of A1): number of individuals, sum of y, sum of y^2.
+    counts, sums, sums2 : ndarray, shape (b, K)
+        Per SNP and class: number of individuals, sum of y, sum of y^2.
+    values : ndarray, shape (b, K), optional
+        Genotype value of each class (uncentred); default 0, 1, 2 copies of A1 (K = 3). Classes
+        with no individuals (padding) may have any value.
     max_iter : int
 
     Returns
@@ -91,9 +96,14 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, max_ite
     """
     b = counts.shape[0]
     n = counts.sum(1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gbar = (counts[:, 1] + 2.0 * counts[:, 2]) / n
-    g = K[None, :] - gbar[:, None]
+    if values is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gbar = (counts[:, 1] + 2.0 * counts[:, 2]) / n
+        g = K[None, :] - gbar[:, None]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gbar = (counts * values).sum(1) / n
+        g = np.where(counts > 0, values - gbar[:, None], 0.0)
     usable = ((counts > 0).sum(1) >= 2) & (n > 4)
     out = {k: np.full(b, np.nan) for k in ("likelihood", "add", "add_se", "var", "var_se")}
     out["beta"] = np.full((b, 2), np.nan)
@@ -187,11 +197,11 @@ class CovariateSNP:
     Gram matrix, then residual sums), so the Newton iterations cost a few passes over n each.
     """
 
-    def __init__(self, y, Xc, Vc, codes):
-        self.y, self.Xc, self.Vc, self.codes = y, Xc, Vc, codes
-        called = codes >= 0
+    def __init__(self, y, Xc, Vc, geno):
+        self.y, self.Xc, self.Vc, self.geno = y, Xc, Vc, geno
+        called = ~np.isnan(geno)
         self.n = int(called.sum())
-        self.gmean = float(codes[called].mean())
+        self.gmean = float(geno[called].mean())
         self._key, self._val = None, None
 
     def evaluate(self, beta):
@@ -200,8 +210,8 @@ class CovariateSNP:
             return self._val
         val = None
         with np.errstate(over="ignore", invalid="ignore"):
-            s_eta, M, rhs, _, _, _ = _bedkernels.covariate_pass(
-                self.y, self.Xc, self.Vc, self.codes, self.gmean, beta, beta, False)
+            s_eta, M, rhs, _, _, _ = _kernels.covariate_pass(
+                self.y, self.Xc, self.Vc, self.geno, self.gmean, beta, beta, False)
             if np.isfinite(s_eta) and np.all(np.isfinite(M)):
                 try:
                     ch = np.linalg.cholesky(M)
@@ -209,8 +219,8 @@ class CovariateSNP:
                 except np.linalg.LinAlgError:
                     alpha = None
                 if alpha is not None:
-                    s_wr2, _, _, grad, Hv, A = _bedkernels.covariate_pass(
-                        self.y, self.Xc, self.Vc, self.codes, self.gmean, beta, alpha, True)
+                    s_wr2, _, _, grad, Hv, A = _kernels.covariate_pass(
+                        self.y, self.Xc, self.Vc, self.geno, self.gmean, beta, alpha, True)
                     F = s_eta + s_wr2
                     if np.isfinite(F):
                         H = Hv - 2.0 * A.T @ np.linalg.solve(M, A)
@@ -227,13 +237,13 @@ class CovariateSNP:
         return np.full((beta.size, beta.size), np.nan) if val is None else val[2]
 
 
-def fit_covariate_snp(y, Xc, Vc, codes, beta_start) -> tuple[dict | None, str | None]:
-    """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for one SNP given its codes.
+def fit_covariate_snp(y, Xc, Vc, geno, beta_start) -> tuple[dict | None, str | None]:
+    """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for one SNP given its genotypes.
 
     Parameters
     ----------
-    codes : ndarray of int8, shape (n,)
-        Copies of A1, -1 for a missing call (left out of the fit).
+    geno : ndarray of float64, shape (n,)
+        Copies of A1 (or dosages), NaN for a missing call (left out of the fit).
     beta_start : ndarray, shape (v,)
         Starting variance effects of the covariates; the SNP's starts at 0.
 
@@ -244,13 +254,13 @@ def fit_covariate_snp(y, Xc, Vc, codes, beta_start) -> tuple[dict | None, str | 
     """
     from hlmm._optimize import minimize_newton
 
-    snp = CovariateSNP(y, Xc, Vc, codes)
+    snp = CovariateSNP(y, Xc, Vc, geno)
     res = minimize_newton(snp.fun_grad, snp.hessian, np.append(beta_start, 0.0))
     if not res.success:
         return None, res.message
     F, _, _, alpha, M = snp.evaluate(res.x)
-    called = codes >= 0
-    Vl = np.column_stack([Vc[called], codes[called] - snp.gmean])
+    called = ~np.isnan(geno)
+    Vl = np.column_stack([Vc[called], geno[called] - snp.gmean])
     try:
         add_var = np.linalg.inv(M)[-1, -1]
         var_var = 2.0 * np.linalg.inv(Vl.T @ Vl)[-1, -1]

@@ -21,10 +21,8 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from hlmm._linalg import weighted_gram
+from hlmm._linalg import LOG_2PI, ROW_CHUNK, syrk, weighted_gram
 from hlmm._optimize import minimize_newton
-
-LOG_2PI = float(np.log(2 * np.pi))
 
 
 @dataclass
@@ -83,7 +81,6 @@ def totals(y: np.ndarray, G: np.ndarray, center=None, scale=None) -> Totals:
 def _integer_totals(y, G, center, scale):
     from scipy import sparse
 
-    from hlmm._linalg import ROW_CHUNK
 
     n, l = G.shape  # noqa: E741
     integer_mean = np.abs(center - np.rint(center)) < 1e-9
@@ -108,7 +105,6 @@ def _integer_totals(y, G, center, scale):
 
 def _float_gram(A: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """``A[idx]' A[idx]``, gathering chunks of rows into one reused buffer."""
-    from hlmm._linalg import ROW_CHUNK, _syrk
 
     out = np.zeros((A.shape[1],) * 2)
     if idx.size == 0:
@@ -117,7 +113,7 @@ def _float_gram(A: np.ndarray, idx: np.ndarray) -> np.ndarray:
     for r0 in range(0, idx.size, ROW_CHUNK):
         chunk = idx[r0 : r0 + ROW_CHUNK]
         np.take(A, chunk, axis=0, out=buf[: chunk.size])
-        out += _syrk(buf[: chunk.size])
+        out += syrk(buf[: chunk.size])
     return out
 
 
@@ -125,8 +121,7 @@ def _integer_gram(tot: Totals, idx: np.ndarray) -> np.ndarray:
     """Augmented Gram over rows ``idx`` from the integer form, converted to G units."""
     from scipy.linalg import blas
 
-    from hlmm._bedkernels import integer_row_sums
-    from hlmm._linalg import ROW_CHUNK
+    from hlmm._kernels import integer_row_sums
 
     l = tot.l  # noqa: E741
     RR = np.zeros((l, l))

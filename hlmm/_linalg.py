@@ -7,6 +7,9 @@ import contextlib
 import numpy as np
 from scipy.linalg import blas
 
+#: log(2 pi), the constant of every Gaussian log-likelihood here.
+LOG_2PI = float(np.log(2 * np.pi))
+
 #: Rows processed at a time by the n x l products, bounding their temporaries to
 #: ROW_CHUNK x l floats (32 MB at l = 500).
 ROW_CHUNK = 8192
@@ -36,11 +39,11 @@ def weighted_gram(G: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
         sl = slice(r0, min(r0 + ROW_CHUNK, n_rows))
         Gc = G[sl]
         if a is None:
-            out += _syrk(Gc)
+            out += syrk(Gc)
         elif signed:
             out += Gc.T @ (a[sl, None] * Gc)
         else:
-            out += _syrk(Gc * np.sqrt(a[sl])[:, None])
+            out += syrk(Gc * np.sqrt(a[sl])[:, None])
     return 0.5 * (out + out.T) if signed else out
 
 
@@ -59,7 +62,8 @@ def rows_quadratic(G: np.ndarray, lower_factor: np.ndarray) -> np.ndarray:
     return q
 
 
-def _syrk(A: np.ndarray) -> np.ndarray:
+def syrk(A: np.ndarray) -> np.ndarray:
+    """``A' A`` by a symmetric rank-k update (both triangles filled)."""
     A = np.ascontiguousarray(A, dtype=float)
     if A.shape[0] == 0:
         return np.zeros((A.shape[1],) * 2)

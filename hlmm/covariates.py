@@ -59,6 +59,16 @@ class Design:
         return T @ effects, np.sqrt(np.diag(T @ cov @ T.T))
 
 
+#: A column whose standard deviation is below this fraction of its largest absolute value is
+#: constant (a scale-free rule: covariates in any units, e.g. around 1e-13, are accepted).
+CONSTANT_RTOL = 1e-10
+
+
+def is_constant(values: np.ndarray) -> bool:
+    """Whether a vector is constant by :data:`CONSTANT_RTOL` (scale-free)."""
+    return not np.std(values) > CONSTANT_RTOL * np.abs(values).max()
+
+
 def make_design(values: np.ndarray | None, names: list | None, n: int, what: str = "covariates") -> Design:
     """Build ``[1, z_1, ..., z_k]`` from covariate values (or an intercept alone).
 
@@ -72,7 +82,7 @@ def make_design(values: np.ndarray | None, names: list | None, n: int, what: str
     center = values.mean(axis=0)
     scale = values.std(axis=0)
     for j, s in enumerate(scale):
-        if not s > 1e-12 * max(1.0, abs(center[j])):
+        if not s > CONSTANT_RTOL * np.abs(values[:, j]).max():
             raise ValueError(f"{what}: '{names[j]}' is constant over the individuals used, so collinear with the intercept")
     Z = (values - center) / scale
     matrix = np.column_stack([np.ones(n), Z])
@@ -120,7 +130,7 @@ def random_effects_design(values: np.ndarray, copy: bool = True, return_scaling:
         np.copyto(blk, np.broadcast_to(means, blk.shape), where=missing)
         blk -= means
         sd = np.sqrt((blk * blk).mean(axis=0))
-        ok = (n_called > 0) & (sd > 1e-12 * np.maximum(1.0, np.abs(means)))
+        ok = (n_called > 0) & (sd > CONSTANT_RTOL * np.abs(means))
         kept[j0 : j0 + 64] = ok
         blk /= np.where(ok, sd, 1.0)
         center[j0 : j0 + 64], scale[j0 : j0 + 64] = means, sd

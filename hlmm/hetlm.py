@@ -37,13 +37,10 @@ import numpy as np
 from scipy import linalg
 
 from hlmm._checks import as_design, as_parameter, as_response
-from hlmm._linalg import blas_threads_for
+from hlmm._linalg import LOG_2PI, blas_threads_for
 from hlmm._optimize import minimize_newton
 
 __all__ = ["model"]
-
-LOG_2PI = float(np.log(2 * np.pi))
-
 
 class model:
     """Heteroskedastic linear model with input data.
@@ -123,6 +120,11 @@ class model:
         -------
         ndarray, shape (v,)
             At ``alpha = alpha_mle(beta)`` this is also the gradient of the profile likelihood.
+
+        Notes
+        -----
+        1.2.0a1 returned the gradient of ``-2*L - n*log(2*pi)`` (not divided by n) with shape
+        (1, v). This is the gradient of what ``likelihood(..., negative=True)`` returns.
         """
         beta = as_parameter(beta, self.n_fixed_variance, "beta")
         alpha = as_parameter(alpha, self.n_fixed_mean, "alpha")
@@ -160,7 +162,9 @@ class model:
         """Analytical approximation to the MLE of the fixed variance effects.
 
         Takes the OLS residuals r, the homoskedastic fit ``V beta0 ~ log(mean r^2)``, and one
-        Newton step from ``beta0`` for ``beta`` with ``alpha`` held at OLS.
+        Newton step from ``beta0`` for ``beta`` with ``alpha`` held at OLS. (1.2.0a1 instead
+        regressed ``log(r^2)`` on ``V`` and corrected the intercept; both are only starting
+        points, and the MLE does not depend on them.)
 
         Returns
         -------
@@ -217,9 +221,12 @@ class model:
         -------
         dict
             ``alpha``, ``beta`` (MLEs); ``alpha_se``, ``beta_se``, ``alpha_cov``, ``beta_cov``
-            (sampling distribution from the expected information); ``likelihood`` (maximum of
-            the log-likelihood); ``success`` (bool); ``message`` (why it stopped); ``n_iter``.
-            On failure the last iterate is returned with ``success=False``.
+            and ``par_cov`` (order alpha, beta; sampling distribution from the expected
+            information, so ``par_cov`` is block diagonal); ``likelihood`` (maximum of the
+            log-likelihood); ``success`` (bool); ``warnflag`` (0 converged, 1 too many
+            iterations, 2 other failure); ``message`` (why it stopped); ``n_iter``. The keys
+            mean the same as in :meth:`hlmm.hetlmm.model.optimize_model`. On failure the last
+            iterate is returned with ``success=False``.
         """
         with blas_threads_for(self.n * max(self.n_fixed_mean, self.n_fixed_variance) ** 2):
             return self._optimize()
@@ -242,8 +249,10 @@ class model:
         }
         optim["alpha_se"] = np.sqrt(np.diag(optim["alpha_cov"]))
         optim["beta_se"] = np.sqrt(np.diag(optim["beta_cov"]))
+        optim["par_cov"] = linalg.block_diag(optim["alpha_cov"], optim["beta_cov"])
         optim["likelihood"] = -0.5 * (res.fun + self.n * LOG_2PI)
         optim["success"] = bool(res.success)
+        optim["warnflag"] = int(res.warnflag)
         optim["message"] = res.message
         optim["n_iter"] = res.n_iter
         return optim

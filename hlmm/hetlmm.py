@@ -43,13 +43,10 @@ from scipy import linalg
 
 from hlmm import hetlm
 from hlmm._checks import as_design, as_h2, as_parameter, as_response
-from hlmm._linalg import blas_threads_for, rows_quadratic, weighted_gram
+from hlmm._linalg import LOG_2PI, blas_threads_for, rows_quadratic, weighted_gram
 from hlmm._optimize import fd_hessian, minimize_newton
 
 __all__ = ["model", "simulate"]
-
-LOG_2PI = float(np.log(2 * np.pi))
-
 
 @dataclass
 class _Terms:
@@ -201,7 +198,9 @@ class model:
         -------
         dict
             ``alpha``, ``beta``, ``h2`` (MLEs); ``alpha_se``, ``beta_se``, ``h2_se`` and
-            ``par_cov`` (order alpha, beta, h2), the inverse observed information; ``likelihood``
+            ``par_cov`` (order alpha, beta, h2), the inverse observed information, with its
+            ``alpha_cov`` and ``beta_cov`` blocks (the keys of
+            :meth:`hlmm.hetlm.model.optimize_model`); ``likelihood``
             (maximum log-likelihood); ``success``; ``warnflag`` (0 converged, 1 too many
             iterations, 2 other failure); ``message``; ``n_iter``. On failure the last iterate is
             returned with ``success=False``.
@@ -236,7 +235,10 @@ class model:
             else:
                 par_cov = self.parameter_covariance(t.alpha, beta, h2_hat, dx)
             se = np.sqrt(np.diag(par_cov))
+            c = self.n_fixed_mean
             optim["par_cov"] = par_cov
+            optim["alpha_cov"] = par_cov[:c, :c]
+            optim["beta_cov"] = par_cov[c : c + v, c : c + v]
             optim["alpha_se"] = se[: self.n_fixed_mean]
             optim["beta_se"] = se[self.n_fixed_mean : self.n_fixed_mean + v]
             optim["h2_se"] = float(se[-1])
@@ -445,14 +447,26 @@ def simulate(n: int, l: int, alpha, beta, h2: float, seed=None) -> model:  # noq
     h2 : float
         Variance of the random effects.
     seed : int or numpy.random.Generator, optional
-        Seed for ``numpy.random.default_rng``.
+        Seed for ``numpy.random.default_rng``, or a Generator. Without it the draws come from
+        NumPy's global random state, as in 1.2.0a1, so ``np.random.seed(5)`` beforehand
+        reproduces the data.
 
     Returns
     -------
     model
         A model whose ``y``, ``X``, ``V``, ``G`` hold the simulated data.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> np.random.seed(5)
+    >>> a = simulate(50, 4, np.array([1.0]), np.array([0.0]), 0.5)
+    >>> np.random.seed(5)
+    >>> b = simulate(50, 4, np.array([1.0]), np.array([0.0]), 0.5)
+    >>> bool(np.array_equal(a.y, b.y))
+    True
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.mtrand._rand if seed is None else np.random.default_rng(seed)
     alpha = np.atleast_1d(np.asarray(alpha, dtype=float))
     beta = np.atleast_1d(np.asarray(beta, dtype=float))
     h2 = as_h2(h2)

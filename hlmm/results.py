@@ -1,41 +1,39 @@
-"""The results schema: output columns, p-values, and writing and reading result files.
+"""Results files: p-values, formatting blocks of rows, and writing and reading ``.models.gz``.
 
-This module owns the column layout of ``.models.gz`` files; every writer and reader uses it.
+The columns come from :mod:`hlmm.columns`. A ``.models.gz`` file is a sequence of complete gzip
+members: one with the header, then one per block of rows, so a file cut after any member is a
+valid gzip file of complete rows. Where the files live during a run, and when they become final,
+is decided by :mod:`hlmm.runstate`.
 """
 
 from __future__ import annotations
 
 import gzip
-import io
 import os
+import zlib
 
 import numpy as np
 from scipy.special import log_ndtr
 
-__all__ = [
-    "COLUMNS",
-    "DOCUMENTED_COLUMNS",
-    "neglog10_pval",
-    "ModelsWriter",
-    "read_models",
-    "write_effects",
-]
+from hlmm import columns as C
+from hlmm.io import OutputError, os_reason
 
-#: The 13 columns of hlmm 1.2.0a1, in order.
-DOCUMENTED_COLUMNS = [
-    "SNP", "n", "frequency", "likelihood",
-    "add", "add_se", "add_t", "add_pval",
-    "var", "var_se", "var_t", "var_pval",
-    "av_pval",
+__all__ = [
+    "neglog10_pval",
+    "stats_table",
+    "format_block",
+    "header_member",
+    "block_member",
+    "MemberFile",
+    "read_models",
+    "write_table",
+    "write_effects",
+    "write_atomic",
 ]
-#: Our columns: the documented ones, then where the SNP is and which allele the effects count.
-COLUMNS = DOCUMENTED_COLUMNS + ["chr", "pos", "A1", "A2"]
-#: Columns that hlmm_dispersion appends.
-DISPERSION_COLUMNS = ["dispersion", "dispersion_se", "dispersion_t", "dispersion_pval"]
-TEXT_COLUMNS = {"SNP", "chr", "A1", "A2"}
-INT_COLUMNS = {"n", "pos"}
 
 LN10 = float(np.log(10.0))
+TEXT = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "str"}
+INTEGER = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "int"}
 
 
 def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
@@ -52,6 +50,11 @@ def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
     Returns
     -------
     ndarray
+
+    Examples
+    --------
+    >>> float(neglog10_pval(3.841458820694124, 1).round(6))
+    1.30103
     """
     x = np.asarray(chi2_stat, dtype=float)
     if df == 1:
@@ -61,118 +64,155 @@ def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
     raise ValueError(f"df must be 1 or 2, got {df}")
 
 
-def stats_table(snp_info: dict, stats: dict) -> dict:
-    """Assemble the columns of one block of results.
+def stats_table(variant_info: dict, stats: dict) -> dict:
+    """Every column of :data:`hlmm.columns.MODELS` for one block of rows.
 
     Parameters
     ----------
-    snp_info : dict
-        ``SNP``, ``chr``, ``pos``, ``A1``, ``A2`` arrays.
+    variant_info : dict
+        The ``variant`` columns (``SNP``, ``chr``, ``pos``, ``A1``, ``A2``).
     stats : dict
-        ``n``, ``frequency``, ``likelihood``, ``add``, ``add_se``, ``var``, ``var_se`` arrays.
+        The ``stats`` columns as arrays; ``av_chi2`` (optional) replaces the joint statistic
+        ``add_t^2 + var_t^2`` where the two are correlated (robust score tests).
 
     Returns
     -------
     dict
-        Every column of :data:`COLUMNS`.
     """
     with np.errstate(invalid="ignore", divide="ignore"):
         add_t = stats["add"] / stats["add_se"]
         var_t = stats["var"] / stats["var_se"]
-        cols = dict(snp_info)
-        cols.update(stats)
+        av = stats.get("av_chi2")
+        av = add_t**2 + var_t**2 if av is None else av
+        cols = dict(variant_info)
+        cols.update({k: v for k, v in stats.items() if C.by_name(k) is not None})
         cols["add_t"] = add_t
         cols["var_t"] = var_t
         cols["add_pval"] = neglog10_pval(add_t**2, 1)
         cols["var_pval"] = neglog10_pval(var_t**2, 1)
-        cols["av_pval"] = neglog10_pval(add_t**2 + var_t**2, 2)
+        cols["av_pval"] = neglog10_pval(av, 2)
     return cols
 
 
 def _format(col: str, values) -> list:
-    if col in TEXT_COLUMNS:
+    if col in TEXT:
         return [str(v) for v in values]
-    if col in INT_COLUMNS:
+    if col in INTEGER:
         return [str(int(v)) for v in values]
     return ["NaN" if not np.isfinite(v) else format(float(v), ".10g") for v in values]
 
 
-def format_block(cols: dict, columns: list = COLUMNS) -> str:
+def format_block(cols: dict, columns: list) -> str:
     """Tab-separated text of a block of rows (no header)."""
     formatted = [_format(c, cols[c]) for c in columns]
     return "".join("\t".join(row) + "\n" for row in zip(*formatted))
-
-
-class ModelsWriter:
-    """Writes a ``.models.gz`` file one block at a time, each block a complete gzip member.
-
-    A new file appears, atomically, already holding its header. Each block is compressed whole
-    and written with one ``write`` call, then flushed to disk, so a run stopped at any point
-    (even by ``kill -9``) leaves a valid gzip file of complete rows.
-
-    Parameters
-    ----------
-    path : str
-    append : bool
-        Append to an existing file (without a header) instead of creating it.
-    resume_bytes : int, optional
-        Continue a file whose first ``resume_bytes`` bytes are complete, discarding the rest.
-    """
-
-    def __init__(self, path: str, append: bool = False, resume_bytes: int | None = None) -> None:
-        self.path = path
-        if resume_bytes is not None:
-            size = os.path.getsize(path)
-            if size < resume_bytes:
-                raise ValueError(f"{path} has {size} bytes, fewer than the {resume_bytes} recorded as complete")
-            self._fd = os.open(path, os.O_WRONLY)
-            os.ftruncate(self._fd, resume_bytes)
-            os.lseek(self._fd, 0, os.SEEK_END)
-        elif append and os.path.exists(path) and os.path.getsize(path) > 0:
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-        else:
-            tmp = path + ".partial"
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            _write_all(fd, _member("\t".join(COLUMNS) + "\n"))
-            os.fsync(fd)
-            os.close(fd)
-            os.replace(tmp, path)
-            self._fd = os.open(path, os.O_WRONLY | os.O_APPEND)
-
-    def write_block(self, cols: dict) -> None:
-        """Write a block of rows given by the columns of :func:`stats_table`."""
-        if len(cols["SNP"]):
-            _write_all(self._fd, _member(format_block(cols)))
-            os.fsync(self._fd)
-
-    def tell(self) -> int:
-        """Bytes in the file (all of them complete gzip members)."""
-        return os.fstat(self._fd).st_size
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
 
 def _member(text: str) -> bytes:
     return gzip.compress(text.encode(), compresslevel=6, mtime=0)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+def header_member(columns: list) -> bytes:
+    """The gzip member holding the header line."""
+    return _member("\t".join(columns) + "\n")
+
+
+def block_member(cols: dict, columns: list) -> bytes:
+    """The gzip member holding a block of rows (empty bytes for no rows)."""
+    return _member(format_block(cols, columns)) if len(cols[columns[0]]) else b""
+
+
+class MemberFile:
+    """An append-only file of gzip members, each written whole and flushed to disk.
+
+    It keeps the byte length and CRC-32 of its content, which the run state records after
+    every block so that a resumed run can check the file against them.
+
+    Parameters
+    ----------
+    path : str
+    truncate_to : int, optional
+        Open an existing file and discard everything after its first ``truncate_to`` bytes
+        (the part recorded as complete); by default create the file (empty).
+    crc : int
+        CRC-32 of the kept part, with ``truncate_to``.
+    """
+
+    def __init__(self, path: str, truncate_to: int | None = None, crc: int = 0) -> None:
+        self.path = path
+        try:
+            if truncate_to is None:
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+                self.size, self.crc = 0, 0
+            else:
+                self._fd = os.open(path, os.O_WRONLY)
+                os.ftruncate(self._fd, truncate_to)
+                os.lseek(self._fd, 0, os.SEEK_END)
+                self.size, self.crc = truncate_to, crc
+        except OSError as e:
+            raise OutputError(f"results file {path}: cannot write: {os_reason(e)}") from None
+
+    def write(self, data: bytes) -> None:
+        """Append ``data`` and flush it to disk."""
+        if not data:
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+            os.fsync(self._fd)
+        except OSError as e:
+            raise OutputError(f"results file {self.path}: cannot write: {os_reason(e)}") from None
+        self.size += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+def file_crc(path: str, size: int) -> int:
+    """CRC-32 of the first ``size`` bytes of a file."""
+    crc = 0
+    with open(path, "rb") as f:
+        left = size
+        while left > 0:
+            chunk = f.read(min(left, 1 << 20))
+            if not chunk:
+                break
+            crc = zlib.crc32(chunk, crc)
+            left -= len(chunk)
+    return crc
+
+
+def check_gzip_members(path: str) -> None:
+    """Decompress a whole file of gzip members, checking every member's CRC and length.
+
+    Raises
+    ------
+    ValueError
+        Naming the byte offset of the first bad member.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos < len(data):
+        d = zlib.decompressobj(wbits=31)
+        try:
+            d.decompress(data[pos:])
+        except zlib.error as e:
+            raise ValueError(f"corrupt gzip member at byte {pos} ({e})") from None
+        if not d.eof:
+            raise ValueError(f"truncated gzip member at byte {pos}")
+        pos = len(data) - len(d.unused_data)
 
 
 def read_models(path: str) -> dict:
-    """Read a ``.models.gz`` file into a dict of column arrays (text columns as str)."""
+    """Read a results table (``.models.gz``, ``.dispersion.gz``) into a dict of column arrays.
+
+    Text columns are str, integer columns int64, others float64 (unknown columns float).
+    """
     with gzip.open(path, "rt") as f:
         text = f.read()
     lines = text.splitlines()
@@ -181,31 +221,48 @@ def read_models(path: str) -> dict:
     out = {}
     for j, name in enumerate(header):
         vals = [r[j] for r in rows]
-        if name in TEXT_COLUMNS:
+        if name in TEXT:
             out[name] = np.array(vals, dtype=str)
-        elif name in INT_COLUMNS:
+        elif name in INTEGER:
             out[name] = np.array(vals, dtype=np.int64)
         else:
             out[name] = np.array(vals, dtype=float)
     return out
 
 
-def write_table(path: str, cols: dict, columns: list) -> None:
-    """Write a whole results table (header and rows) as one gzip member, atomically.
+def write_atomic(path: str, data: bytes, what: str = "output file") -> None:
+    """Write ``data`` to ``path`` so that the file appears only when complete.
 
-    The file appears under its name only when complete.
+    Raises
+    ------
+    OutputError
+        One line naming the path and the problem (disk full, a directory in the way, ...).
     """
     tmp = path + ".partial"
+    try:
+        if os.path.isdir(path):
+            raise IsADirectoryError(21, "is a directory")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"{what} {path}: cannot write: {os_reason(e)}") from None
+
+
+def write_table(path: str, cols: dict, columns: list) -> None:
+    """Write a whole results table (header and rows) as one gzip member, atomically."""
     text = "\t".join(columns) + "\n" + format_block(cols, columns)
-    with open(tmp, "wb") as f:
-        f.write(gzip.compress(text.encode(), compresslevel=6, mtime=0))
-    os.replace(tmp, path)
+    write_atomic(path, gzip.compress(text.encode(), compresslevel=6, mtime=0), "results file")
 
 
 def write_effects(path: str, names: list, estimates, ses) -> None:
-    """Write ``name<TAB>estimate<TAB>se`` lines (as text, never byte literals)."""
-    buf = io.StringIO()
-    for name, est, se in zip(names, np.atleast_1d(estimates), np.atleast_1d(ses)):
-        buf.write(f"{name}\t{format(float(est), '.10g')}\t{format(float(se), '.10g')}\n")
-    with open(path, "w") as f:
-        f.write(buf.getvalue())
+    """Write ``name<TAB>estimate<TAB>se`` lines, atomically."""
+    text = "".join(f"{name}\t{format(float(est), '.10g')}\t{format(float(se), '.10g')}\n"
+                   for name, est, se in zip(names, np.atleast_1d(estimates), np.atleast_1d(ses)))
+    write_atomic(path, text.encode(), "output file")

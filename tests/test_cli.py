@@ -12,8 +12,11 @@ from datasets import make_dataset, write_table
 
 from hlmm import hetlm, hetlmm
 from hlmm.cli import fit_hlmm_model, hlmm_chr
+from hlmm.columns import DOCUMENTED, MODELS, names
 from hlmm.io import write_bed
-from hlmm.results import COLUMNS, DOCUMENTED_COLUMNS, read_models
+from hlmm.results import read_models
+
+COLUMNS, DOCUMENTED_COLUMNS = names(MODELS), DOCUMENTED
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -90,7 +93,8 @@ def test_fit_covariates__matches_direct_fit_with_covariates(ds, tmp_path):
         assert_row_matches(res, j, fit, int((~np.isnan(g[:, j])).sum()))
 
 
-def test_random_gts__matches_direct_hetlmm_and_writes_null_h2(ds, tmp_path):
+def test_random_gts__follows_1_2_0a1_pipeline_and_writes_null_h2(ds, tmp_path):
+    # 1.2.0a1: null HLM (no random effects) -> y* = (y - X alpha) exp(-V beta / 2) -> null HLMM on y*
     out = tmp_path / "out"
     assert run_chr(ds.bed, 0, 3, ds.pheno, out, "--random_gts", ds.random) == 0
     res = read_models(f"{out}.models.gz")
@@ -99,11 +103,12 @@ def test_random_gts__matches_direct_hetlmm_and_writes_null_h2(ds, tmp_path):
     r = np.where(np.isnan(r), np.nanmean(r, axis=0), r)
     G = zscore(r) / np.sqrt(r.shape[1])
     one = np.ones(len(y))
-    null = hetlmm.model(y, one, one, G).optimize_model(0.05)
+    hlm = hetlm.model(y, one, one).optimize_model()
+    y_std = (y - hlm["alpha"][0]) * np.exp(-hlm["beta"][0] / 2)
+    null = hetlmm.model(y_std, one, one, G).optimize_model(0.05)
     names, h2 = read_effects(f"{out}.null_h2.txt")
     assert names == ["h2"]
     np.testing.assert_allclose(h2[0], [null["h2"], null["h2_se"]], rtol=1e-6)
-    y_std = (y - null["alpha"][0]) * np.exp(-null["beta"][0] / 2)
     for j in range(3):
         fit = direct_snp_fit(y_std, one, one, g[:, j], G, null["h2"])
         assert_row_matches(res, j, fit, int((~np.isnan(g[:, j])).sum()))
@@ -310,19 +315,19 @@ def test_log__reports_individuals_read_matched_and_dropped(ds, tmp_path, capsys)
 def test_failed_fit__keeps_row_with_nan_and_run_goes_on(ds, tmp_path, monkeypatch, capsys):
     from hlmm import scan
 
-    real = scan._fit_one
+    real = scan.reference_fit
     calls = {"k": 0}
 
     def flaky(*a, **k):
         calls["k"] += 1
         return (None, "forced failure") if calls["k"] == 2 else real(*a, **k)
 
-    monkeypatch.setattr(scan, "_fit_one", flaky)
+    monkeypatch.setattr(scan, "reference_fit", flaky)
     assert hlmm_chr.main([ds.bed, "0", "3", ds.pheno, str(tmp_path / "o"), "--engine", "reference"]) == 0
     res = read_models(str(tmp_path / "o.models.gz"))
     assert np.isfinite(res["add"][0]) and np.isnan(res["add"][1]) and np.isfinite(res["add"][2])
     assert res["n"][1] > 0
-    assert "SNP rs1: fit failed (forced failure)" in capsys.readouterr().err
+    assert "variant rs1 (trait): fit failed (forced failure)" in capsys.readouterr().err
 
 
 def test_interrupted_run__keeps_completed_blocks(ds, tmp_path, monkeypatch):
@@ -340,25 +345,46 @@ def test_interrupted_run__keeps_completed_blocks(ds, tmp_path, monkeypatch):
     monkeypatch.setattr(runner, "compute_block", interrupt)
     out = tmp_path / "o"
     assert run_chr(ds.bed, 0, 12, ds.pheno, out, "--block_size", 2, "--engine", "reference") == 130
-    assert list(read_models(f"{out}.models.gz")["SNP"]) == ["rs0", "rs1", "rs2", "rs3"]
+    # the results file appears only when complete; the partial file holds the completed blocks
+    assert not os.path.exists(f"{out}.models.gz")
+    assert list(read_models(f"{out}.models.gz.partial")["SNP"]) == ["rs0", "rs1", "rs2", "rs3"]
+    monkeypatch.setattr(runner, "compute_block", real)
+    assert run_chr(ds.bed, 0, 12, ds.pheno, out, "--block_size", 2, "--engine", "reference", "--resume") == 0
+    assert list(read_models(f"{out}.models.gz")["SNP"]) == [f"rs{j}" for j in range(12)]
+    assert not os.path.exists(f"{out}.models.gz.partial")
 
 
-def test_progress_bar__shows_rate_and_eta_when_enabled(capsys):
+def test_progress__terminal_shows_a_tqdm_bar(capsys):
     from hlmm.cli._common import Progress
 
-    p = Progress(10, enabled=True)
+    p = Progress(enabled=True, tty=True)
+    p.start(10)
     for _ in range(10):
         p.update(1)
     p.close()
     err = capsys.readouterr().err
-    assert "10/10 SNPs" in err and "SNPs/s" in err and "ETA" in err
+    assert "10/10" in err and "variants/s" in err and "\r" in err
 
 
-def test_progress_bar__off_when_stderr_is_not_a_terminal(ds, tmp_path):
-    r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), ds.bed, "0", "2", ds.pheno,
-                        str(tmp_path / "o")], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    assert "\r" not in r.stderr and "Wrote 2 rows" in r.stderr
+def test_progress__stderr_to_a_file_gets_timestamped_progress_lines(ds, tmp_path):
+    import re
+
+    log_path = tmp_path / "chr.log"
+    with open(log_path, "w") as f:
+        r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), ds.bed, "0", "12", ds.pheno,
+                            str(tmp_path / "o"), "--block_size", "1", "--mean_covar", ds.covar], stderr=f)
+    assert r.returncode == 0
+    lines = log_path.read_text().splitlines()
+    assert "\r" not in log_path.read_text()
+    stamp = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} ")
+    assert lines and all(stamp.match(line) for line in lines), lines
+    progress = [line for line in lines if " progress: " in line]
+    # every 5% of 12 variants is every variant: one line per block, each with rate and ETA
+    assert len(progress) == 12 and "12/12 variants (100%)" in progress[-1]
+    assert all("variants/s, ETA " in line for line in progress)
+    assert any("null mean effects (trait): Intercept" in line and "age" in line for line in lines)
+    end = [line for line in lines if "Wrote 12 rows" in line][0]
+    assert "failed fits" in end and "by MAF" in end and "by missingness" in end and " s (" in end
 
 
 def test_console_commands_installed(ds, tmp_path):
@@ -415,7 +441,7 @@ def _bad_cases(ds, d):
     cases["collinear covariates"] = ([ds.bed, "0", "2", ds.pheno, "--mean_covar", str(d / "coll.txt")], "collinear")
     write_table(d / "cc.txt", [(f"F{i}", f"I{i}") for i in range(600)], np.full(600, 3.0))
     cases["constant covariate"] = ([ds.bed, "0", "2", ds.pheno, "--var_covar", str(d / "cc.txt")], "constant")
-    cases["start past end of file"] = ([ds.bed, "12", "20", ds.pheno], "past the last SNP")
+    cases["start past end of file"] = ([ds.bed, "12", "20", ds.pheno], "past the last variant")
     cases["start after end"] = ([ds.bed, "5", "3", ds.pheno], "not before end")
     cases["phen_index out of range"] = ([ds.bed, "0", "2", ds.pheno, "--phen_index", "3"], "out of range")
     cases["random effects missing"] = ([ds.bed, "0", "2", ds.pheno, "--random_gts", str(d / "nope.bed")], "random effects file")

@@ -10,8 +10,11 @@ import pytest
 import statsmodels.api as sm
 
 from hlmm.cli import hlmm_dispersion
+from hlmm.columns import DISPERSION, MODELS, names
 from hlmm.dispersion import estimate_dispersion, ks_test, mean_variance_slope
-from hlmm.results import COLUMNS, DISPERSION_COLUMNS, read_models
+from hlmm.results import read_models
+
+COLUMNS, DISPERSION_COLUMNS = names(MODELS), names(DISPERSION)
 
 REPO = Path(__file__).resolve().parents[1]
 

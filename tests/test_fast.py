@@ -4,32 +4,7 @@ import numdifftools as nd
 import numpy as np
 import pytest
 
-from hlmm import _bedkernels, _fast_hlm, _fast_hlmm, hetlm, hetlmm
-from hlmm.io import open_bed, write_bed
-
-
-def test_bed_kernels__match_pysnptools_decoding(tmp_path):
-    rng = np.random.default_rng(0)
-    n, m = 203, 17  # n not a multiple of 4
-    g = rng.binomial(2, 0.4, (n, m)).astype(float)
-    g[rng.random((n, m)) < 0.05] = np.nan
-    write_bed(str(tmp_path / "k"), g)
-    bed = open_bed(str(tmp_path / "k.bed"))
-    rows = rng.permutation(n)[:150]
-    dense = bed.read(rows, 0, m)  # pysnptools, count_A1=True
-    packed = _bedkernels.read_packed(bed.path, n, 0, m)
-    codes = _bedkernels.decode(packed, rows.astype(np.int64), n)
-    np.testing.assert_array_equal(np.where(codes < 0, np.nan, codes).T, dense)
-    y = rng.standard_normal(n)
-    include = np.zeros(n, dtype=bool)
-    include[rows] = True
-    cs = _bedkernels.class_sums(packed, y, include)
-    for j in range(m):
-        gj, yj = dense[:, j], y[rows]
-        for k in range(3):
-            sel = gj == k
-            np.testing.assert_allclose(cs[j, k], [sel.sum(), yj[sel].sum(), (yj[sel] ** 2).sum()], rtol=1e-12, atol=1e-12)
-        assert cs[j, 3, 0] == np.isnan(gj).sum()
+from hlmm import _fast_hlm, _fast_hlmm, hetlm, hetlmm
 
 
 def class_sums_dense(G, y):
@@ -133,8 +108,7 @@ def test_fast_covariates__matches_hetlm_and_same_nan_snps():
     y = Xc @ [1, 0.5, -0.3] + 0.2 * np.nan_to_num(G[:, 0]) + rng.standard_normal(n) * np.exp(
         0.5 * (0.2 * C[:, 0] + 0.3 * np.nan_to_num(G[:, 1])))
     null = hetlm.model(y, Xc, Vc).optimize_model()
-    codes = np.where(np.isnan(G), -1, G).astype(np.int8)
-    fits = [_fast_hlm.fit_covariate_snp(y, Xc, Vc, codes[:, j], null["beta"])[0] for j in range(b)]
+    fits = [_fast_hlm.fit_covariate_snp(y, Xc, Vc, np.ascontiguousarray(G[:, j]), null["beta"])[0] for j in range(b)]
     keys = ("likelihood", "add", "add_se", "var", "var_se")
     fit = {k: np.array([f[k] if f else np.nan for f in fits]) for k in keys}
     fit["success"] = np.array([f is not None for f in fits])

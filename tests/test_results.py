@@ -6,7 +6,10 @@ import numpy as np
 import pytest
 from scipy.stats import chi2, norm
 
-from hlmm.results import COLUMNS, ModelsWriter, neglog10_pval, read_models, stats_table, write_effects
+from hlmm.columns import MODELS, names
+from hlmm.results import MemberFile, block_member, header_member, neglog10_pval, read_models, stats_table, write_effects
+
+COLUMNS = names(MODELS)
 
 
 def test_neglog10_pval__matches_scipy_where_representable():
@@ -38,9 +41,11 @@ def _block(k, start=0):
 
 def test_writer__blocks_are_gzip_members_and_read_back(tmp_path):
     path = str(tmp_path / "x.models.gz")
-    with ModelsWriter(path) as w:
-        w.write_block(_block(3))
-        w.write_block(_block(2, start=3))
+    f = MemberFile(path)
+    f.write(header_member(COLUMNS))
+    f.write(block_member(_block(3), COLUMNS))
+    f.write(block_member(_block(2, start=3), COLUMNS))
+    f.close()
     raw = open(path, "rb").read()
     assert raw.count(b"\x1f\x8b\x08") == 3  # header + two blocks
     res = read_models(path)

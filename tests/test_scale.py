@@ -49,25 +49,30 @@ def test_kill_9_then_resume__identical_to_uninterrupted_run(ds, tmp_path):
     killed = tmp_path / "killed"
     cmd = [sys.executable, str(REPO / "bin" / "hlmm_chr.py")] + [str(a) if a is not None else str(killed) for a in args]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
-    side = Path(f"{killed}.models.json")
+    side = Path(f"{killed}.models.gz.partial.json")
     deadline = time.time() + 120
     while time.time() < deadline:
-        if side.exists() and json.loads(side.read_text())["next_snp"] >= 3:
-            break
+        try:
+            if json.loads(side.read_text())["position"] >= 3:
+                break
+        except (OSError, ValueError):
+            pass
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = json.loads(side.read_text())
-    assert 3 <= state["next_snp"] < 12, "the run finished before it could be killed"
+    assert 3 <= state["position"] < 12, "the run finished before it could be killed"
+    assert not Path(f"{killed}.models.gz").exists()
     # what the killed run left is a valid gzip of complete rows
-    partial = gzip.decompress(raw(killed)).decode().splitlines()
-    assert partial[0].startswith("SNP\t") and len(partial) - 1 >= state["next_snp"]
+    partial = gzip.decompress(Path(f"{killed}.models.gz.partial").read_bytes()).decode().splitlines()
+    assert partial[0].startswith("SNP\t") and len(partial) - 1 >= state["position"]
     assert all(len(line.split("\t")) == 17 for line in partial)
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr
     assert raw(killed) == raw(whole)
-    assert json.loads(side.read_text())["finished"]
+    assert json.loads(Path(f"{killed}.models.json").read_text())["finished"]
+    assert not side.exists() and not Path(f"{killed}.models.gz.partial").exists()
 
 
 def test_resume__finished_run_does_nothing(ds, tmp_path, capsys):
@@ -79,12 +84,19 @@ def test_resume__finished_run_does_nothing(ds, tmp_path, capsys):
     assert raw(tmp_path / "o") == before
 
 
-def test_resume__with_changed_options_or_inputs_is_refused(ds, tmp_path, capsys):
-    assert chr_run(ds, tmp_path / "o", "--block_size", 4) == 0
-    side = Path(f"{tmp_path / 'o'}.models.json")
-    state = json.loads(side.read_text())
-    state.update(finished=False, next_snp=4)  # pretend it stopped after the first block
-    side.write_text(json.dumps(state))
+def test_resume__with_changed_options_or_inputs_is_refused(ds, tmp_path, monkeypatch, capsys):
+    real = runner.compute_block
+    calls = {"k": 0}
+
+    def interrupt(*a, **k):
+        calls["k"] += 1
+        if calls["k"] == 2:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(runner, "compute_block", interrupt)
+    assert chr_run(ds, tmp_path / "o", "--block_size", 4) == 130  # stopped after the first block
+    monkeypatch.setattr(runner, "compute_block", real)
     capsys.readouterr()
     assert hlmm_chr.main([ds.bed, "0", "12", ds.pheno, str(tmp_path / "o"), "--block_size", "4", "--resume",
                           "--min_maf", "0.1"]) == 2
@@ -92,7 +104,13 @@ def test_resume__with_changed_options_or_inputs_is_refused(ds, tmp_path, capsys)
     assert "different inputs or options" in err and "min_maf" in err
     assert hlmm_chr.main([ds.bed, "0", "12", ds.pheno, str(tmp_path / "o"), "--block_size", "4", "--resume",
                           "--phen_index", "2"]) == 2
-    assert "phen_index" in capsys.readouterr().err
+    assert "phenotype" in capsys.readouterr().err
+    # a finished run resumed with other options is refused too, and left as it was
+    assert chr_run(ds, tmp_path / "f") == 0
+    before = raw(tmp_path / "f")
+    assert hlmm_chr.main([ds.bed, "0", "12", ds.pheno, str(tmp_path / "f"), "--resume", "--min_maf", "0.2"]) == 2
+    assert "different inputs or options" in capsys.readouterr().err
+    assert raw(tmp_path / "f") == before
 
 
 def test_resume__without_earlier_run_starts_new(ds, tmp_path):
@@ -119,9 +137,9 @@ def test_merge__gap_and_overlap_detected(ds, tmp_path, capsys):
     capsys.readouterr()
     assert hlmm_merge.main([files["a"], files["b"], "-o", str(tmp_path / "m.gz")]) == 2
     err = capsys.readouterr().err
-    assert "gap: SNPs 4..4" in err
+    assert "gap: variants 4..4" in err
     assert hlmm_merge.main([files["a"], files["c"], "-o", str(tmp_path / "m.gz")]) == 2
-    assert "overlap: SNPs 3..3" in capsys.readouterr().err
+    assert "overlap: variants 3..3" in capsys.readouterr().err
     assert not (tmp_path / "m.gz").exists()
 
 

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import sys
 import zlib
 
 import numpy as np
 
-from hlmm.cli._common import log, run_main
+from hlmm import columns as C
+from hlmm.cli._common import log, parser, run_main
 from hlmm.dispersion import estimate_dispersion, ks_test
 from hlmm.io import InputError
 from hlmm.plots import CHI2_1_MEDIAN
-from hlmm.results import COLUMNS, DISPERSION_COLUMNS, read_models, write_table
+from hlmm.results import read_models, write_table
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hlmm_dispersion",
-                                description="Estimate dispersion effects from hlmm_chr results (prefix.models.gz).")
+def build_parser():
+    p = parser("hlmm_dispersion", "Estimate dispersion effects from hlmm_chr results (prefix.models.gz).")
     p.add_argument("models", help="results of hlmm_chr, e.g. test.models.gz")
     p.add_argument("-o", "--out", default=None, help="output table (default: prefix.dispersion.gz)")
     p.add_argument("--plot", action="store_true", help="also write PNG plots next to the results (needs matplotlib)")
@@ -44,9 +43,10 @@ def run(args) -> None:
         disp = estimate_dispersion(res["add"], res["add_se"], res["var"], res["var_se"])
     except ValueError as e:
         raise InputError(f"results file {args.models}: {e}") from None
-    res.update({c: disp[c] for c in DISPERSION_COLUMNS})
-    columns = [c for c in COLUMNS if c in res] + [c for c in res if c not in COLUMNS and c not in DISPERSION_COLUMNS]
-    write_table(out, res, columns + DISPERSION_COLUMNS)
+    res.update({c: disp[c] for c in C.names(C.DISPERSION)})
+    known = C.names(C.MODELS)
+    columns = [c for c in known if c in res] + [c for c in res if c not in known and C.by_name(c) not in C.DISPERSION]
+    write_table(out, res, columns + C.names(C.DISPERSION))
     n_ok = int(np.isfinite(res["add"]).sum())
     ks_stat, ks_p = ks_test(res["dispersion_t"][1:])
     lines = [

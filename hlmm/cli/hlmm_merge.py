@@ -1,36 +1,35 @@
-"""hlmm_merge: merge the outputs of hlmm_chr runs on SNP ranges into one file, in SNP order.
+"""hlmm_merge: merge the results of hlmm_chr runs into one file.
 
-Each input must have its run description (``prefix.models.json``, written by hlmm_chr) and be
-complete. The ranges must come from the same genotype file, phenotype and options, and must
-tile a range without gaps or overlaps. The merged file is the inputs' gzip members concatenated
-(one header), with its own run description, so merged files can be merged again.
+Each input must have its run description (``prefix.models.json``, written by hlmm_chr), be
+complete and intact (size, CRC-32 and every gzip member checked), and have the same columns.
+Inputs must come from the same phenotype, covariates and options. Ranges of one genotype file
+must tile without gaps or overlaps and are put in variant order; results of different genotype
+files (say, one per chromosome) are concatenated in genomic order. The merged file is the
+inputs' gzip members concatenated (one header), with its own run description, so merged files
+can be merged again.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import shutil
 import sys
 import zlib
 
-from hlmm.cli._common import log, run_main
-from hlmm.io import InputError
-from hlmm.runner import Sidecar, differences
+from hlmm.cli._common import log, parser, run_main
+from hlmm.io import InputError, OutputError, os_reason
+from hlmm.results import check_gzip_members, file_crc, write_atomic
+from hlmm.runstate import description_path, differences, load_description
 
-RANGE_KEYS = ("start", "end", "whole_chr")
+RANGE_KEYS = ("start", "end", "whole_chr", "chr", "from_bp", "to_bp")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="hlmm_merge", description=__doc__.splitlines()[0])
-    p.add_argument("inputs", nargs="+", help="range outputs, e.g. out_*.models.gz")
-    p.add_argument("-o", "--out", required=True, help="merged output, e.g. all.models.gz")
-    p.add_argument("--quiet", action="store_true")
+def build_parser():
+    p = parser("hlmm_merge", __doc__.splitlines()[0].split(": ", 1)[1])
+    p.add_argument("inputs", nargs="+", help="results of hlmm_chr runs, e.g. out_*.models.gz")
+    p.add_argument("-o", "--out", required=True, help="merged output, e.g. all.models.gz (its run description goes "
+                                                      "to all.models.json)")
+    p.add_argument("--quiet", action="store_true", help="No log messages; errors are still printed")
     return p
-
-
-def sidecar_path(models: str) -> str:
-    return (models[: -len(".gz")] if models.endswith(".gz") else models) + ".json"
 
 
 def header_length(path: str) -> tuple[int, bytes]:
@@ -47,55 +46,153 @@ def header_length(path: str) -> tuple[int, bytes]:
     return len(data) - len(d.unused_data), text
 
 
+def first_row(path: str, header_bytes: int) -> list:
+    """The first data row's fields (empty if the file has no rows)."""
+    with open(path, "rb") as f:
+        f.seek(header_bytes)
+        data = f.read(1 << 20)
+    if not data:
+        return []
+    text = zlib.decompressobj(wbits=31).decompress(data)
+    return text.split(b"\n", 1)[0].decode().split("\t")
+
+
+def parts_of(desc: dict) -> list:
+    """``[genotype file, start, stop]`` of every range a results file holds."""
+    if "parts" in desc:
+        return desc["parts"]
+    geno = next((v["path"] for k, v in sorted(desc["run"]["inputs"].items()) if k.startswith("genotypes")), "")
+    return [[geno, s, e] for s, e in desc.get("ranges", [[desc["start"], desc["stop"]]])]
+
+
+def _strip(run: dict) -> dict:
+    """The run without what legitimately differs between merged inputs: ranges and genotype files."""
+    return {"inputs": {k: v for k, v in run["inputs"].items() if not k.startswith("genotypes")},
+            "options": {k: v for k, v in run["options"].items() if k not in RANGE_KEYS}}
+
+
+def _chrom_key(c: str):
+    c = c[3:] if c.lower().startswith("chr") else c
+    return (0, int(c), "") if c.isdigit() else (1, 0, c)
+
+
+def _check_input(path: str) -> dict:
+    if not os.path.exists(path):
+        raise InputError(f"results file {path}: no such file")
+    side = description_path(path)
+    if not os.path.exists(side):
+        raise InputError(f"results file {path}: no run description {side} (written by hlmm_chr)")
+    desc = load_description(side)
+    if not desc["finished"]:
+        raise InputError(f"results file {path}: incomplete (its run did not finish); finish it with hlmm_chr --resume")
+    size = os.path.getsize(path)
+    if size != desc["bytes"]:
+        raise InputError(f"results file {path}: size {size} differs from the {desc['bytes']} bytes recorded in {side}")
+    if "crc32" in desc and file_crc(path, size) != desc["crc32"]:
+        raise InputError(f"results file {path}: its CRC-32 differs from the one recorded in {side} (modified or corrupted)")
+    try:
+        check_gzip_members(path)
+    except ValueError as e:
+        raise InputError(f"results file {path}: {e}") from None
+    except OSError as e:
+        raise InputError(f"results file {path}: cannot read: {os_reason(e)}") from None
+    return desc
+
+
 def run(args) -> None:
-    if os.path.abspath(args.out) in {os.path.abspath(p) for p in args.inputs}:
+    out_abs = os.path.abspath(args.out)
+    if out_abs in {os.path.abspath(p) for p in args.inputs}:
         raise InputError(f"output {args.out} is also an input")
-    parts = []
+    out_dir = os.path.dirname(out_abs)
+    if not os.path.isdir(out_dir):
+        raise OutputError(f"output {args.out}: directory {os.path.dirname(args.out) or '.'} does not exist")
+    if os.path.isdir(args.out):
+        raise OutputError(f"output {args.out}: is a directory")
+    items = []
     for path in args.inputs:
-        if not os.path.exists(path):
-            raise InputError(f"results file {path}: no such file")
-        side_path = sidecar_path(path)
-        if not os.path.exists(side_path):
-            raise InputError(f"results file {path}: no run description {side_path} (written by hlmm_chr)")
-        side = Sidecar.load(side_path)
-        if not side.finished:
-            raise InputError(f"results file {path}: incomplete (stopped at SNP {side.next_snp} of {side.start}..{side.stop - 1});"
-                             " finish it with hlmm_chr --resume")
-        if os.path.getsize(path) != side.bytes:
-            raise InputError(f"results file {path}: size {os.path.getsize(path)} differs from the {side.bytes} bytes recorded")
-        parts.append((side.start, side.stop, path, side))
-    parts.sort(key=lambda t: (t[0], t[1]))
-    ref = parts[0][3].run
-    strip = lambda run: {**run, "options": {k: v for k, v in run["options"].items() if k not in RANGE_KEYS}}  # noqa: E731
-    for _, _, path, side in parts[1:]:
-        diff = differences(strip(ref), strip(side.run))
+        desc = _check_input(path)
+        hlen, header = header_length(path)
+        items.append({"path": path, "desc": desc, "hlen": hlen, "header": header, "parts": parts_of(desc)})
+    ref = items[0]
+    for it in items[1:]:
+        if it["header"] != ref["header"]:
+            raise InputError(f"results file {it['path']}: its columns differ from those of {ref['path']}")
+        diff = differences(_strip(ref["desc"]["run"]), _strip(it["desc"]["run"]))
         if diff:
-            raise InputError(f"results file {path}: run differs from {parts[0][2]} ({', '.join(diff)})")
-    for (s0, e0, p0, _), (s1, e1, p1, _) in zip(parts, parts[1:]):
-        if s1 > e0:
-            raise InputError(f"gap: SNPs {e0}..{s1 - 1} are in neither {p0} ({s0}..{e0 - 1}) nor {p1} ({s1}..{e1 - 1})")
-        if s1 < e0:
-            raise InputError(f"overlap: SNPs {s1}..{min(e0, e1) - 1} are in both {p0} ({s0}..{e0 - 1}) and {p1} ({s1}..{e1 - 1})")
-    headers = [header_length(p) for _, _, p, _ in parts]
-    if any(h[1] != headers[0][1] for h in headers):
-        raise InputError("results files have different columns")
+            raise InputError(f"results file {it['path']}: its analysis differs from that of {ref['path']}"
+                             f" ({', '.join(diff)})")
+        if it["desc"].get("se") != ref["desc"].get("se"):
+            raise InputError(f"results file {it['path']}: holds {it['desc'].get('se', 'model-based')} standard errors,"
+                             f" {ref['path']} {ref['desc'].get('se', 'model-based')}; they cannot be mixed")
+    # inputs from the same genotype file must tile its variants; files are ordered by genome position
+    by_file = {}
+    for it in items:
+        files = {p[0] for p in it["parts"]}
+        key = next(iter(files)) if len(files) == 1 else None
+        it["sort"] = (min(p[1] for p in it["parts"]) if key is not None else 0)
+        by_file.setdefault(key, []).append(it)
+    for key, group in by_file.items():
+        if key is None:
+            continue
+        geno = [{k: v for k, v in it["desc"]["run"]["inputs"].items() if k.startswith("genotypes")} for it in group]
+        for it, g in zip(group[1:], geno[1:]):
+            if g != geno[0]:
+                raise InputError(f"results file {it['path']}: genotype file {key} changed between its run and that of"
+                                 f" {group[0]['path']} ({', '.join(differences(geno[0], g))})")
+        group.sort(key=lambda it: it["sort"])
+        spans = [(min(p[1] for p in it["parts"]), max(p[2] for p in it["parts"]), it["path"]) for it in group]
+        for (s0, e0, p0), (s1, e1, p1) in zip(spans, spans[1:]):
+            if s1 > e0:
+                raise InputError(f"gap: variants {e0}..{s1 - 1} of {key} are in neither {p0} ({s0}..{e0 - 1})"
+                                 f" nor {p1} ({s1}..{e1 - 1})")
+            if s1 < e0:
+                raise InputError(f"overlap: variants {s1}..{min(e0, e1) - 1} of {key} are in both {p0}"
+                                 f" ({s0}..{e0 - 1}) and {p1} ({s1}..{e1 - 1})")
+    groups = list(by_file.values())
+    if len(groups) > 1:
+        def position(group):
+            row = first_row(group[0]["path"], group[0]["hlen"])
+            cols = group[0]["header"].decode().rstrip("\n").split("\t")
+            if not row or "chr" not in cols:
+                return ((2, 0, ""), 0)
+            return (_chrom_key(row[cols.index("chr")]), int(row[cols.index("pos")]))
+        groups.sort(key=position)
+    ordered = [it for g in groups for it in g]
     tmp = args.out + ".partial"
-    with open(tmp, "wb") as out:
-        with open(parts[0][2], "rb") as f:
-            out.write(f.read(headers[0][0]))
-        for (_, _, path, _), (hlen, _) in zip(parts, headers):
-            with open(path, "rb") as f:
-                f.seek(hlen)
-                shutil.copyfileobj(f, out, 1 << 20)
-        out.flush()
-        os.fsync(out.fileno())
-        size = out.tell()
-    os.replace(tmp, args.out)
-    run_desc = {**ref, "options": {**ref["options"], "start": parts[0][0], "end": parts[-1][1], "whole_chr": False}}
-    merged = Sidecar(sidecar_path(args.out), run_desc, parts[0][0], parts[-1][1], parts[-1][1], size, finished=True,
-                     failed_blocks=[b for *_, s in parts for b in s.failed_blocks])
-    merged.save()
-    log.info(f"merged {len(parts)} files, SNPs {parts[0][0]}..{parts[-1][1] - 1}, into {args.out}")
+    crc = 0
+    try:
+        with open(tmp, "wb") as out:
+            with open(ordered[0]["path"], "rb") as f:
+                head = f.read(ordered[0]["hlen"])
+            out.write(head)
+            crc = zlib.crc32(head, crc)
+            for it in ordered:
+                with open(it["path"], "rb") as f:
+                    f.seek(it["hlen"])
+                    while chunk := f.read(1 << 20):
+                        out.write(chunk)
+                        crc = zlib.crc32(chunk, crc)
+            out.flush()
+            os.fsync(out.fileno())
+            size = out.tell()
+        os.replace(tmp, args.out)
+    except OSError as e:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise OutputError(f"output {args.out}: cannot write: {os_reason(e)}") from None
+    parts = [p for it in ordered for p in it["parts"]]
+    run_desc = {**ref["desc"]["run"], "options": {**ref["desc"]["run"]["options"], "start": None, "end": None,
+                                                  "whole_chr": False}}
+    merged = {**{k: v for k, v in ref["desc"].items() if k not in ("run", "parts", "ranges")}, "run": run_desc,
+              "start": min(p[1] for p in parts), "stop": max(p[2] for p in parts), "bytes": size, "crc32": crc,
+              "finished": True, "parts": parts,
+              "failed_blocks": [b for it in ordered for b in it["desc"].get("failed_blocks", [])]}
+    import json
+
+    write_atomic(description_path(args.out), json.dumps(merged, indent=1).encode(), "run description")
+    log.info(f"merged {len(ordered)} files ({len(by_file)} genotype file{'s' if len(by_file) > 1 else ''}) into {args.out}")
 
 
 def main(argv=None) -> int:

@@ -1,0 +1,94 @@
+"""The one registry of output columns: every column of every results file is declared here once.
+
+The writer and reader of ``.models.gz`` files, ``hlmm_merge``, the per-block statistics, the
+documentation's column tables and a test of the documentation all derive from
+:data:`MODELS` and :data:`DISPERSION`. Adding a column is one entry here (and the code that
+computes it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Column", "MODELS", "DISPERSION", "by_name", "names", "DOCUMENTED", "rst_table"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One output column.
+
+    Attributes
+    ----------
+    name : str
+    kind : {"str", "int", "float"}
+        How it is written and read.
+    doc : str
+        What it holds, as the documentation states it.
+    source : str
+        ``"variant"`` (from the genotype file's variant table), ``"stats"`` (computed per SNP
+        by a scanner), ``"derived"`` (computed from other columns when a block is written) or
+        ``"dispersion"`` (appended by hlmm_dispersion).
+    since : str
+        ``"1.2.0a1"`` for the documented columns of the original, else the version that added it.
+    """
+
+    name: str
+    kind: str
+    doc: str
+    source: str
+    since: str = "1.2.0a1"
+
+
+#: Columns of ``outprefix.models.gz``, in file order.
+MODELS = (
+    Column("SNP", "str", "variant ID from the genotype file", "variant"),
+    Column("n", "int", "number of individuals with a call used for the SNP", "stats"),
+    Column("frequency", "float", "minor allele frequency among them", "stats"),
+    Column("likelihood", "float", "maximum of the log-likelihood (NaN for score-test rows)", "stats"),
+    Column("add", "float", "additive effect of a copy of A1 on the mean", "stats"),
+    Column("add_se", "float", "its standard error", "stats"),
+    Column("add_t", "float", "add / add_se", "derived"),
+    Column("add_pval", "float", "−log10 p-value for an additive effect", "derived"),
+    Column("var", "float", "log-linear variance effect of a copy of A1", "stats"),
+    Column("var_se", "float", "its standard error", "stats"),
+    Column("var_t", "float", "var / var_se", "derived"),
+    Column("var_pval", "float", "−log10 p-value for a log-linear variance effect", "derived"),
+    Column("av_pval", "float", "−log10 p-value of the joint 2-df test of additive and variance effects", "derived"),
+    Column("chr", "str", "chromosome, from the genotype file", "variant", "2.0"),
+    Column("pos", "int", "base-pair position, from the genotype file", "variant", "2.0"),
+    Column("A1", "str", "the counted allele (effects are per copy of it)", "variant", "2.0"),
+    Column("A2", "str", "the other allele", "variant", "2.0"),
+)
+
+#: Columns that ``hlmm_dispersion`` appends.
+DISPERSION = (
+    Column("dispersion", "float", "dispersion effect: var − r · add, r the mean-variance slope", "dispersion", "2.0"),
+    Column("dispersion_se", "float", "its standard error, sqrt(var_se² + r² add_se²)", "dispersion", "2.0"),
+    Column("dispersion_t", "float", "dispersion / dispersion_se", "dispersion", "2.0"),
+    Column("dispersion_pval", "float", "−log10 p-value for a dispersion effect", "dispersion", "2.0"),
+)
+
+_ALL = {c.name: c for c in MODELS + DISPERSION}
+
+#: Names of the 13 columns documented by 1.2.0a1, in order.
+DOCUMENTED = [c.name for c in MODELS if c.since == "1.2.0a1"]
+
+
+def names(columns=MODELS) -> list:
+    """Column names, in order."""
+    return [c.name for c in columns]
+
+
+def by_name(name: str) -> Column | None:
+    """The registered column called ``name`` (None if there is none)."""
+    return _ALL.get(name)
+
+
+def rst_table(columns=MODELS) -> str:
+    """The columns as a reStructuredText simple table (for the documentation)."""
+    width = max(len(c.name) for c in columns) + 2
+    rule = "=" * width + "  " + "=" * 78
+    lines = [rule]
+    lines += [f"{c.name:<{width}}  {c.doc}" for c in columns]
+    lines.append(rule)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,209 @@
+"""What every genotype source shares: errors, the variant table, blocks and the source interface.
+
+A genotype source is one file format behind one interface (:class:`GenotypeSource`): the samples'
+IDs, a variant table, reading a block of variants for given samples, and the files that identify
+it. Nothing outside :mod:`hlmm.io` knows file formats.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["InputError", "OutputError", "VariantTable", "GenotypeBlock", "GenotypeSource", "os_reason"]
+
+
+class InputError(ValueError):
+    """A problem with an input file or argument, described in one line."""
+
+
+class OutputError(InputError):
+    """A problem writing an output file (disk full, a directory in the way, ...), in one line."""
+
+
+def os_reason(e: BaseException) -> str:
+    """A short human description of an OS error."""
+    if isinstance(e, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(e, PermissionError):
+        return "permission denied"
+    if isinstance(e, IsADirectoryError):
+        return "is a directory"
+    if isinstance(e, NotADirectoryError):
+        return "a component of the path is not a directory"
+    if isinstance(e, UnicodeDecodeError):
+        return "not a UTF-8 text file"
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+        return "no space left on device"
+    if isinstance(e, OSError) and e.errno == errno.EDQUOT:
+        return "disk quota exceeded"
+    return getattr(e, "strerror", None) or str(e)
+
+
+@dataclass
+class VariantTable:
+    """Variants of a genotype file, in file order.
+
+    Attributes
+    ----------
+    id, chrom : ndarray of str, shape (m,)
+    pos : ndarray of int64, shape (m,)
+    a1 : ndarray of str, shape (m,)
+        The counted allele: the .bim's 5th column for .bed, ALT for .pgen, the second allele for .bgen.
+    a2 : ndarray of str, shape (m,)
+        The other allele (alleles, comma-separated, for multi-allelic variants).
+    n_alleles : ndarray of int, shape (m,)
+    """
+
+    id: np.ndarray
+    chrom: np.ndarray
+    pos: np.ndarray
+    a1: np.ndarray
+    a2: np.ndarray
+    n_alleles: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def take(self, index: np.ndarray) -> "VariantTable":
+        """The rows ``index`` of the table."""
+        return VariantTable(*(getattr(self, f)[index] for f in ("id", "chrom", "pos", "a1", "a2", "n_alleles")))
+
+
+@dataclass
+class GenotypeBlock:
+    """Genotypes of a block of variants for a set of samples.
+
+    Attributes
+    ----------
+    index : ndarray of int64, shape (b,)
+        Variant indices into the source's variant table.
+    rows : ndarray of int64, shape (n,)
+        Sample indices into the source's samples (sorted).
+    codes : ndarray of int8, shape (b, n) or None
+        Hard calls: copies of the counted allele, -1 for a missing call. None when ``dosages``.
+    dosages : ndarray of float64, shape (b, n) or None
+        Expected copies of the counted allele, NaN where missing; None for hard calls.
+    denominator : int
+        Dosages are multiples of ``1 / denominator`` (1 for hard calls).
+    packed : ndarray of uint8, shape (b, ceil(n_file / 4)) or None
+        For .bed files: the packed 2-bit genotypes of all samples of the file, which the
+        class engines read directly.
+    n_file : int
+        Number of samples in the file (for ``packed``).
+    multiallelic : ndarray of bool, shape (b,)
+        Variants with more than two alleles; their genotypes are all missing.
+    """
+
+    index: np.ndarray
+    rows: np.ndarray
+    codes: np.ndarray | None = None
+    dosages: np.ndarray | None = None
+    denominator: int = 1
+    packed: np.ndarray | None = None
+    n_file: int = 0
+    multiallelic: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.multiallelic is None:
+            self.multiallelic = np.zeros(len(self.index), dtype=bool)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.index)
+
+    def values(self, subset: np.ndarray | None = None) -> np.ndarray:
+        """Genotypes as float64, shape (n, b) (or (len(subset), b)), NaN for missing calls."""
+        if self.dosages is not None:
+            d = self.dosages if subset is None else self.dosages[:, subset]
+            return np.ascontiguousarray(d.T)
+        c = self.get_codes() if subset is None else self.get_codes()[:, subset]
+        return np.where(c < 0, np.nan, c).T.astype(np.float64)
+
+    def get_codes(self) -> np.ndarray:
+        """Hard calls (int8, (b, n), -1 missing), decoding packed bytes if needed."""
+        if self.codes is None:
+            if self.packed is None:
+                raise ValueError("a block of dosages has no hard calls; read it with hard_calls=True")
+            from hlmm._kernels import decode_packed
+
+            self.codes = decode_packed(self.packed, np.ascontiguousarray(self.rows, dtype=np.int64), self.n_file)
+        return self.codes
+
+
+class GenotypeSource:
+    """Interface of a genotype file; one subclass per format.
+
+    Attributes
+    ----------
+    format : str
+        ``"bed"``, ``"pgen"`` or ``"bgen"``.
+    path : str
+        The genotype file (``.bed``, ``.pgen``, ``.bgen``).
+    samples : list of (str, str)
+        (FID, IID) per sample, in file order.
+    variants : VariantTable
+    has_dosages : bool
+        Whether genotypes may be non-integer dosages.
+    dosage_denominator : int
+        Dosages are multiples of ``1 / dosage_denominator`` (0 if unknown).
+    """
+
+    format: str = ""
+    path: str = ""
+    samples: list
+    variants: VariantTable
+    has_dosages: bool = False
+    dosage_denominator: int = 1
+
+    @property
+    def n_samples(self) -> int:
+        return len(self.samples)
+
+    @property
+    def n_variants(self) -> int:
+        return len(self.variants)
+
+    def files(self) -> list:
+        """Every file that defines the genotypes (for run fingerprints)."""
+        raise NotImplementedError
+
+    def read_codes(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Hard calls of variants ``start:stop`` for samples ``rows``: int8 (b, n), -1 missing."""
+        raise NotImplementedError
+
+    def read_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Dosages of variants ``start:stop`` for samples ``rows``: float64 (b, n), NaN missing."""
+        raise NotImplementedError
+
+    def read_block(self, rows: np.ndarray, index: np.ndarray, hard_calls: bool = False) -> GenotypeBlock:
+        """Genotypes of variants ``index`` (sorted) for samples ``rows`` (sorted).
+
+        Dosages if the file has them (unless ``hard_calls``, which rounds them to the nearest
+        genotype), hard calls otherwise.
+        """
+        index = np.asarray(index, dtype=np.int64)
+        rows = np.asarray(rows, dtype=np.int64)
+        dosages = self.has_dosages and not hard_calls
+        read = self.read_dosages if dosages else self.read_codes
+        parts = [read(rows, int(a), int(b)) for a, b in contiguous_runs(index)]
+        data = np.concatenate(parts, axis=0) if len(parts) != 1 else parts[0]
+        multi = self.variants.n_alleles[index] > 2
+        if dosages:
+            return GenotypeBlock(index, rows, dosages=data, denominator=self.dosage_denominator, multiallelic=multi)
+        return GenotypeBlock(index, rows, codes=data, multiallelic=multi)
+
+    def close(self) -> None:
+        """Release open file handles."""
+
+
+def contiguous_runs(index: np.ndarray) -> list:
+    """Split sorted indices into ``(start, stop)`` runs of consecutive values."""
+    if len(index) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(index) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(index)]])
+    return [(int(index[a]), int(index[b - 1]) + 1) for a, b in zip(starts, stops)]
