@@ -644,9 +644,13 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_schedu
         for st in states:
             st.finish()
         summary.status_counts = counts
-    except OutputError:
+    except OutputError as e:
+        done = [st for st in states if st.state.get("position", 0) > 0]
         for st in states:
             st.discard()
+        if done:
+            raise OutputError(f"{e}; the {done[0].position} rows written so far are kept in {done[0].part}:"
+                              " make room and rerun with --resume to finish") from None
         raise
     finally:
         for st in states:

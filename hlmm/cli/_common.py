@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -53,27 +55,41 @@ def setup_logging(quiet: bool) -> None:
     log.propagate = False
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a cluster's time limit or pre-emption), handled like Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def run_main(prog: str, run, argv=None, parser=None) -> int:
     """Parse arguments and run ``run(args)``.
 
     Problems with inputs or outputs become one line (``prog: error: ...``) and exit status 2;
-    Ctrl-C exits with 130, keeping what is already written.
+    Ctrl-C exits with 130 and SIGTERM with 143, keeping what is already written.
     """
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "quiet", False))
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if threading.current_thread() is threading.main_thread() \
+        else None
     try:
         run(args)
     except InputError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted; results already written are kept (hlmm_chr: continue with --resume)",
+    except KeyboardInterrupt as e:
+        what = "terminated (SIGTERM)" if isinstance(e, Terminated) else "interrupted"
+        print(f"{prog}: {what}; results already written are kept (hlmm_chr: continue with --resume)",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(e, Terminated) else 130
     except OSError as e:  # an output-side fault not caught closer to its cause
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"{prog}: error:{where} {os_reason(e)}", file=sys.stderr)
         return 2
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     return 0
 
 
