@@ -163,7 +163,7 @@ class _Dask:
         except ImportError:
             raise InputError("--dask_scheduler needs dask: pip install 'hlmm[dask]'") from None
         try:
-            self.client = Client(address, timeout="20s")
+            self.client = Client(address, timeout="10s")
         except Exception as e:  # noqa: BLE001 - distributed raises many kinds for a bad address
             raise InputError(f"--dask_scheduler {address}: cannot connect ({type(e).__name__}: {e})") from None
         self.fn = compute_block

@@ -102,6 +102,7 @@ class RunState:
     state: dict = field(default_factory=dict)
     _lock_fd: int | None = None
     _file: MemberFile | None = None
+    _owned: bool = False  # this process created or continued the partial files
     append_to: int | None = None
 
     @property
@@ -200,6 +201,11 @@ class RunState:
             ``"resume"`` or ``"new"``, :attr:`position` says how many rows are done.
         """
         if resume and os.path.exists(self.part_desc):
+            partial = load_description(self.part_desc)
+            finished = load_description(self.out_desc) if os.path.exists(self.out_desc) else None
+            if differences(partial["run"], run) and finished and not differences(finished["run"], run):
+                self._check_finished(run, "--resume")  # an unrelated interrupted rerun; this run is finished
+                return "done"
             return self._resume_partial(run, total)
         if resume and os.path.exists(self.out_desc):
             self._check_finished(run, "--resume")
@@ -223,6 +229,7 @@ class RunState:
         for p in (self.part, self.part_desc):
             if os.path.exists(p):
                 os.remove(p)
+        self._owned = True
         self.state = {"hlmm_version": __version__, "run": run, "start": start, "stop": stop, "total": total,
                       "position": 0, "bytes": 0, "crc32": 0, "finished": False, "failed_blocks": [],
                       "append_to": self.append_to}
@@ -256,6 +263,7 @@ class RunState:
             raise InputError(f"--resume: {self.part} does not match {self.part_desc} (size or CRC-32 differ:"
                              " modified or corrupted); rerun without --resume to start again")
         self.state = st
+        self._owned = True
         self._file = MemberFile(self.part, truncate_to=st["bytes"], crc=st["crc32"])
         return "resume"
 
@@ -369,9 +377,9 @@ class RunState:
             self._file = None
 
     def discard(self) -> None:
-        """Remove a partial file that holds no rows (a run that failed before its first block)."""
+        """Remove this run's partial file if it holds no rows (a run that failed before its first block)."""
         self.close()
-        if self.state.get("position", 0) == 0:
+        if self._owned and self.state.get("position", 0) == 0:
             for p in (self.part, self.part_desc):
                 try:
                     os.remove(p)
