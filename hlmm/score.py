@@ -145,13 +145,13 @@ Examples
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import linalg
 
 from hlmm._checks import as_design, as_h2, as_parameter, as_response
-from hlmm._linalg import ROW_CHUNK, weighted_gram
+from hlmm._linalg import ROW_CHUNK, blas_threads_for, weighted_gram
 
 __all__ = ["HLMNull", "HLMMNull", "ScoreNull", "score_test", "mean_impute", "OUTPUT_KEYS"]
 
@@ -180,6 +180,24 @@ class _PerIndividual:
     omega: np.ndarray  # (n, k): I_btheta = g' omega
     cho_xpx: tuple  # Cholesky factor of X' P X (c x c)
     cho_info_theta: tuple  # Cholesky factor of I_thetatheta (k x k)
+    _columns: dict = field(default_factory=dict, repr=False)
+
+    def columns(self, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+        """Weights of the block products, built once per null and mode.
+
+        Linear columns (g' times these): ``w X | e | t | omega``, and with ``robust``
+        ``e^2 X | t^2 V | e t X | e t V``. Square columns ((g^2)' times these): ``w | dP2``, and
+        with ``robust`` ``e^2 | t^2 | e t``.
+        """
+        if robust not in self._columns:
+            lin = [self.w[:, None] * self.X, self.e[:, None], self.t[:, None], self.omega]
+            sq = [self.w, self.dP2]
+            if robust:
+                e2, t2, et = self.e**2, self.t**2, self.e * self.t
+                lin += [e2[:, None] * self.X, t2[:, None] * self.V, et[:, None] * self.X, et[:, None] * self.V]
+                sq += [e2, t2, et]
+            self._columns[robust] = (np.column_stack(lin), np.column_stack(sq))
+        return self._columns[robust]
 
 
 class HLMNull:
@@ -240,7 +258,8 @@ class HLMNull:
         if GtDinv_g is not None:
             raise ValueError("GtDinv_g was given but the null model is an HLM, which has no random effects")
         g = _as_genotypes(genotypes, self.n)
-        return _statistics(self._p, g, robust, mean_correction=None, bb_offdiag=None)
+        with blas_threads_for(_block_flops(self._p, g.shape[1])):
+            return _statistics(self._p, g, robust, mean_correction=None, bb_offdiag=None)
 
 
 class HLMMNull:
@@ -288,6 +307,10 @@ class HLMMNull:
         alpha = as_parameter(alpha, X.shape[1], "alpha")
         beta = as_parameter(beta, V.shape[1], "beta")
         self.h2 = as_h2(h2)
+        with blas_threads_for(self.n * self.l**2 * (V.shape[1] + 3)):
+            self._prepare(y, X, V, alpha, beta)
+
+    def _prepare(self, y: np.ndarray, X: np.ndarray, V: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
         h2 = self.h2
         v = V.shape[1]
         d = np.exp(V @ beta)
@@ -359,9 +382,11 @@ class HLMMNull:
         """
         g = _as_genotypes(genotypes, self.n)
         Z = np.zeros((self.l, g.shape[1]))
-        for r0 in range(0, self.n, ROW_CHUNK):
-            sl = slice(r0, min(r0 + ROW_CHUNK, self.n))
-            Z += self.G[sl].T @ (self._w[sl, None] * g[sl])
+        buf = np.empty((min(ROW_CHUNK, self.n), g.shape[1]))
+        with blas_threads_for(2.0 * self.n * self.l * g.shape[1]):
+            for r0 in range(0, self.n, ROW_CHUNK):
+                sl = slice(r0, min(r0 + ROW_CHUNK, self.n))
+                Z += self.G[sl].T @ np.multiply(self._w[sl, None], g[sl], out=buf[: sl.stop - r0])
         return Z
 
     def score_test(self, genotypes, *, robust: bool = False, exact: bool = False, GtDinv_g=None) -> dict:
@@ -375,11 +400,13 @@ class HLMMNull:
                 raise ValueError(
                     f"GtDinv_g has shape {Z.shape} but G has {self.l} columns and the block {g.shape[1]} SNPs"
                 )
-        KZ = self.h2 * linalg.cho_solve(self._cho_M, Z)
-        # g'Pg = g'D^-1 g - Z'KZ;  X'Pg = X'D^-1 g - C'KZ
-        mean_correction = (np.einsum("ij,ij->j", Z, KZ), KZ.T @ self._C)
-        bb_offdiag = self._bb_offdiagonal(g) if exact else None
-        return _statistics(self._p, g, robust, mean_correction, bb_offdiag)
+        flops = _block_flops(self._p, g.shape[1]) + 2 * self.l**2 * g.shape[1]
+        with blas_threads_for(flops * (1 + exact * self.l)):
+            KZ = self.h2 * linalg.cho_solve(self._cho_M, Z)
+            # g'Pg = g'D^-1 g - Z'KZ;  X'Pg = X'D^-1 g - C'KZ
+            mean_correction = (np.einsum("ij,ij->j", Z, KZ), KZ.T @ self._C)
+            bb_offdiag = self._bb_offdiagonal(g) if exact else None
+            return _statistics(self._p, g, robust, mean_correction, bb_offdiag)
 
     def _bb_offdiagonal(self, g: np.ndarray) -> np.ndarray:
         """1/2 sum_{i != j} g_i g_j W_ij for each SNP, at n l^2 per SNP (``exact=True``)."""
@@ -473,6 +500,10 @@ def _as_genotypes(genotypes, n: int) -> np.ndarray:
         g = g[:, None]
     if g.ndim != 2 or g.shape[0] != n:
         raise ValueError(f"genotypes have shape {g.shape} but the null model has {n} individuals")
+    with np.errstate(over="ignore", invalid="ignore"):
+        col_sums = np.sum(g, axis=0)  # one pass without a temporary; the exact check only if needed
+    if np.isfinite(col_sums).all():
+        return g
     bad = ~np.isfinite(g)
     if bad.any():
         raise ValueError(
@@ -482,6 +513,11 @@ def _as_genotypes(genotypes, n: int) -> np.ndarray:
     return g
 
 
+def _block_flops(p: _PerIndividual, n_snps: int) -> float:
+    """Flops of the block products, to choose the number of BLAS threads."""
+    return 2.0 * p.X.shape[0] * n_snps * (p.columns(False)[0].shape[1] + 4)
+
+
 def _cho(A: np.ndarray, name: str) -> tuple:
     try:
         return linalg.cho_factor(A, lower=True)
@@ -489,29 +525,20 @@ def _cho(A: np.ndarray, name: str) -> tuple:
         raise ValueError(f"{name} ({A.shape[0]} x {A.shape[1]}) is not positive definite") from err
 
 
-def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool):
-    """One pass over the block's rows: g' [weights] and (g^2)' [weights], in row chunks.
-
-    Linear columns: w X | e | t | omega  [robust: e^2 X | t^2 V | e t X | e t V]
-    Square columns: w | dP2               [robust: e^2 | t^2 | e t]
-    """
-    lin = [p.w[:, None] * p.X, p.e[:, None], p.t[:, None], p.omega]
-    sq = [p.w, p.dP2]
-    if robust:
-        e2, t2, et = p.e**2, p.t**2, p.e * p.t
-        lin += [e2[:, None] * p.X, t2[:, None] * p.V, et[:, None] * p.X, et[:, None] * p.V]
-        sq += [e2, t2, et]
-    lin = np.column_stack(lin)
-    sq = np.column_stack(sq)
+def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``g' lin`` and ``(g^2)' sq`` (see :meth:`_PerIndividual.columns`), a chunk of rows at a time."""
+    lin, sq = p.columns(robust)
     B = g.shape[1]
     out_lin = np.zeros((B, lin.shape[1]))
     out_sq = np.zeros((B, sq.shape[1]))
     n = g.shape[0]
+    buf = np.empty((min(ROW_CHUNK, n), B))  # reused: a fresh temporary per chunk costs page faults
     for r0 in range(0, n, ROW_CHUNK):
         sl = slice(r0, min(r0 + ROW_CHUNK, n))
         gc = g[sl]
+        g2 = np.multiply(gc, gc, out=buf[: gc.shape[0]])
         out_lin += gc.T @ lin[sl]
-        out_sq += (gc * gc).T @ sq[sl]
+        out_sq += g2.T @ sq[sl]
     return out_lin, out_sq
 
 
