@@ -77,9 +77,13 @@ standard deviation about 1/l. For a centred g the mean of W contributes ``-w_bar
 deviation about ``2 n sd(g)^2 kappa^2 / (l d^2)``. Relative to ``I_b ~ n sd(g)^2 / 2`` the dropped
 term is therefore ``O(kappa^2 / (l d^2)) <= O(l / n^2)``: about 1e-7 at n = 100,000, l = 500, and
 far below the diagonal correction that is kept (``(q/d)^2 ~ (l/n)^2``, 2.5e-5 there). A SNP that
-is itself a column of G adds a structured part of relative size about ``skew(g)^2 / (n l)``. The
-tests measure both. ``exact=True`` computes the full term as ``h2^2 ||Y diag(g/d) Y'||_F^2``
-with ``Y = L^-1 G'``, at n l^2 per SNP.
+is itself a column k of G (``g = sqrt(l) G_k``) adds a structured part: ``(T_g)_kk ~ n skew(g) /
+(l d)``, so the dropped term grows by ``(kappa n / (l d))^2 skew(g)^2 / n <= skew(g)^2 / n``
+relative (with the sign that makes the default I_b smaller than the exact one): 8.5e-5 for
+allele frequency 0.05 and 5e-4 for 0.01 at n = 100,000. SNPs in LD with those of G are in
+between. The tests measure both parts (random: 1.0-1.3 times ``2 kappa^2 / (l d^2)`` in
+standard deviation; structured: 0.1-1.4 times the formula). ``exact=True`` computes the full
+term as ``h2^2 ||Y diag(g/d) Y'||_F^2`` with ``Y = L^-1 G'``, at n l^2 per SNP.
 
 Robust score tests
 ------------------
@@ -123,8 +127,8 @@ each of mean zero, since ``E e_i^2 = P_ii``, and summing to ``U`` at an interior
   ratio is 1 for the HLM.
 * Variance score: the covariances ``Cov(u_bi, u_bj) = 1/2 g^_i g^_j d_i d_j P_ij^2`` (normal
   case), the same off-diagonal terms as dropped from ``I_bb`` above, relative size
-  ``O(kappa^2 / (l d^2)) <= O(l / n^2)``; under non-normal residuals their kurtosis terms are
-  of the same relative order. Not corrected.
+  ``O(kappa^2 / (l d^2)) <= O(l / n^2)`` plus at most ``skew(g)^2 / n`` for SNPs of G; under
+  non-normal residuals their kurtosis terms are of the same relative order. Not corrected.
 * The estimation of h2: the contribution ``-h_h2 u_h2,i`` is left out because the h2 score
   ``1/2 (e'GG'e - tr(G'PG))`` is not a sum of independent per-individual terms. Under the model
   ``V_bb`` then exceeds the variance of the efficient score by ``h_h2^2 I_h2h2`` (conservative),
@@ -461,8 +465,8 @@ def score_test(
         contributions (valid for non-normal residuals), instead of the expected information.
     exact : bool
         HLMM only: compute the information of ``b`` exactly, at n l^2 per SNP, instead of
-        dropping its off-diagonal part (relative error ``O(l / n^2)``; see the module
-        docstring). For tests and small problems.
+        dropping its off-diagonal part (relative error ``O(l / n^2)``, up to ``skew(g)^2 / n``
+        for SNPs of G; see the module docstring). For tests and small problems.
     GtDinv_g : array_like, shape (l, B), optional
         HLMM only: ``G' D^-1 g`` for the block, if the caller has it (for example from exact
         integer products); otherwise computed here.
