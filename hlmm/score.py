@@ -88,8 +88,8 @@ term as ``h2^2 ||Y diag(g/d) Y'||_F^2`` with ``Y = L^-1 G'``, at n l^2 per SNP.
 Robust score tests
 ------------------
 The model-based variance of ``U_b`` assumes normal residuals: with excess kurtosis k, the
-variance of ``r_i^2 / d_i - 1`` is ``2 + k`` instead of 2, and var_t is inflated by about
-``1 + k/2`` (t5: k = 6; chi^2_3: k = 4). ``robust=True`` replaces ``Var(U)`` by the empirical
+variance of ``r_i^2 / d_i - 1`` is ``2 + k`` instead of 2, and var_t^2 (so lambda_GC) is
+inflated by about ``1 + k/2`` (t5: k = 6; chi^2_3: k = 4). ``robust=True`` replaces ``Var(U)`` by the empirical
 variance of the efficient score contributions. For the HLM these are independent over
 individuals::
 
@@ -123,8 +123,8 @@ each of mean zero, since ``E e_i^2 = P_ii``, and summing to ``U`` at an interior
   ``I_a / sum_i g~_i^2 P_ii`` and its square root (u_ai scaled), which makes ``V_aa`` unbiased
   for ``I_a`` whenever the variance model is right, normal or not (the mean score is linear in
   r, so only a wrong variance model changes its variance). Under a wrong variance model the
-  correction is exact for SNPs unrelated to G and a scale approximation for the others. The
-  ratio is 1 for the HLM.
+  ratio is ``1 + O(sqrt(2 l) / n)`` for SNPs unrelated to G, which keep the plain sandwich, and
+  a scale approximation for the others. The ratio is 1 for the HLM.
 * Variance score: the covariances ``Cov(u_bi, u_bj) = 1/2 g^_i g^_j d_i d_j P_ij^2`` (normal
   case), the same off-diagonal terms as dropped from ``I_bb`` above, relative size
   ``O(kappa^2 / (l d^2)) <= O(l / n^2)`` plus at most ``skew(g)^2 / n`` for SNPs of G; under
@@ -468,8 +468,9 @@ def score_test(
         dropping its off-diagonal part (relative error ``O(l / n^2)``, up to ``skew(g)^2 / n``
         for SNPs of G; see the module docstring). For tests and small problems.
     GtDinv_g : array_like, shape (l, B), optional
-        HLMM only: ``G' D^-1 g`` for the block, if the caller has it (for example from exact
-        integer products); otherwise computed here.
+        HLMM only: ``G' diag(exp(-V beta)) g`` for the block, with the null's ``G`` and ``beta``
+        and the genotypes as passed, if the caller has it (for example from exact integer
+        products); otherwise computed here by :meth:`HLMMNull.gtdinv`.
 
     Returns
     -------
