@@ -281,7 +281,18 @@ class HLMNull:
             raise ValueError("GtDinv_g was given but the null model is an HLM, which has no random effects")
         g = _as_genotypes(genotypes, self.n)
         with blas_threads_for(_block_flops(self._p, g.shape[1])):
-            return _statistics(self._p, g, robust, mean_correction=None, bb_offdiag=None)
+            return _statistics(self._p, *_block_products(self._p, g, robust), robust, None, None)
+
+    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per-individual weights ``L`` (n, k1) and ``Q`` (n, k2) whose block products
+        ``g' L`` and ``(g^2)' Q`` are all that the statistics need of the genotypes."""
+        return self._p.columns(robust)
+
+    def from_products(self, lin: np.ndarray, sq: np.ndarray, *, robust: bool = False) -> dict:
+        """Score tests from precomputed block products ``g' L`` (B, k1) and ``(g^2)' Q`` (B, k2)
+        of :meth:`columns` (for example from per-genotype-class sums): the same numbers as
+        :meth:`score_test` on ``g``."""
+        return _statistics(self._p, np.asarray(lin, float), np.asarray(sq, float), robust, None, None)
 
 
 class HLMMNull:
@@ -429,7 +440,22 @@ class HLMMNull:
             # g'Pg = g'D^-1 g - Z'KZ;  X'Pg = X'D^-1 g - C'KZ
             mean_correction = (np.einsum("ij,ij->j", Z, KZ), KZ.T @ self._C)
             bb_offdiag = self._bb_offdiagonal(g) if exact else None
-            return _statistics(self._p, g, robust, mean_correction, bb_offdiag)
+            return _statistics(self._p, *_block_products(self._p, g, robust), robust, mean_correction, bb_offdiag)
+
+    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per-individual weights ``L`` (n, k1) and ``Q`` (n, k2) whose block products
+        ``g' L`` and ``(g^2)' Q``, with ``Z = G' D^-1 g``, are all that the statistics need."""
+        return self._p.columns(robust)
+
+    def from_products(self, lin: np.ndarray, sq: np.ndarray, GtDinv_g: np.ndarray, *, robust: bool = False) -> dict:
+        """Score tests from precomputed block products (see :meth:`columns`) and ``Z``: the same
+        numbers as :meth:`score_test` (with ``exact=False``) on ``g``."""
+        Z = np.asarray(GtDinv_g, dtype=float)
+        with blas_threads_for(2 * self.l**2 * Z.shape[1]):
+            KZ = self.h2 * linalg.cho_solve(self._cho_M, Z)
+            mean_correction = (np.einsum("ij,ij->j", Z, KZ), KZ.T @ self._C)
+            return _statistics(self._p, np.asarray(lin, float), np.asarray(sq, float), robust, mean_correction,
+                               None)
 
     def _bb_offdiagonal(self, g: np.ndarray) -> np.ndarray:
         """1/2 sum_{i != j} g_i g_j W_ij for each SNP, at n l^2 per SNP (``exact=True``)."""
@@ -575,9 +601,11 @@ def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool) -> tuple[np.
     return out_lin, out_sq
 
 
-def _statistics(p: _PerIndividual, g: np.ndarray, robust: bool, mean_correction, bb_offdiag) -> dict:
+def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, robust: bool, mean_correction,
+                bb_offdiag) -> dict:
+    """The statistics from the block products ``lin = g' L`` and ``sq = (g^2)' Q`` (see
+    :meth:`_PerIndividual.columns`)."""
     c, v, k = p.X.shape[1], p.V.shape[1], p.omega.shape[1]
-    lin, sq = _block_products(p, g, robust)
     gwX = lin[:, :c]
     Ua = lin[:, c]
     Ub = lin[:, c + 1]
