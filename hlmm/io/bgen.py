@@ -14,7 +14,8 @@ column, plink2's ``sample-v2``) and the identifiers embedded in the .bgen give I
 Probabilities stored with B bits are integers ``v`` in 0..2^B-1, so every dosage is an integer
 ``k`` over ``2^B - 1``; it is computed as the integer ``k`` and one division, so the float64
 returned is the double nearest to ``k / (2^B - 1)`` (for 8-bit files, ``round(d * 255)`` is
-``k``). Zlib (v1.2) blocks use the standard library; zstd (v1.3) blocks need ``zstandard``.
+``k``). Zlib (v1.2) blocks are inflated by ``isal`` if it is installed, else by the standard
+library; zstd (v1.3) blocks need ``zstandard``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,11 @@ import numpy as np
 from hlmm.io._errors import InputError, VariantTable
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
+
+try:  # ISA-L's inflate is about 1.5x faster than zlib's on these blocks; optional
+    from isal.isal_zlib import decompress as _inflate
+except ImportError:
+    _inflate = zlib.decompress
 
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
@@ -114,6 +120,7 @@ class BgenSource:
             raise InputError(f"genotype file {path}: not found")
         self.path = path
         self.sample_path = sample
+        self._inflate = _inflate
         size = os.path.getsize(path)
         self._file = open(path, "rb")
         try:
@@ -247,7 +254,7 @@ class BgenSource:
         data = buf[pos + 8 : pos + 4 + c]
         try:
             if self._compression == 1:
-                out = zlib.decompress(data, bufsize=d)
+                out = self._inflate(data, bufsize=d)
             else:
                 out = self._zstd.decompress(data, max_output_size=d)
         except Exception as e:
@@ -277,19 +284,27 @@ class BgenSource:
             need = (2 * n * bits + 7) // 8
             if len(data) < 10 + n + need:
                 raise InputError(f"genotype file {self.path}: variant {j + 1}: probability block is truncated")
+            wide = np.int64 if bits > 16 else np.int32
             if bits in (8, 16, 32):
-                v = np.frombuffer(data, dtype=f"<u{bits // 8}", count=2 * n, offset=10 + n).reshape(n, 2)
+                if rows is None:
+                    v = np.frombuffer(data, dtype=f"<u{bits // 8}", count=2 * n, offset=10 + n).reshape(n, 2)
+                    a, b = v[:, 0].astype(wide), v[:, 1].astype(wide)
+                else:  # gather both values of a sample as one integer: a 1-D gather is much faster
+                    pair = np.frombuffer(data, dtype=f"<u{bits // 4}", count=n, offset=10 + n)[rows]
+                    a, b = (pair & np.uint64(top)).astype(wide), (pair >> np.uint64(bits)).astype(wide)
             else:
                 v = _unpack_bits(data, 10 + n, 2 * n, bits).reshape(n, 2)
+                if rows is not None:
+                    v = v[rows]
+                a, b = v[:, 0].astype(wide), v[:, 1].astype(wide)
             if rows is not None:
-                v = v[rows]
                 ploidy = ploidy[rows]
-            wide = np.int64 if bits > 16 else np.int32
-            a, b = v[:, 0].astype(wide), v[:, 1].astype(wide)
             # unphased: stored P(11), P(12); phased: P(allele 1) on each haplotype
             k_units = 2 * top - (2 * a + b if not phased else a + b)
             np.divide(k_units, top, out=out)
-            out[ploidy >= 0x80] = np.nan
+            missing = np.flatnonzero(ploidy & 0x80)
+            if len(missing):
+                out[missing] = np.nan
             return
         # general ploidy: Z values per sample (P of 0..Z-1 copies of allele 2, or one per haplotype)
         z = (ploidy & 0x3F).astype(np.int64)
