@@ -306,21 +306,21 @@ class BgenSource:
             if len(missing):
                 out[missing] = np.nan
             return
-        # general ploidy: Z values per sample (P of 0..Z-1 copies of allele 2, or one per haplotype)
+        # other ploidies (chrX with haploid males): Z values per sample, unphased P(0..Z-1 copies of
+        # allele 2) weighted Z-j, or phased P(allele 1) per haplotype weighted 1
         z = (ploidy & 0x3F).astype(np.int64)
         total = int(z.sum())
         if len(data) < 10 + n + (total * bits + 7) // 8:
             raise InputError(f"genotype file {self.path}: variant {j + 1}: probability block is truncated")
         v = _unpack_bits(data, 10 + n, total, bits).astype(np.int64)
-        starts = np.concatenate(([0], np.cumsum(z)[:-1]))
-        if phased:
-            w = np.ones(total, dtype=np.int64)
-        else:
-            w = np.repeat(z, z) - (np.arange(total) - np.repeat(starts, z))
-        weighted = np.add.reduceat(w * v, starts) if total else np.zeros(n, dtype=np.int64)
-        weighted[z == 0] = 0
-        dos = (z * top - weighted) / top
-        dos[(ploidy >= 0x80) | (z == 0)] = np.nan
+        starts = np.cumsum(z) - z
+        w = 1 if phased else np.repeat(z, z) - (np.arange(total) - np.repeat(starts, z))
+        cumulative = np.concatenate(([0], np.cumsum(w * v)))
+        weighted = cumulative[starts + z] - cumulative[starts]
+        # haploid samples count 0..2, as plink2 codes them (a haploid call is stored as homozygous)
+        k_units = np.where(z == 1, 2 * (top - weighted), 2 * top - weighted)
+        dos = k_units / top
+        dos[(ploidy >= 0x80) | (z == 0) | (z > 2)] = np.nan
         out[:] = dos if rows is None else dos[rows]
 
     def read_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -336,9 +336,10 @@ class BgenSource:
         Returns
         -------
         ndarray of float64, shape (stop - start, k)
-            Dosages in [0, 2] (in [0, 1] for haploid samples), each the double nearest to an
-            integer over ``2^B - 1``; NaN where missing and for whole rows of multi-allelic
-            variants.
+            Dosages in [0, 2], each the double nearest to an integer over ``2^B - 1``; NaN where
+            missing, for samples of ploidy 0 or above 2, and for whole rows of multi-allelic
+            variants. Haploid samples (males on chrX) count twice the expected count of their
+            one allele, as plink2 codes haploid calls (0/2).
         """
         rows, sub = self._check(rows, start, stop)
         out = np.empty((stop - start, len(rows)), dtype=np.float64)
