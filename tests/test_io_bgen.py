@@ -254,3 +254,18 @@ def test_sample_file_bad_header(tmp_path):
         bad.write_text("".join(header + lines[2:]) if header else "")
         _raises(str(DATA / "hard.bgen"), str(bad), str(bad), "header")
     _raises(str(DATA / "hard.bgen"), str(tmp_path / "none.sample"), "none.sample", "not found")
+
+
+def test_phased_and_haploid_chrx_equal_plink2():
+    """Phased probabilities (chromosome 1) and haploid males on chrX, counted 0/2 as plink2 does."""
+    src = open_bgen(str(DATA / "phased.bgen"), str(DATA / "phased.sample"))
+    truth = read_traw_alt(DATA / "phased.traw")
+    d = src.read_dosages(_all(src), 0, len(src.variants))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(truth))
+    np.testing.assert_array_equal(d[~np.isnan(d)], truth[~np.isnan(truth)])
+    males = np.arange(1, len(src.samples), 2)
+    x = d[src.variants.chrom == "X"][:, males]
+    assert np.isin(x[~np.isnan(x)], [0.0, 2.0]).all() and (x == 2).any()
+    sub = males[::2]
+    np.testing.assert_array_equal(src.read_dosages(sub, 2, 6), d[2:6][:, sub])
+    src.close()

@@ -190,6 +190,35 @@ def test_multiallelic_variant_reads_as_missing():
     src.close()
 
 
+def test_phased_and_haploid_chrx_equal_plink2():
+    src = open_pgen(str(DATA / "phased.pgen"))
+    truth, _ = read_traw_alt(DATA / "phased.traw", src.variants.a2)
+    d = src.read_dosages(np.arange(len(src.samples)), 0, len(src.variants))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(truth))
+    np.testing.assert_array_equal(d[~np.isnan(d)], truth[~np.isnan(truth)])
+    src.close()
+
+
+def test_bim_fam_and_zstd_pvar_companions(tmp_path, bed):
+    counts, fam, bim = bed
+    shutil.copy(DATA / "hard.pgen", tmp_path / "b.pgen")  # .pgen + .bim + .fam (plink2 --make-bpgen)
+    shutil.copy(DATA / "hard.bim", tmp_path / "b.bim")
+    shutil.copy(DATA / "hard.fam", tmp_path / "b.fam")
+    src = open_pgen(str(tmp_path / "b.pgen"))
+    assert src.samples == fam and list(src.variants.a1) == [b[4] for b in bim]
+    assert src.files() == [str(tmp_path / f"b.{e}") for e in ("pgen", "bim", "fam")]
+    np.testing.assert_array_equal(src.read_codes(np.arange(len(fam)), 0, len(bim)), counts)
+    src.close()
+    zstandard = pytest.importorskip("zstandard")
+    _copy(tmp_path)
+    pvar = tmp_path / "x.pvar"
+    (tmp_path / "x.pvar.zst").write_bytes(zstandard.ZstdCompressor().compress(pvar.read_bytes()))
+    pvar.unlink()
+    src = open_pgen(str(tmp_path / "x.pgen"))
+    assert list(src.variants.id) == [b[1] for b in bim] and src.pvar_path.endswith(".pvar.zst")
+    src.close()
+
+
 # ----------------------------------------------------------------------------------------------
 # Bad files: one-line InputError naming the file
 # ----------------------------------------------------------------------------------------------

@@ -19,6 +19,9 @@
 #   dos_pgen.traw           dosages as stored in dos.pgen: plink2 --export Av (counts REF, 4 decimals)
 #   dos_bgen.traw           dosages of dos.bgen as plink2 reads them back (--bgen ... --export Av)
 #   multi.pgen/.pvar/.psam  plink2 --make-pgen of multi.vcf (hard calls, one tri-allelic variant)
+#   phased.pgen/.pvar/.psam phased hard calls, chrX with haploid males (phased.vcf, phased.sex)
+#   phased.bgen + .sample   plink2 --export bgen-1.2 bits=8 ref-first: phased, ploidy 1 and 2
+#   phased.traw             plink2 --export Av of phased.pgen (counts REF; males 0/2 on chrX)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
@@ -40,6 +43,9 @@ $P2 --pfile dos --export bgen-1.2 bits=10 ref-first --out dos10
 $P2 --pfile dos --export Av --out dos_pgen
 $P2 --bgen dos.bgen ref-first --sample dos.sample --export Av --out dos_bgen
 $P2 --vcf multi.vcf --id-delim _ --make-pgen --out multi
+$P2 --vcf phased.vcf --id-delim _ --update-sex phased.sex --make-pgen --out phased
+$P2 --pfile phased --export bgen-1.2 bits=8 ref-first --out phased
+$P2 --pfile phased --export Av --out phased
 
 # the .sample files of hard13/hard_reflast and dos16/dos10 repeat hard.sample and dos.sample
-rm -f ./*.log hard13.sample hard_reflast.sample dos16.sample dos10.sample dos.vcf multi.vcf
+rm -f ./*.log hard13.sample hard_reflast.sample dos16.sample dos10.sample dos.vcf multi.vcf phased.vcf phased.sex

@@ -7,6 +7,9 @@
   (``.``). Sample IDs are ``FID_IID`` (imported with ``--id-delim _``); a third have FID == IID.
 * ``multi.vcf``: 20 samples x 4 variants of hard calls (``GT``), the second tri-allelic.
   plink2 2.00a3.5 cannot import a multi-allelic site together with ``dosage=DS``.
+* ``phased.vcf`` + ``phased.sex``: 40 samples x 6 variants of phased hard calls, 3 on chromosome 1
+  and 3 on chrX outside the PARs, where the males (every second sample) are haploid; about 5%
+  missing. ``phased.sex`` gives plink2 the sexes (``--update-sex``).
 """
 
 from __future__ import annotations
@@ -58,8 +61,34 @@ def write_multi_vcf(path: Path, rng: np.random.Generator) -> None:
             f.write(f"{chrom}\t{pos}\t{vid}\t{ref}\t{alt}\t.\t.\t.\tGT\t" + "\t".join(text) + "\n")
 
 
+def write_phased_vcf(path: Path, sex_path: Path, rng: np.random.Generator) -> None:
+    n = 40
+    ids = sample_ids(n)
+    male = np.arange(n) % 2 == 1
+    with open(sex_path, "w") as f:
+        f.write("".join(f"{i.replace('_', ' ')} {1 if m else 2}\n" for i, m in zip(ids, male)))
+    rows = [("1", 1_000 * (j + 1), f"ph{j}") for j in range(3)]
+    rows += [("X", 5_000_000 + 1_000 * j, f"phx{j}") for j in range(3)]
+    with open(path, "w") as f:
+        f.write('##fileformat=VCFv4.2\n##contig=<ID=1>\n##contig=<ID=X>\n'
+                '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n')
+        f.write(HEADER + "\t".join(ids) + "\n")
+        for chrom, pos, vid in rows:
+            haps = rng.random((n, 2)) < rng.uniform(0.2, 0.7)
+            text = []
+            for i in range(n):
+                if rng.random() < 0.05:
+                    text.append("." if chrom == "X" and male[i] else ".|.")
+                elif chrom == "X" and male[i]:
+                    text.append(str(int(haps[i, 0])))
+                else:
+                    text.append(f"{int(haps[i, 0])}|{int(haps[i, 1])}")
+            f.write(f"{chrom}\t{pos}\t{vid}\tA\tG\t.\t.\t.\tGT\t" + "\t".join(text) + "\n")
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else ".")
     rng = np.random.default_rng(20240612)
     write_dosage_vcf(out / "dos.vcf", rng)
     write_multi_vcf(out / "multi.vcf", rng)
+    write_phased_vcf(out / "phased.vcf", out / "phased.sex", rng)
