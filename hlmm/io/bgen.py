@@ -16,6 +16,10 @@ Probabilities stored with B bits are integers ``v`` in 0..2^B-1, so every dosage
 returned is the double nearest to ``k / (2^B - 1)`` (for 8-bit files, ``round(d * 255)`` is
 ``k``). Zlib (v1.2) blocks are inflated by ``isal`` if it is installed, else by the standard
 library; zstd (v1.3) blocks need ``zstandard``.
+
+Phased and unphased probabilities, any B from 1 to 32 and ploidy 1 or 2 are read; haploid
+samples (males on chrX, as plink2 writes them) count 0..2 like plink2's coding of haploid calls.
+Multi-allelic variants read as NaN. Layout 1 (BGEN v1.1) is refused.
 """
 
 from __future__ import annotations
