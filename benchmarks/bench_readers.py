@@ -279,6 +279,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5, help="blocks timed per candidate and setting")
     ap.add_argument("--mem-blocks", type=int, default=2, help="blocks read by each memory-measuring child")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--only", help="comma-separated candidate class names, e.g. HlmmPgen,HlmmBgen (default: all)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--prefix", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -296,6 +297,8 @@ def main() -> None:
     available = []
     for classes in CANDIDATES.values():
         for cls in classes:
+            if args.only and cls.__name__ not in args.only.split(","):
+                continue
             try:
                 __import__(MODULES[cls.__name__])
                 available.append(cls)
