@@ -1,0 +1,380 @@
+"""PLINK 2 ``.pgen`` + ``.pvar`` + ``.psam`` genotype source, read with pgenlib.
+
+The counted allele is ALT (for a multi-allelic variant, ALT1; such variants read as NaN).
+``plink2 --bfile X --make-pgen`` turns the .bim's A1 (column 5) into ALT and A2 into REF, so a
+converted .bed gives the same counts here as the .bed gives for A1.
+
+Sample IDs come from the ``.psam`` (``#FID IID ...`` or ``#IID ...``; without a FID column the
+FID is ``"0"``, as in plink2) or, failing that, a PLINK 1 ``.fam``. Variants come from the
+``.pvar`` (``#CHROM POS ID REF ALT ...``, optionally zstd-compressed as ``.pvar.zst``; a pvar
+without a ``#CHROM`` header has .bim columns) or a ``.bim``.
+
+Dosages in a .pgen are stored in units of 1/16384; pgenlib returns them as exactly those
+multiples (``d * 16384`` is an integer, exactly, in float64). Hard calls are returned as 0/1/2.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+
+import numpy as np
+
+from hlmm.io._errors import InputError, VariantTable
+
+__all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
+
+#: pgen dosages are integer multiples of this
+DOSAGE_UNIT = 1.0 / 16384.0
+
+_PGEN_MAGIC = b"\x6c\x1b"
+_VBLOCK = 1 << 16  # variants per pgen "vblock"
+
+
+# ----------------------------------------------------------------------------------------------
+# Text companions
+# ----------------------------------------------------------------------------------------------
+def _open_text(path: str) -> io.TextIOBase:
+    """Open a plain or zstd-compressed (``.zst``) text file."""
+    if path.endswith(".zst"):
+        try:
+            import zstandard
+        except ImportError:
+            raise InputError(f"variant file {path}: is zstd-compressed; install the 'zstandard' package") from None
+        raw = open(path, "rb")
+        return io.TextIOWrapper(zstandard.ZstdDecompressor().stream_reader(raw, closefd=True), encoding="utf-8")
+    return open(path, encoding="utf-8")
+
+
+def _read_pvar(path: str) -> VariantTable:
+    """Parse a .pvar (or .bim) file into a :class:`VariantTable` counting ALT (ALT1)."""
+    ids, chroms, poss, refs, alts = [], [], [], [], []
+    cols = None  # (chrom, pos, id, ref, alt) column indices
+    with _open_text(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if line.startswith("##") or not line.strip():
+                continue
+            fields = line.split()
+            if cols is None:
+                if fields[0] == "#CHROM":
+                    names = [c.upper() for c in fields]
+                    missing = [c for c in ("#CHROM", "POS", "ID", "REF", "ALT") if c not in names]
+                    if missing:
+                        raise InputError(f"variant file {path}: header line {lineno} lacks {', '.join(missing)}")
+                    cols = tuple(names.index(c) for c in ("#CHROM", "POS", "ID", "REF", "ALT"))
+                    continue
+                if fields[0].startswith("#"):
+                    raise InputError(f"variant file {path}: line {lineno} is a header that does not start with #CHROM")
+                # headerless: .bim column order CHROM ID CM POS ALT(A1) REF(A2); plink2 also allows 5 columns
+                cols = (0, 3, 1, 5, 4) if len(fields) >= 6 else (0, 2, 1, 4, 3)
+            if len(fields) <= max(cols):
+                raise InputError(f"variant file {path}: line {lineno} has {len(fields)} columns, needs {max(cols) + 1}")
+            chroms.append(fields[cols[0]])
+            poss.append(fields[cols[1]])
+            ids.append(fields[cols[2]])
+            refs.append(fields[cols[3]])
+            alts.append(fields[cols[4]])
+    try:
+        pos = np.array(poss, dtype=np.int64)
+    except ValueError:
+        bad = next(p for p in poss if not p.lstrip("-").isdigit())
+        raise InputError(f"variant file {path}: position {bad!r} is not an integer") from None
+    alt_lists = [a.split(",") for a in alts]
+    n_alleles = np.array([1 + len(a) for a in alt_lists], dtype=np.int64)
+    a1 = np.array([a[0] for a in alt_lists], dtype=object)
+    a2 = np.array([",".join([r] + a[1:]) if len(a) > 1 else r for r, a in zip(refs, alt_lists)], dtype=object)
+    return VariantTable(
+        id=np.array(ids, dtype=object),
+        chrom=np.array(chroms, dtype=object),
+        pos=pos,
+        a1=a1,
+        a2=a2,
+        n_alleles=n_alleles,
+    )
+
+
+def _read_psam(path: str) -> list[tuple[str, str]]:
+    """(FID, IID) per sample of a .psam or .fam file; FID is ``"0"`` where the .psam has none."""
+    samples: list[tuple[str, str]] = []
+    fid_col, iid_col = 0, 1  # .fam / headerless .psam
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields or line.startswith("##"):
+                continue
+            if fields[0].startswith("#"):
+                if samples:
+                    raise InputError(f"sample file {path}: header on line {lineno} after data lines")
+                names = [c.upper() for c in fields]
+                names[0] = names[0][1:]
+                if "IID" not in names:
+                    raise InputError(f"sample file {path}: header line {lineno} has no IID column")
+                iid_col = names.index("IID")
+                fid_col = names.index("FID") if "FID" in names else None
+                continue
+            if len(fields) <= max(iid_col, fid_col or 0):
+                raise InputError(f"sample file {path}: line {lineno} has {len(fields)} columns")
+            samples.append(("0" if fid_col is None else fields[fid_col], fields[iid_col]))
+    return samples
+
+
+# ----------------------------------------------------------------------------------------------
+# .pgen header
+# ----------------------------------------------------------------------------------------------
+def _pgen_header(path: str, size: int) -> dict:
+    """Read what the .pgen header says about counts, dosages and the expected file size.
+
+    Returns a dict with ``mode`` (int), ``n_variants`` and ``n_samples`` (None for mode 0x01,
+    which stores no counts), ``has_dosages`` (bool; True when unknown) and ``expected_size``
+    (int, or None when it cannot be derived cheaply).
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 3 or head[:2] != _PGEN_MAGIC:
+            raise InputError(f"genotype file {path}: not a .pgen file (bad magic bytes)")
+        mode = head[2]
+        if mode == 0x01:  # PLINK 1 variant-major .bed payload
+            return {"mode": mode, "n_variants": None, "n_samples": None, "has_dosages": False, "expected_size": None}
+        if len(head) < 12:
+            raise InputError(f"genotype file {path}: truncated: {size} bytes, shorter than the 12-byte .pgen header")
+        n_variants, n_samples, ctrl = struct.unpack_from("<IIB", head, 3)
+        info = {"mode": mode, "n_variants": n_variants, "n_samples": n_samples, "has_dosages": True,
+                "expected_size": None}
+        if mode == 0x02:
+            info["has_dosages"] = False
+            return info
+        if mode not in (0x10, 0x11) or (ctrl & 15) > 7:
+            return info  # fixed-width dosage modes or an unknown layout: let pgenlib judge
+        n_blocks = (n_variants + _VBLOCK - 1) // _VBLOCK
+        fpos = np.frombuffer(f.read(8 * n_blocks), dtype="<u8")
+        if len(fpos) < n_blocks:
+            raise InputError(f"genotype file {path}: truncated: {size} bytes, the header lists {n_blocks} blocks")
+        vrtype_bits = 4 if (ctrl & 15) < 4 else 8
+        len_bytes = (ctrl & 3) + 1
+        allele_ct_bytes = (ctrl >> 4) & 3
+        nonref_stored = (ctrl >> 6) == 3
+        any_dosage = False
+        last_len = 0
+        for b in range(n_blocks):
+            k = min(_VBLOCK, n_variants - b * _VBLOCK)
+            n_type_bytes = k if vrtype_bits == 8 else (k + 1) // 2
+            types = f.read(n_type_bytes)
+            lens = f.read(k * len_bytes)
+            if len(types) < n_type_bytes or len(lens) < k * len_bytes:
+                raise InputError(f"genotype file {path}: truncated: {size} bytes, ends inside its header")
+            if vrtype_bits == 8 and np.any(np.frombuffer(types, dtype=np.uint8) & 0x60):
+                any_dosage = True
+            f.seek(k * allele_ct_bytes + ((k + 7) // 8 if nonref_stored else 0), os.SEEK_CUR)
+            if b == n_blocks - 1:
+                padded = np.frombuffer(lens, dtype=np.uint8).reshape(k, len_bytes)
+                last_len = int((padded.astype(np.int64) << (8 * np.arange(len_bytes))).sum())
+        info["has_dosages"] = any_dosage
+        if n_blocks and f.tell() == int(fpos[0]):  # the layout was understood
+            info["expected_size"] = int(fpos[-1]) + last_len
+        return info
+
+
+# ----------------------------------------------------------------------------------------------
+# The source
+# ----------------------------------------------------------------------------------------------
+def _companion(prefix: str, exts: tuple[str, ...]) -> str | None:
+    for ext in exts:
+        if os.path.exists(prefix + ext):
+            return prefix + ext
+    return None
+
+
+class PgenSource:
+    """Genotypes of a PLINK 2 fileset, read block by block.
+
+    Parameters
+    ----------
+    path : str
+        The ``.pgen`` file (or its prefix). ``.pvar``/``.pvar.zst``/``.bim`` and ``.psam``/``.fam``
+        with the same prefix must exist.
+
+    Attributes
+    ----------
+    format : str
+        ``"pgen"``.
+    path : str
+        The .pgen path.
+    samples : list of (str, str)
+        (FID, IID) per sample in file order, length n.
+    variants : VariantTable
+        m variants; ``a1`` is ALT (ALT1), ``a2`` is REF (followed by ALT2, ... if any).
+    has_dosages : bool
+        True if any variant stores dosages (then :meth:`read_codes` rounds the dosages).
+    """
+
+    format = "pgen"
+
+    def __init__(self, path: str) -> None:
+        import pgenlib
+
+        prefix = path[:-5] if path.endswith(".pgen") else path
+        path = prefix + ".pgen"
+        if not os.path.isfile(path):
+            raise InputError(f"genotype file {path}: not found")
+        self.path = path
+        self.pvar_path = _companion(prefix, (".pvar", ".pvar.zst", ".bim"))
+        if self.pvar_path is None:
+            raise InputError(f"genotype file {path}: variant file {prefix}.pvar not found (nor .pvar.zst, .bim)")
+        self.psam_path = _companion(prefix, (".psam", ".fam"))
+        if self.psam_path is None:
+            raise InputError(f"genotype file {path}: sample file {prefix}.psam not found (nor .fam)")
+
+        self.samples = _read_psam(self.psam_path)
+        self.variants = _read_pvar(self.pvar_path)
+        n, m = len(self.samples), len(self.variants)
+        if n == 0:
+            raise InputError(f"sample file {self.psam_path}: lists no samples")
+
+        size = os.path.getsize(path)
+        head = _pgen_header(path, size)
+        if head["mode"] == 0x01:
+            expected = 3 + m * ((n + 3) // 4)
+            if size != expected:
+                raise InputError(f"genotype file {path}: {size} bytes, expected {expected} for {m} variants "
+                                 f"({self.pvar_path}) x {n} samples ({self.psam_path})")
+        else:
+            if head["n_samples"] != n:
+                raise InputError(f"genotype file {path}: {head['n_samples']} samples but {self.psam_path} lists {n}")
+            if head["n_variants"] != m:
+                raise InputError(f"genotype file {path}: {head['n_variants']} variants but {self.pvar_path} lists {m}")
+            if head["expected_size"] is not None and size < head["expected_size"]:
+                raise InputError(f"genotype file {path}: truncated: {size} bytes, its header implies "
+                                 f"{head['expected_size']}")
+        self.has_dosages = bool(head["has_dosages"])
+        self._multi = self.variants.n_alleles > 2
+        offsets = None
+        if self._multi.any():
+            offsets = np.zeros(m + 1, dtype=np.uintp)
+            offsets[1:] = np.cumsum(self.variants.n_alleles)
+        try:
+            self._reader = pgenlib.PgenReader(path.encode(), raw_sample_ct=n, variant_ct=m,
+                                              allele_idx_offsets=offsets)
+        except Exception as e:  # pgenlib raises RuntimeError with a multi-line text
+            msg = " ".join(str(e).split())
+            raise InputError(f"genotype file {path}: pgenlib cannot open it: {msg}") from None
+        self._rows: np.ndarray | None = None  # current pgenlib sample subset (None = all)
+
+    # ------------------------------------------------------------------------------------------
+    def files(self) -> list[str]:
+        """Every file that defines the data: the .pgen, the variant file and the sample file."""
+        return [self.path, self.pvar_path, self.psam_path]
+
+    def _select(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Validate arguments and point pgenlib at the sample subset ``rows``."""
+        rows = np.asarray(rows)
+        n, m = len(self.samples), len(self.variants)
+        if not 0 <= start <= stop <= m:
+            raise IndexError(f"{self.path}: variant range {start}:{stop} outside 0:{m}")
+        if rows.ndim != 1:
+            raise ValueError("rows must be one-dimensional")
+        if len(rows) and (rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0)):
+            raise ValueError(f"rows must be strictly increasing sample indices in 0..{n - 1}")
+        full = len(rows) == n
+        if full:
+            want = None
+        elif self._rows is not None and np.array_equal(self._rows, rows):
+            want = self._rows
+        else:
+            want = rows.astype(np.uint32)
+        if len(rows) and (want is not self._rows):
+            self._reader.change_sample_subset(want)
+            self._rows = want
+        return rows
+
+    def read_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Expected counts of ALT for a block of variants.
+
+        Parameters
+        ----------
+        rows : ndarray of int64, shape (k,)
+            Strictly increasing sample indices into :attr:`samples`.
+        start, stop : int
+            Variants ``start .. stop-1`` in file order.
+
+        Returns
+        -------
+        ndarray of float64, shape (stop - start, k)
+            Dosages in [0, 2], multiples of 1/16384 (exactly 0/1/2 for hard calls); NaN where
+            missing and for whole rows of multi-allelic variants.
+        """
+        rows = self._select(rows, start, stop)
+        out = np.empty((stop - start, len(rows)), dtype=np.float64)
+        if out.size == 0:
+            return out
+        self._reader.read_dosages_range(start, stop, out)
+        out[out < 0] = np.nan  # pgenlib writes -9 for missing
+        out[self._multi[start:stop]] = np.nan
+        return out
+
+    def read_codes(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Hard calls (copies of ALT) for a block of variants.
+
+        Parameters
+        ----------
+        rows : ndarray of int64, shape (k,)
+            Strictly increasing sample indices into :attr:`samples`.
+        start, stop : int
+            Variants ``start .. stop-1`` in file order.
+
+        Returns
+        -------
+        ndarray of int8, shape (stop - start, k)
+            0/1/2, or -1 where missing and for multi-allelic variants. When the file stores
+            dosages these are the dosages rounded to the nearest integer (0.5 and 1.5 round up),
+            not plink2's stored hard calls (which are missing for dosages far from an integer).
+        """
+        if self.has_dosages:
+            d = self.read_dosages(rows, start, stop)
+            codes = np.floor(d + 0.5, out=d)
+            codes[np.isnan(codes)] = -1
+            return codes.astype(np.int8)
+        rows = self._select(rows, start, stop)
+        out = np.empty((stop - start, len(rows)), dtype=np.int8)
+        if out.size == 0:
+            return out
+        self._reader.read_range(start, stop, out)
+        out[out < 0] = -1
+        out[self._multi[start:stop]] = -1
+        return out
+
+    def close(self) -> None:
+        """Release the pgenlib reader (idempotent)."""
+        if getattr(self, "_reader", None) is not None:
+            self._reader.close()
+            self._reader = None
+
+    def __enter__(self) -> PgenSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"PgenSource({self.path!r}, n={len(self.samples)}, m={len(self.variants)})"
+
+
+def open_pgen(path: str) -> PgenSource:
+    """Open a PLINK 2 ``.pgen`` fileset; see :class:`PgenSource`.
+
+    Parameters
+    ----------
+    path : str
+        The .pgen path or its prefix.
+
+    Returns
+    -------
+    PgenSource
+
+    Raises
+    ------
+    InputError
+        One line naming the file: a missing companion file, counts that disagree between
+        .pgen, .pvar and .psam, a truncated .pgen or one that pgenlib rejects.
+    """
+    return PgenSource(path)

@@ -1,0 +1,287 @@
+"""Tests of hlmm.io.pgen on the committed fixtures in tests/data/formats (no plink2 needed).
+
+The .pgen of ``hard`` was made from ``hard.bed`` by plink2; its counts of ALT must equal the
+.bed's counts of A1, which these tests decode from the .bed bytes with numpy. The dosages of
+``dos.pgen`` are checked against ``dos_pgen.traw``, plink2's own export of them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import hlmm
+import hlmm.io
+
+if not hasattr(hlmm.io, "__path__"):  # hlmm/io.py not yet replaced by the hlmm/io/ package
+    hlmm.io.__path__ = [os.path.join(os.path.dirname(hlmm.__file__), "io")]
+
+from hlmm.io._errors import InputError  # noqa: E402
+from hlmm.io.pgen import open_pgen  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "formats"
+
+
+# ----------------------------------------------------------------------------------------------
+# Independent readings of the fixtures
+# ----------------------------------------------------------------------------------------------
+def read_bed(prefix: Path) -> tuple[np.ndarray, list[tuple[str, str]], list[list[str]]]:
+    """Counts of A1 (int8, (m, n), -1 missing), (FID, IID) from the .fam, .bim rows."""
+    fam = [tuple(line.split()[:2]) for line in open(f"{prefix}.fam")]
+    bim = [line.split() for line in open(f"{prefix}.bim")]
+    n, m = len(fam), len(bim)
+    raw = np.fromfile(f"{prefix}.bed", dtype=np.uint8)
+    assert raw[:3].tolist() == [0x6C, 0x1B, 0x01]
+    packed = raw[3:].reshape(m, (n + 3) // 4)
+    two_bit = np.stack([(packed >> (2 * k)) & 3 for k in range(4)], axis=2).reshape(m, -1)[:, :n]
+    counts = np.array([2, -1, 1, 0], dtype=np.int8)[two_bit]  # 00 hom A1, 01 missing, 10 het, 11 hom A2
+    return counts, fam, bim
+
+
+def read_traw_alt(path: Path, ref: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Dosages of ALT (float64 (m, n), NaN missing) from a plink2 ``--export Av`` file."""
+    with open(path) as f:
+        header = f.readline().rstrip("\n").split("\t")
+        rows = [line.rstrip("\n").split("\t") for line in f]
+    counted = np.array([r[4] for r in rows])
+    values = np.array([[np.nan if x == "NA" else float(x) for x in r[6:]] for r in rows])
+    assert np.array_equal(counted, ref)  # --export Av counts REF
+    return 2.0 - values, header[6:]
+
+
+@pytest.fixture(scope="module")
+def bed():
+    return read_bed(DATA / "hard")
+
+
+@pytest.fixture(scope="module")
+def hard():
+    src = open_pgen(str(DATA / "hard.pgen"))
+    yield src
+    src.close()
+
+
+@pytest.fixture(scope="module")
+def dos():
+    src = open_pgen(str(DATA / "dos.pgen"))
+    yield src
+    src.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Hard calls
+# ----------------------------------------------------------------------------------------------
+def test_hard_calls_equal_bed_counts_of_a1(hard, bed):
+    counts, _, _ = bed
+    n, m = counts.shape[1], counts.shape[0]
+    rows = np.arange(n, dtype=np.int64)
+    codes = hard.read_codes(rows, 0, m)
+    assert codes.dtype == np.int8 and codes.shape == (m, n)
+    np.testing.assert_array_equal(codes, counts)
+    d = hard.read_dosages(rows, 0, m)
+    assert d.dtype == np.float64 and d.shape == (m, n)
+    np.testing.assert_array_equal(np.isnan(d), counts < 0)
+    np.testing.assert_array_equal(d[counts >= 0], counts[counts >= 0])
+    assert (counts < 0).sum() > 100  # the fixture does exercise missing calls
+    assert not hard.has_dosages
+
+
+def test_hard_metadata(hard, bed):
+    _, fam, bim = bed
+    assert hard.format == "pgen"
+    assert hard.path == str(DATA / "hard.pgen")
+    assert hard.samples == fam
+    assert any(f != i for f, i in fam) and any(f == i for f, i in fam)
+    v = hard.variants
+    assert len(v) == len(bim)
+    assert list(v.id) == [b[1] for b in bim]
+    assert list(v.chrom) == [b[0] for b in bim]
+    assert v.pos.dtype == np.int64 and v.pos.tolist() == [int(b[3]) for b in bim]
+    assert list(v.a1) == [b[4] for b in bim]  # A1 became ALT, the counted allele
+    assert list(v.a2) == [b[5] for b in bim]
+    assert v.n_alleles.tolist() == [2] * len(bim)
+    assert hard.files() == [str(DATA / f"hard.{e}") for e in ("pgen", "pvar", "psam")]
+
+
+def test_row_subsets_and_blocks(hard, bed):
+    counts, _, _ = bed
+    m, n = counts.shape
+    rng = np.random.default_rng(1)
+    half = np.sort(rng.choice(n, n // 2, replace=False)).astype(np.int64)
+    cases = [(half, 0, m), (half, 7, 23), (np.array([0]), 3, 9), (np.array([n - 1]), 0, 2),
+             (np.arange(n), 30, 40), (half[::3], 39, 40), (half, 11, 11), (np.arange(0), 0, 5)]
+    for rows, start, stop in cases:  # alternating subsets also exercises the cached pgenlib subset
+        got = hard.read_codes(rows, start, stop)
+        assert got.shape == (stop - start, len(rows))
+        np.testing.assert_array_equal(got, counts[start:stop][:, rows])
+        d = hard.read_dosages(rows, start, stop)
+        np.testing.assert_array_equal(np.nan_to_num(d, nan=-1.0), counts[start:stop][:, rows])
+
+
+def test_bad_rows_and_ranges(hard):
+    with pytest.raises(ValueError):
+        hard.read_dosages(np.array([3, 2]), 0, 1)
+    with pytest.raises(ValueError):
+        hard.read_dosages(np.array([0, 300]), 0, 1)
+    with pytest.raises(IndexError):
+        hard.read_codes(np.arange(3), 39, 41)
+
+
+# ----------------------------------------------------------------------------------------------
+# Dosages
+# ----------------------------------------------------------------------------------------------
+def test_dosages_equal_plink2_export(dos):
+    truth, ids = read_traw_alt(DATA / "dos_pgen.traw", dos.variants.a2)
+    m, n = truth.shape
+    d = dos.read_dosages(np.arange(n), 0, m)
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(truth))
+    assert np.isnan(truth).sum() > 50
+    # plink2 prints the shortest decimal that identifies the stored multiple of 1/16384
+    ok = ~np.isnan(truth)
+    np.testing.assert_array_equal(d[ok] * 16384, np.round(truth[ok] * 16384))
+    np.testing.assert_allclose(d, truth, rtol=0, atol=0.5 / 16384)
+    assert dos.has_dosages
+    assert len(np.unique(d[~np.isnan(d)])) > 1000  # genuinely fractional
+
+
+def test_dosages_lie_exactly_on_the_1_16384_grid(dos):
+    d = dos.read_dosages(np.arange(len(dos.samples)), 0, len(dos.variants))
+    ok = d[~np.isnan(d)]
+    scaled = ok * 16384
+    np.testing.assert_array_equal(scaled, np.round(scaled))
+    assert ok.min() >= 0 and ok.max() <= 2
+
+
+def test_dosage_samples_and_variants(dos):
+    _, ids = read_traw_alt(DATA / "dos_pgen.traw", dos.variants.a2)
+    assert dos.samples == [tuple(i.split("_")) for i in ids]  # imported with --id-delim _
+    assert dos.samples[0] == ("s000", "s000") and dos.samples[1] == ("fam000", "ind001")
+    assert list(dos.variants.chrom[:1]) == ["1"] and dos.variants.chrom[-1] == "22"
+
+
+def test_codes_of_dosages_are_rounded_dosages(dos):
+    rows = np.arange(0, len(dos.samples), 2)
+    d = dos.read_dosages(rows, 2, 20)
+    codes = dos.read_codes(rows, 2, 20)
+    want = np.where(np.isnan(d), -1, np.floor(d + 0.5)).astype(np.int8)
+    np.testing.assert_array_equal(codes, want)
+    full = dos.read_dosages(np.arange(len(dos.samples)), 0, len(dos.variants))
+    full_codes = dos.read_codes(np.arange(len(dos.samples)), 0, len(dos.variants))
+    assert (full_codes[full == 0.5] == 1).all() and (full_codes[full == 1.5] == 2).all()
+    assert (full == 0.5).any() and (full == 1.5).any()
+
+
+def test_multiallelic_variant_reads_as_missing():
+    src = open_pgen(str(DATA / "multi"))  # a prefix works too
+    v = src.variants
+    assert v.n_alleles.tolist() == [2, 3, 2, 2]
+    assert (v.a1[1], v.a2[1]) == ("A", "C,T")
+    rows = np.arange(len(src.samples))
+    d = src.read_dosages(rows, 0, 4)
+    c = src.read_codes(rows, 0, 4)
+    assert np.isnan(d[1]).all() and (c[1] == -1).all()
+    bi = [0, 2, 3]
+    assert np.isin(c[bi], [-1, 0, 1, 2]).all() and (c[bi] >= 0).sum() >= 3 * (len(rows) - 1)
+    np.testing.assert_array_equal(np.nan_to_num(d[bi], nan=-1), c[bi])
+    src.close()
+
+
+def test_phased_and_haploid_chrx_equal_plink2():
+    src = open_pgen(str(DATA / "phased.pgen"))
+    truth, _ = read_traw_alt(DATA / "phased.traw", src.variants.a2)
+    d = src.read_dosages(np.arange(len(src.samples)), 0, len(src.variants))
+    np.testing.assert_array_equal(np.isnan(d), np.isnan(truth))
+    np.testing.assert_array_equal(d[~np.isnan(d)], truth[~np.isnan(truth)])
+    src.close()
+
+
+def test_bim_fam_and_zstd_pvar_companions(tmp_path, bed):
+    counts, fam, bim = bed
+    shutil.copy(DATA / "hard.pgen", tmp_path / "b.pgen")  # .pgen + .bim + .fam (plink2 --make-bpgen)
+    shutil.copy(DATA / "hard.bim", tmp_path / "b.bim")
+    shutil.copy(DATA / "hard.fam", tmp_path / "b.fam")
+    src = open_pgen(str(tmp_path / "b.pgen"))
+    assert src.samples == fam and list(src.variants.a1) == [b[4] for b in bim]
+    assert src.files() == [str(tmp_path / f"b.{e}") for e in ("pgen", "bim", "fam")]
+    np.testing.assert_array_equal(src.read_codes(np.arange(len(fam)), 0, len(bim)), counts)
+    src.close()
+    zstandard = pytest.importorskip("zstandard")
+    _copy(tmp_path)
+    pvar = tmp_path / "x.pvar"
+    (tmp_path / "x.pvar.zst").write_bytes(zstandard.ZstdCompressor().compress(pvar.read_bytes()))
+    pvar.unlink()
+    src = open_pgen(str(tmp_path / "x.pgen"))
+    assert list(src.variants.id) == [b[1] for b in bim] and src.pvar_path.endswith(".pvar.zst")
+    src.close()
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad files: one-line InputError naming the file
+# ----------------------------------------------------------------------------------------------
+def _copy(tmp_path: Path, stem: str = "hard") -> Path:
+    for ext in ("pgen", "pvar", "psam"):
+        shutil.copy(DATA / f"{stem}.{ext}", tmp_path / f"x.{ext}")
+    return tmp_path / "x.pgen"
+
+
+def _raises(path: str, *words: str) -> str:
+    with pytest.raises(InputError) as err:
+        open_pgen(path)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for w in words:
+        assert w in msg, msg
+    return msg
+
+
+def test_missing_companions(tmp_path):
+    pgen = _copy(tmp_path)
+    (tmp_path / "x.pvar").unlink()
+    _raises(str(pgen), str(pgen), "x.pvar")
+    pgen = _copy(tmp_path)
+    (tmp_path / "x.psam").unlink()
+    _raises(str(pgen), str(pgen), "x.psam")
+    _raises(str(tmp_path / "nothere.pgen"), "nothere.pgen", "not found")
+
+
+def test_sample_count_mismatch(tmp_path):
+    pgen = _copy(tmp_path)
+    lines = (tmp_path / "x.psam").read_text().splitlines(keepends=True)
+    (tmp_path / "x.psam").write_text("".join(lines[:-1]))
+    _raises(str(pgen), str(pgen), "300 samples", "299", "x.psam")
+
+
+def test_variant_count_mismatch(tmp_path):
+    pgen = _copy(tmp_path)
+    lines = (tmp_path / "x.pvar").read_text().splitlines(keepends=True)
+    (tmp_path / "x.pvar").write_text("".join(lines + lines[-1:]))
+    _raises(str(pgen), str(pgen), "40 variants", "41")
+
+
+def test_truncated_pgen(tmp_path):
+    for stem in ("hard", "dos"):
+        pgen = _copy(tmp_path, stem)
+        data = pgen.read_bytes()
+        pgen.write_bytes(data[:-100])
+        _raises(str(pgen), str(pgen), "truncated")
+        pgen.write_bytes(data[:20])
+        _raises(str(pgen), str(pgen))
+
+
+def test_not_a_pgen(tmp_path):
+    pgen = _copy(tmp_path)
+    pgen.write_bytes(b"this is not a pgen file at all")
+    _raises(str(pgen), str(pgen), "not a .pgen")
+
+
+def test_psam_without_fid_column_gives_fid_0(tmp_path):
+    pgen = _copy(tmp_path)
+    rows = [line.split("\t") for line in (tmp_path / "x.psam").read_text().splitlines()]
+    (tmp_path / "x.psam").write_text("".join("\t".join(r[1:]) + "\n" for r in [["#FID", "#IID", "SEX"]] + rows[1:]))
+    src = open_pgen(str(pgen))
+    assert src.samples[:2] == [("0", "s000"), ("0", "ind001")]
+    src.close()
