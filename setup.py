@@ -21,6 +21,8 @@ setup(
         "scipy>=1.10",
         "threadpoolctl>=3",
         "tqdm>=4.60",  # progress bar on a terminal
+        "pgenlib>=0.91",  # .pgen reader (plink2's own library)
+        "zstandard>=0.19",  # BGEN v1.3 and .pvar.zst
         "numba>=0.59",  # compiled pass over packed .bed bytes (fast engine)
         "statsmodels>=0.14",  # robust regression for dispersion effects
     ],
@@ -32,6 +34,7 @@ setup(
         "plot": ["matplotlib>=3.6"],
         "docs": ["sphinx>=7"],
         "dask": ["dask[distributed]>=2024.1"],
+        "fast": ["isal>=1.0"],  # faster inflate of .bgen blocks
     },
     entry_points={
         "console_scripts": [

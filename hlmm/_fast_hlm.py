@@ -91,7 +91,8 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values:
     -------
     dict
         Arrays of length b: ``likelihood``, ``add``, ``add_se``, ``var``, ``var_se``,
-        ``beta`` (shape (b, 2): log-variance intercept and SNP effect) and ``success`` (False where fewer than two classes are present or Newton did not converge;
+        ``alpha`` and ``beta`` (shape (b, 2): intercepts and SNP effects on the centred genotype)
+        and ``success`` (False where fewer than two classes are present or Newton did not converge;
         those SNPs have NaN estimates).
     """
     b = counts.shape[0]
@@ -107,6 +108,7 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values:
     usable = ((counts > 0).sum(1) >= 2) & (n > 4)
     out = {k: np.full(b, np.nan) for k in ("likelihood", "add", "add_se", "var", "var_se")}
     out["beta"] = np.full((b, 2), np.nan)
+    out["alpha"] = np.full((b, 2), np.nan)
     success = np.zeros(b, dtype=bool)
     idx = np.flatnonzero(usable)
     if idx.size == 0:
@@ -182,6 +184,7 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values:
     out["var"][sel] = beta[good, 1]
     out["var_se"][sel] = np.sqrt(var_var[good])
     out["beta"][sel] = beta[good]
+    out["alpha"][sel] = alpha[good]
     success[sel] = True
     out["success"] = success
     return out
@@ -237,7 +240,7 @@ class CovariateSNP:
         return np.full((beta.size, beta.size), np.nan) if val is None else val[2]
 
 
-def fit_covariate_snp(y, Xc, Vc, geno, beta_start) -> tuple[dict | None, str | None]:
+def fit_covariate_snp(y, Xc, Vc, geno, beta_start, robust: bool = False) -> tuple[dict | None, str | None]:
     """Fit ``y ~ N([Xc, g] alpha, exp([Vc, g] beta))`` for one SNP given its genotypes.
 
     Parameters
@@ -246,6 +249,8 @@ def fit_covariate_snp(y, Xc, Vc, geno, beta_start) -> tuple[dict | None, str | N
         Copies of A1 (or dosages), NaN for a missing call (left out of the fit).
     beta_start : ndarray, shape (v,)
         Starting variance effects of the covariates; the SNP's starts at 0.
+    robust : bool
+        Standard errors from the sandwich estimator (:func:`hlmm.robust.hlm_sandwich`).
 
     Returns
     -------
@@ -266,6 +271,12 @@ def fit_covariate_snp(y, Xc, Vc, geno, beta_start) -> tuple[dict | None, str | N
         var_var = 2.0 * np.linalg.inv(Vl.T @ Vl)[-1, -1]
     except np.linalg.LinAlgError:
         return None, "singular information matrix"
+    if robust:
+        from hlmm.robust import hlm_sandwich
+
+        Xl = np.column_stack([Xc[called], geno[called] - snp.gmean])
+        cov = hlm_sandwich(y[called], Xl, Vl, alpha, res.x)
+        add_var, var_var = cov[Xl.shape[1] - 1, Xl.shape[1] - 1], cov[-1, -1]
     est = {"likelihood": -0.5 * (F + snp.n * LOG_2PI), "add": alpha[-1], "add_se": np.sqrt(add_var),
            "var": res.x[-1], "var_se": np.sqrt(var_var)}
     if not all(np.isfinite(v) for v in est.values()):

@@ -78,27 +78,70 @@ def totals(y: np.ndarray, G: np.ndarray, center=None, scale=None) -> Totals:
     return Totals(y, weighted_gram(A), A=A)
 
 
-def _integer_totals(y, G, center, scale):
+@dataclass
+class IntegerDesign:
+    """A random-effect design from genotype files in exact integer form.
+
+    ``G = (R + E - center) / scale`` with ``R`` the called genotypes (small integers, 0 where a
+    call was imputed) and ``E`` sparse, holding the imputed column means. Products with ``R`` are
+    exact in integer arithmetic (or in single precision while sums stay below 2^24).
+    """
+
+    R: np.ndarray  # (n, l) int8
+    E: object  # scipy.sparse.csr_matrix (n, l)
+    center: np.ndarray
+    scale: np.ndarray
+    _planes: tuple | None = None
+
+    @property
+    def n(self) -> int:
+        return self.R.shape[0]
+
+    def planes(self) -> tuple:
+        """Bit-planes of ``R'`` (see :func:`hlmm._kernels.bitplanes`), formed once."""
+        if self._planes is None:
+            from hlmm._kernels import bitplanes
+
+            self._planes = bitplanes(np.ascontiguousarray(self.R.T))
+        return self._planes
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_planes"] = None  # rebuilt where needed
+        return state
+
+
+def integer_design(G: np.ndarray, center, scale) -> IntegerDesign | None:
+    """Recover the integer form of ``G = (genotypes - center) / scale`` (mean-imputed genotypes),
+    or None if the genotypes are not small integers."""
     from scipy import sparse
 
-
+    center, scale = np.asarray(center, float), np.asarray(scale, float)
     n, l = G.shape  # noqa: E741
     integer_mean = np.abs(center - np.rint(center)) < 1e-9
-    R = np.empty((n, l), dtype=np.float32)
+    R = np.empty((n, l), dtype=np.int8)
     rows, cols = [], []
     for r0 in range(0, n, ROW_CHUNK):
         Rc = G[r0 : r0 + ROW_CHUNK] * scale + center
         imputed = (np.abs(Rc - center) < 1e-9) & ~integer_mean
         Ri = np.rint(Rc)
-        if np.any((np.abs(Rc - Ri) > 1e-6) & ~imputed) or np.abs(Ri).max() * np.abs(Ri).max() * n >= 2**24:
-            return None  # not integer genotypes, or single precision would not be exact
+        if np.any((np.abs(Rc - Ri) > 1e-6) & ~imputed) or np.abs(Ri).max() > 2:
+            return None  # not genotype counts
         R[r0 : r0 + ROW_CHUNK] = np.where(imputed, 0.0, Ri)
         i, j = np.nonzero(imputed)
         rows.append(i + r0)
         cols.append(j)
     rows, cols = np.concatenate(rows), np.concatenate(cols)
-    E = sparse.csr_matrix((center[cols], (rows, cols)), shape=(n, l))
-    tot = Totals(y, np.zeros((l + 2, l + 2)), R=R, E=E, center=center, scale=scale)
+    return IntegerDesign(R, sparse.csr_matrix((center[cols], (rows, cols)), shape=(n, l)), center, scale)
+
+
+def _integer_totals(y, G, center, scale):
+    n, l = G.shape  # noqa: E741
+    form = integer_design(G, center, scale)
+    if form is None or 4 * n >= 2**24:
+        return None  # not integer genotypes, or single precision would not be exact
+    tot = Totals(y, np.zeros((l + 2, l + 2)), R=form.R.astype(np.float32), E=form.E, center=form.center,
+                 scale=form.scale)
     tot.AA = _integer_gram(tot, np.arange(n))
     return tot
 

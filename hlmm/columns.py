@@ -58,6 +58,9 @@ MODELS = (
     Column("pos", "int", "base-pair position, from the genotype file", "variant", "2.0"),
     Column("A1", "str", "the counted allele (effects are per copy of it)", "variant", "2.0"),
     Column("A2", "str", "the other allele", "variant", "2.0"),
+    Column("A1_frequency", "float", "frequency of A1 among the individuals with a call", "stats", "2.0"),
+    Column("test", "str", "wald (maximum likelihood fit) or score (one-step estimate and score test under the null)",
+           "stats", "2.0"),
 )
 
 #: Columns that ``hlmm_dispersion`` appends.

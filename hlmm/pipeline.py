@@ -486,7 +486,10 @@ def prepare_scan(inputs: Inputs, options: ScanOptions) -> Prepared:
         fits.append(fit)
         models.append(model)
     has_dosages = source.has_dosages and not options.settings.hard_calls
-    scanner = make_scanner(models, options.settings, has_dosages)
+    try:
+        scanner = make_scanner(models, options.settings, has_dosages)
+    except ValueError as e:
+        raise InputError(str(e)) from None
     return Prepared(source, variants, start, stop, mt.rows, fits, scanner, inputs, options, notes)
 
 
@@ -600,6 +603,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_schedu
         for st, fit in zip(states, prepared.fits):
             run = fingerprint(files, {**run_options(prepared), "phenotype": fit.name})
             plans.append(st.plan(run, total, prepared.start, prepared.stop, resume, append, header))
+            st.state.setdefault("se", "robust" if prepared.options.settings.robust else "model")
+            st.state.setdefault("test", prepared.options.settings.test)
         if all(p == "done" for p in plans):
             for st in states:
                 log.info(f"--resume: {st.out} is already complete ({total} variants); nothing to do")

@@ -82,8 +82,9 @@ def stats_table(variant_info: dict, stats: dict) -> dict:
     with np.errstate(invalid="ignore", divide="ignore"):
         add_t = stats["add"] / stats["add_se"]
         var_t = stats["var"] / stats["var_se"]
-        av = stats.get("av_chi2")
-        av = add_t**2 + var_t**2 if av is None else av
+        av = add_t**2 + var_t**2
+        if stats.get("av_chi2") is not None:  # score rows; NaN where a row holds a Wald fit
+            av = np.where(np.isnan(stats["av_chi2"]), av, stats["av_chi2"])
         cols = dict(variant_info)
         cols.update({k: v for k, v in stats.items() if C.by_name(k) is not None})
         cols["add_t"] = add_t

@@ -41,6 +41,7 @@ from hlmm import _fast_hlm, _fast_hlmm, _kernels, hetlm, hetlmm
 from hlmm.io import GenotypeBlock
 
 __all__ = [
+    "ScoreScanner",
     "ScanSettings",
     "ScanModel",
     "make_scanner",
@@ -214,6 +215,10 @@ class ClassMoments:
     def n_called(self) -> np.ndarray:
         return np.rint(self.counts.sum(1)).astype(np.int64)
 
+    def class_values(self) -> np.ndarray:
+        """Genotype value of each class, shape (b, K)."""
+        return np.broadcast_to(np.arange(3.0), self.counts.shape) if self.values is None else self.values
+
     @property
     def a1_copies(self) -> np.ndarray:
         if self.values is None:
@@ -221,10 +226,69 @@ class ClassMoments:
         return (self.counts * self.values).sum(1)
 
 
+@dataclass
+class ClassSums:
+    """Per-SNP sums of per-individual columns over the individuals of each genotype class.
+
+    Attributes
+    ----------
+    sums : ndarray, shape (b, K, q)
+        Column sums per class (K = 3 classes 0, 1, 2 copies of A1 for hard calls; the distinct
+        dosages for dosages, padded with zeros).
+    values : ndarray, shape (b, K), or None
+        Genotype value of each class; None for hard calls.
+    missing : ndarray, shape (b, q)
+        Column sums over the individuals without a call.
+    """
+
+    sums: np.ndarray
+    values: np.ndarray | None
+    missing: np.ndarray
+
+    def class_values(self) -> np.ndarray:
+        """Genotype value of each class, shape (b, K)."""
+        if self.values is None:
+            return np.broadcast_to(np.arange(3.0), self.sums.shape[:2])
+        return self.values
+
+
+def class_sums(block: GenotypeBlock, parts: list) -> list:
+    """Sums of per-individual columns over each genotype class of every SNP of a block.
+
+    One compiled pass over the block serves every part (phenotype).
+
+    Parameters
+    ----------
+    block : GenotypeBlock
+    parts : list of (subset, columns)
+        Positions within ``block.rows`` and a matrix (len(subset), q) of per-individual values.
+
+    Returns
+    -------
+    list of ClassSums
+    """
+    widths = [c.shape[1] for _, c in parts]
+    offsets = np.concatenate([[0], np.cumsum(widths)])
+    n_rows = block.n_file if block.packed is not None else len(block.rows)
+    Yc = np.zeros((n_rows, offsets[-1]))
+    for (subset, cols), o in zip(parts, offsets):
+        r = block.rows[subset] if block.packed is not None else subset
+        Yc[r, o : o + cols.shape[1]] = cols
+    if block.packed is not None:
+        mom = _kernels.class_moments_packed(block.packed, Yc)
+    elif block.dosages is None:
+        mom = _kernels.class_moments_codes(block.codes, Yc)
+    else:
+        den = block.denominator
+        if den and _kernels.off_grid(block.dosages, den):
+            den = 0
+        values, sums, _, missing = _kernels.class_moments_dosages(block.dosages, Yc, den)
+        return [ClassSums(sums[:, :, o : o + w], values, missing[:, o : o + w]) for o, w in zip(offsets, widths)]
+    return [ClassSums(mom[:, :3, o : o + w], None, mom[:, 3, o : o + w]) for o, w in zip(offsets, widths)]
+
+
 def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
     """Genotype-class counts and sums of powers of y of every SNP of a block, for each model.
-
-    One compiled pass over the block serves every phenotype.
 
     Parameters
     ----------
@@ -238,44 +302,16 @@ def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
     -------
     list of ClassMoments
     """
-    q = powers + 1
-    if block.packed is not None:
-        Yc = np.zeros((block.n_file, q * len(models)))
-        where = lambda subset: block.rows[subset]  # noqa: E731 - file positions of the subset
-    else:
-        Yc = np.zeros((len(block.rows), q * len(models)))
-        where = lambda subset: subset  # noqa: E731
-    for p, (subset, y) in enumerate(models):
-        r = where(subset)
-        Yc[r, p * q] = 1.0
-        for k in range(1, q):
-            Yc[r, p * q + k] = y**k
-    values = None
-    if block.packed is not None:
-        mom = _kernels.class_moments_packed(block.packed, Yc)
-    elif block.dosages is None:
-        mom = _kernels.class_moments_codes(block.codes, Yc)
-    else:
-        den = block.denominator
-        if den and _kernels.off_grid(block.dosages, den):
-            den = 0
-        values, sums, _, missing = _kernels.class_moments_dosages(block.dosages, Yc, den)
-        out = []
-        for p in range(len(models)):
-            s = sums[:, :, p * q : (p + 1) * q]
-            out.append(ClassMoments(s[:, :, 0], s[:, :, 1:], values, missing[:, p * q]))
-        return out
-    out = []
-    for p in range(len(models)):
-        m = mom[:, :, p * q : (p + 1) * q]
-        out.append(ClassMoments(m[:, :3, 0], m[:, :3, 1:], None, m[:, 3, 0]))
-    return out
+    parts = [(subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models]
+    return [ClassMoments(c.sums[:, :, 0], c.sums[:, :, 1:], c.values, c.missing[:, 0])
+            for c in class_sums(block, parts)]
 
 
 def _empty(b: int) -> dict:
     out = {k: np.full(b, np.nan) for k in STAT_KEYS}
     out["n"] = np.zeros(b, dtype=np.int64)
     out["status"] = np.full(b, STATUS["no_calls"], dtype=np.int8)
+    out["test"] = np.full(b, "wald")
     out["problems"] = []
     return out
 
@@ -326,12 +362,17 @@ class Scanner:
 
 
 class HLMClassScanner(Scanner):
-    """HLM in the default mode, from genotype-class statistics, all phenotypes in one pass."""
+    """HLM in the default mode, from genotype-class statistics, all phenotypes in one pass.
+
+    With ``robust``, the sandwich standard errors need per-class sums of y^3 and y^4 too
+    (:func:`hlmm.robust.hlm_sandwich_classes`).
+    """
 
     block_size = 256
 
     def scan(self, block: GenotypeBlock) -> list:
-        moms = class_moments(block, [(m.subset, m.y) for m in self.models], 2)
+        robust = self.settings.robust
+        moms = class_moments(block, [(m.subset, m.y) for m in self.models], 4 if robust else 2)
         outs = [_summarised(block, mom, m.n, self.settings) for mom, m in zip(moms, self.models)]
         idx = [np.flatnonzero(o["status"] == STATUS["ok"]) for o in outs]
         if not any(i.size for i in idx):
@@ -341,6 +382,8 @@ class HLMClassScanner(Scanner):
         s2 = np.concatenate([mom.sums[i, :, 1] for mom, i in zip(moms, idx)])
         values = None if moms[0].values is None else np.concatenate([mom.values[i] for mom, i in zip(moms, idx)])
         fit = _fast_hlm.fit_classes(cnt, s1, s2, values)
+        if robust:
+            fit["add_se"], fit["var_se"] = self._sandwich_se(moms, idx, fit)
         k = 0
         for o, i in zip(outs, idx):
             sl = slice(k, k + i.size)
@@ -351,6 +394,21 @@ class HLMClassScanner(Scanner):
             o["problems"] += [(int(j), "optimisation did not converge") for j in bad]
             k += i.size
         return outs
+
+    @staticmethod
+    def _sandwich_se(moms: list, idx: list, fit: dict) -> tuple[np.ndarray, np.ndarray]:
+        from hlmm.robust import hlm_sandwich_classes
+
+        ps = np.concatenate([np.concatenate([m.counts[i][:, :, None], m.sums[i]], axis=2) for m, i in zip(moms, idx)])
+        raw = np.concatenate([m.class_values()[i] if m.values is not None else np.broadcast_to(np.arange(3.0),
+                              (i.size, 3)) for m, i in zip(moms, idx)])
+        n = ps[:, :, 0].sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            g = raw - ((ps[:, :, 0] * raw).sum(1) / n)[:, None]
+        cov = hlm_sandwich_classes(np.where(ps[:, :, 0] > 0, g, 0.0), ps, np.nan_to_num(fit["alpha"]),
+                                   np.nan_to_num(fit["beta"]))
+        with np.errstate(invalid="ignore"):
+            return np.sqrt(cov[:, 1, 1]), np.sqrt(cov[:, 3, 3])
 
 
 class _PerSNP(Scanner):
@@ -388,7 +446,8 @@ class HLMCovariateScanner(_PerSNP):
         if beta_start is None:
             beta_start = np.linalg.lstsq(V, np.full(m.n, np.log(np.var(m.y))), rcond=None)[0]
         y, X, V = (np.ascontiguousarray(a, dtype=float) for a in (m.y, X, V))
-        return [_fast_hlm.fit_covariate_snp(y, X, V, _row(block, j, m.subset), beta_start) for j in todo]
+        return [_fast_hlm.fit_covariate_snp(y, X, V, _row(block, j, m.subset), beta_start, self.settings.robust)
+                for j in todo]
 
 
 class HLMMClassScanner(_PerSNP):
@@ -433,11 +492,139 @@ class ReferenceScanner(_PerSNP):
 
     def fit_model(self, m: ScanModel, block: GenotypeBlock, todo: np.ndarray) -> list:
         X, V = m.designs()
-        return [reference_fit(m.y, X, V, _row(block, j, m.subset), m.G, m.h2_start) for j in todo]
+        return [reference_fit(m.y, X, V, _row(block, j, m.subset), m.G, m.h2_start, self.settings.robust) for j in todo]
 
 
-def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05) -> tuple[dict | None, str | None]:
+class ScoreScanner(Scanner):
+    """Score tests of every SNP under the null model (:mod:`hlmm.score`), with optional exact refits.
+
+    Everything the statistics need of a SNP's genotypes is a sum, over its genotype classes, of
+    per-individual weights of the null model: one compiled pass gives them for every phenotype.
+    Missing calls are mean-imputed. A mixed model also needs ``Z = G' D^-1 g``: in the default
+    mode, with random effects and test SNPs from genotype files (small integers), it is computed
+    exactly by bit-plane popcounts; otherwise by a floating-point product.
+
+    With ``settings.refit``, every SNP with any of its -log10 p-values (add, var, av) at least
+    ``refit`` is fitted again by the Wald scanner, whose row replaces the score row.
+    """
+
+    block_size = 512
+
+    def __init__(self, models: list, settings: ScanSettings, has_dosages: bool = False) -> None:
+        from dataclasses import replace
+
+        from hlmm import score
+
+        super().__init__(models, settings)
+        self.nulls, self.forms, self.columns = [], [], []
+        for m in models:
+            X, V = m.designs()
+            if m.null is None:
+                raise ValueError(f"phenotype '{m.name}': the score test needs the null model's fit")
+            if m.G is None:
+                null, form = score.HLMNull(m.y, X, V, m.null["alpha"], m.null["beta"]), None
+            else:
+                null = score.HLMMNull(m.y, X, V, m.G, m.null["alpha"], m.null["beta"], m.null["h2"])
+                form = None
+                if m.default_mode and m.G_center is not None:
+                    form = _fast_hlmm.integer_design(m.G, m.G_center, m.G_scale)
+            self.nulls.append(null)
+            self.forms.append(form)
+            self.columns.append(null.columns(settings.robust))
+        self.refit = None
+        if settings.refit is not None:
+            self.refit = make_scanner(models, replace(settings, test="wald", refit=None), has_dosages)
+
+    def scan(self, block: GenotypeBlock) -> list:
+        parts = [(m.subset, np.column_stack([np.ones(m.n), L, Q])) for m, (L, Q) in zip(self.models, self.columns)]
+        outs = []
+        for p, (m, cs) in enumerate(zip(self.models, class_sums(block, parts))):
+            counts = cs.sums[:, :, 0]
+            mom = ClassMoments(counts, cs.sums[:, :, 1:2], cs.values, cs.missing[:, 0])
+            o = _summarised(block, mom, m.n, self.settings)
+            o["test"] = np.full(block.n_variants, "score")
+            o["av_chi2"] = np.full(block.n_variants, np.nan)
+            ok = np.flatnonzero(o["status"] == STATUS["ok"])
+            if ok.size:
+                self._score(p, m, block, cs, mom, o, ok)
+            outs.append(o)
+        if self.refit is not None:
+            self._refit(block, outs)
+        return outs
+
+    def _score(self, p: int, m: ScanModel, block: GenotypeBlock, cs: ClassSums, mom: ClassMoments, o: dict,
+               ok: np.ndarray) -> None:
+        kL = self.columns[p][0].shape[1]
+        counts = mom.counts[ok]
+        vals = mom.class_values()[ok]
+        gbar = (counts * vals).sum(1) / counts.sum(1)
+        gk = np.where(counts > 0, vals - gbar[:, None], 0.0)
+        lin = np.einsum("bk,bkq->bq", gk, cs.sums[ok, :, 1 : 1 + kL])
+        sq = np.einsum("bk,bkq->bq", gk**2, cs.sums[ok, :, 1 + kL :])
+        null = self.nulls[p]
+        if m.G is None:
+            st = null.from_products(lin, sq, robust=self.settings.robust)
+        else:
+            st = null.from_products(lin, sq, self._gtdinv(p, m, block, ok, gbar), robust=self.settings.robust)
+        for key in ("add", "add_se", "var", "var_se", "av_chi2"):
+            o[key][ok] = st[key]
+        bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]
+        o["status"][bad] = STATUS["failed"]
+        o["problems"] += [(int(j), "no information about the effect (collinear with the covariates)") for j in bad]
+
+    def _gtdinv(self, p: int, m: ScanModel, block: GenotypeBlock, ok: np.ndarray, gbar: np.ndarray) -> np.ndarray:
+        """``Z = G' D^-1 g`` of the centred, mean-imputed genotypes of SNPs ``ok``."""
+        form = self.forms[p]
+        if form is None or block.dosages is not None:
+            from hlmm.score import mean_impute
+
+            g = np.column_stack([_row(block, j, m.subset) for j in ok])
+            return self.nulls[p].gtdinv(mean_impute(g))
+        codes = block.get_codes()[ok]
+        codes = np.ascontiguousarray(codes[:, m.subset]) if len(m.subset) != codes.shape[1] else codes
+        A, B = form.planes()
+        U, V = _kernels.bitplanes(codes)
+        RC = _kernels.popcount_products(A, B, U, V).astype(np.float64)  # R' codes (missing as 0), exact
+        if not hasattr(form, "colsum"):
+            form.colsum = form.R.sum(axis=0, dtype=np.int64).astype(np.float64)
+        Rm = _kernels.missing_row_sums(form.R, codes).astype(np.float64)  # R' 1_missing
+        E = form.E
+        Eg = _kernels.sparse_centred_products(E.indptr, E.indices, E.data, form.R.shape[1], codes, gbar)
+        Gg = (RC - gbar[None, :] * (form.colsum[:, None] - Rm) + Eg) / form.scale[:, None]
+        w = float(np.exp(-m.null["beta"][0]))  # default mode: D = exp(beta_0) I
+        return w * Gg
+
+    def _refit(self, block: GenotypeBlock, outs: list) -> None:
+        from hlmm.results import neglog10_pval
+
+        threshold = self.settings.refit
+        chosen = []
+        for o in outs:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                top = np.fmax(np.fmax(neglog10_pval((o["add"] / o["add_se"]) ** 2, 1),
+                                      neglog10_pval((o["var"] / o["var_se"]) ** 2, 1)),
+                              neglog10_pval(o["av_chi2"], 2))
+            chosen.append((o["status"] == STATUS["ok"]) & (top >= threshold))
+        union = np.flatnonzero(np.any(chosen, axis=0))
+        if not union.size:
+            return
+        exact = self.refit.scan(block.take(union))
+        for o, sel, e in zip(outs, chosen, exact):
+            for k, j in enumerate(union):
+                if not sel[j]:
+                    continue
+                for key in ("n", "frequency", "A1_frequency", "likelihood", "add", "add_se", "var", "var_se",
+                            "status", "test"):
+                    o[key][j] = e[key][k]
+                o["av_chi2"][j] = np.nan
+            o["problems"] += [(int(union[k]), why) for k, why in e["problems"] if sel[union[k]]]
+
+
+def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = False) -> tuple[dict | None, str | None]:
     """Fit one SNP's model by :meth:`hlmm.hetlm.model.optimize_model` (or hetlmm's).
+
+    With ``robust`` (HLM only) the standard errors are the sandwich estimator's
+    (:func:`hlmm.robust.hlm_sandwich`).
 
     Returns
     -------
@@ -463,6 +650,11 @@ def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05) -> tuple[dict | No
         "var": fit["beta"][-1],
         "var_se": fit["beta_se"][-1],
     }
+    if robust:
+        from hlmm.robust import hlm_sandwich
+
+        cov = hlm_sandwich(y[called], Xl, Vl, fit["alpha"], fit["beta"])
+        est["add_se"], est["var_se"] = np.sqrt(cov[Xl.shape[1] - 1, Xl.shape[1] - 1]), np.sqrt(cov[-1, -1])
     if not all(np.isfinite(v) for v in est.values()):
         return None, "non-finite estimate or standard error"
     return est, None
@@ -476,9 +668,23 @@ class _Choice:
 
 
 def choose_scanner(models: list, settings: ScanSettings, has_dosages: bool) -> _Choice:
-    """Which scanner class fits these models, and why (for the log)."""
+    """Which scanner class fits these models, and why (for the log).
+
+    Raises
+    ------
+    ValueError
+        For combinations without a valid method (robust Wald standard errors of a mixed model).
+    """
     default = all(m.default_mode for m in models)
     mixed = any(m.G is not None for m in models)
+    if settings.robust and mixed and (settings.test == "wald" or settings.refit is not None):
+        raise ValueError("--robust with --random_gts: sandwich standard errors of the mixed model's fits are not valid"
+                         " (the individuals' scores are correlated through the random effects); use --test score"
+                         " (robust score test) without --refit")
+    if settings.test == "score":
+        what = "mixed model" if mixed else "HLM"
+        return _Choice(ScoreScanner, f"score tests under the null {what}"
+                       + (f", Wald refits where -log10 p >= {settings.refit}" if settings.refit is not None else ""))
     if settings.engine == "reference":
         return _Choice(ReferenceScanner, "reference engine")
     if not mixed:
@@ -511,6 +717,6 @@ def make_scanner(models: list, settings: ScanSettings, has_dosages: bool = False
     if len({m.default_mode for m in models}) > 1 or len({m.G is None for m in models}) > 1:
         raise ValueError("all models of a scan must share the mode (default or covariates) and random effects")
     choice = choose_scanner(models, settings, has_dosages)
-    scanner = choice.cls(models, settings)
+    scanner = choice.cls(models, settings, has_dosages) if choice.cls is ScoreScanner else choice.cls(models, settings)
     scanner.description = choice.why
     return scanner

@@ -15,13 +15,8 @@ import numpy as np
 import pytest
 
 import hlmm
-import hlmm.io
-
-if not hasattr(hlmm.io, "__path__"):  # hlmm/io.py not yet replaced by the hlmm/io/ package
-    hlmm.io.__path__ = [os.path.join(os.path.dirname(hlmm.__file__), "io")]
-
-from hlmm.io._errors import InputError  # noqa: E402
-from hlmm.io.bgen import open_bgen  # noqa: E402
+from hlmm.io import InputError
+from hlmm.io.bgen import open_bgen
 
 DATA = Path(__file__).parent / "data" / "formats"
 HARD_SAMPLE = str(DATA / "hard.sample")

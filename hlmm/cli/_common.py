@@ -183,6 +183,14 @@ def missing_percentage(text: str) -> float:
     return value
 
 
+def neglog10_threshold(text: str) -> float:
+    """argparse type: a -log10 p-value threshold, a number >= 0."""
+    value = _float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"is a -log10 p-value, at least 0, got {text}")
+    return value
+
+
 def positive_int(text: str) -> int:
     """argparse type: an integer >= 1."""
     try:

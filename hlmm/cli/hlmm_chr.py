@@ -15,13 +15,14 @@ from hlmm.cli._common import (
     log,
     maf_fraction,
     missing_percentage,
+    neglog10_threshold,
     parser,
     positive_int,
     run_main,
 )
 from hlmm.io import InputError
 from hlmm.pipeline import Inputs, ScanOptions, prepare_scan, run_scan
-from hlmm.scan import ENGINES, ScanSettings
+from hlmm.scan import ENGINES, TESTS, ScanSettings
 
 
 def build_parser():
@@ -66,6 +67,16 @@ def build_parser():
     p.add_argument("--to_bp", type=int, default=None, help="Fit only variants at or before this base-pair position")
     p.add_argument("--hard_calls", action="store_true", default=False,
                    help="Round dosages to the nearest genotype (0, 1, 2), so that the genotype-class engines apply")
+    p.add_argument("--test", choices=TESTS, default="wald",
+                   help="wald (default): fit each variant's model by maximum likelihood; score: score tests under "
+                        "the null model, far faster (a genome screen), with one-step estimates and likelihood NaN")
+    p.add_argument("--refit", type=neglog10_threshold, default=None, metavar="PVAL",
+                   help="With --test score: fit exactly (Wald) every variant whose add, var or av -log10 p-value is at "
+                        "least PVAL (e.g. 5 for p <= 1e-5), and write that row instead of the score row")
+    p.add_argument("--robust", action="store_true", default=False,
+                   help="Standard errors valid for non-normal traits: sandwich (Huber-White) for Wald fits of HLMs, "
+                        "the empirical score variance for --test score. Not available for Wald fits of mixed models "
+                        "(their individuals' scores are correlated): with --random_gts use --test score without --refit")
     p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="Fitting engine: fast (default) or reference (one optimize_model per SNP, the "
                         "straightforward algorithm of hlmm 1.2.0a1); both give the same numbers")
@@ -88,7 +99,10 @@ def run(args) -> None:
     inputs = Inputs(args.phenofile, args.genofile, args.phen_index, args.all_phenotypes, args.mean_covar,
                     args.var_covar, args.random_gts, args.random_gts_txt, args.missing_char, args.sample,
                     args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp)
-    settings = ScanSettings(args.min_maf, args.max_missing, args.engine, hard_calls=args.hard_calls)
+    if args.refit is not None and args.test != "score":
+        raise InputError("--refit refits score-test rows: it needs --test score")
+    settings = ScanSettings(args.min_maf, args.max_missing, args.engine, args.test, args.refit, args.robust,
+                            args.hard_calls)
     options = ScanOptions(args.start, args.end, args.whole_chr, settings, args.fit_covariates, args.h2_init,
                           args.no_h2_estimate, args.block_size)
     from hlmm.runstate import RunState

@@ -122,6 +122,14 @@ class GenotypeBlock:
         c = self.get_codes() if subset is None else self.get_codes()[:, subset]
         return np.where(c < 0, np.nan, c).T.astype(np.float64)
 
+    def take(self, which: np.ndarray) -> "GenotypeBlock":
+        """The block of the variants at positions ``which`` (within this block)."""
+        def sub(a):
+            return None if a is None else a[which]
+
+        return GenotypeBlock(self.index[which], self.rows, sub(self.codes), sub(self.dosages), self.denominator,
+                             sub(self.packed), self.n_file, self.multiallelic[which])
+
     def get_codes(self) -> np.ndarray:
         """Hard calls (int8, (b, n), -1 missing), decoding packed bytes if needed."""
         if self.codes is None:

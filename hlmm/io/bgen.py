@@ -31,7 +31,7 @@ import zlib
 
 import numpy as np
 
-from hlmm.io._errors import InputError, VariantTable
+from hlmm.io._base import GenotypeSource, InputError, VariantTable
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -90,7 +90,7 @@ def _zstd_decompressor():
     return zstandard.ZstdDecompressor()
 
 
-class BgenSource:
+class BgenSource(GenotypeSource):
     """Genotype probabilities of a BGEN v1.2/v1.3 file, read block by block as dosages.
 
     Parameters
@@ -119,20 +119,47 @@ class BgenSource:
     format = "bgen"
     has_dosages = True
 
-    def __init__(self, path: str, sample: str | None = None) -> None:
+    def __init__(self, path: str, sample: str | None = None, what: str = "genotype file") -> None:
         if not os.path.isfile(path):
-            raise InputError(f"genotype file {path}: not found")
+            raise InputError(f"{what} {path}: not found")
         self.path = path
         self.sample_path = sample
         self._inflate = _inflate
-        size = os.path.getsize(path)
-        self._file = open(path, "rb")
+        self._open()
         try:
-            self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
-            self._parse(size)
+            self._parse(self._size)
+            self.dosage_denominator = self._first_denominator()
         except BaseException:
             self.close()
             raise
+
+    def _open(self) -> None:
+        self._size = os.path.getsize(self.path)
+        self._file = open(self.path, "rb")
+        self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self._size else b""
+
+    def _first_denominator(self) -> int:
+        """``2^B - 1`` for the B bits of the first bi-allelic variant's probabilities (dosages are
+        multiples of its inverse if every variant has the same B, as writers do; the scan checks)."""
+        for j in np.flatnonzero(self.variants.n_alleles == 2)[:1]:
+            data = self._probabilities(int(j))
+            if len(data) > 9 + self._n:
+                return (1 << data[9 + self._n]) - 1
+        return 0
+
+    def __getstate__(self) -> dict:
+        """Picklable (for worker processes): the file is mapped again where it is unpickled."""
+        state = dict(self.__dict__)
+        state["_file"], state["_mm"], state["_zstd"] = None, None, None
+        state["_inflate"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._inflate = _inflate
+        self._open()
+        if self._compression == 2:
+            self._zstd = _zstd_decompressor()
 
     # ------------------------------------------------------------------------------------------
     def _parse(self, size: int) -> None:
@@ -238,8 +265,8 @@ class BgenSource:
             id=np.array(ids, dtype=object),
             chrom=np.array(chroms, dtype=object),
             pos=pos_arr,
-            a1=np.array(a1s, dtype=object),
-            a2=np.array(a2s, dtype=object),
+            a1=np.array(a1s, dtype=str),
+            a2=np.array(a2s, dtype=str),
             n_alleles=n_alleles,
         )
 
@@ -420,7 +447,7 @@ def _unpack_bits(data: bytes, offset: int, count: int, bits: int) -> np.ndarray:
     return flat.astype(np.uint64) @ (np.uint64(1) << np.arange(bits, dtype=np.uint64))
 
 
-def open_bgen(path: str, sample: str | None = None) -> BgenSource:
+def open_bgen(path: str, sample: str | None = None, what: str = "genotype file") -> BgenSource:
     """Open a BGEN v1.2/v1.3 file; see :class:`BgenSource`.
 
     Parameters
@@ -441,4 +468,4 @@ def open_bgen(path: str, sample: str | None = None) -> BgenSource:
         One line naming the file: not a BGEN v1.2/1.3 file, a truncated file, a .sample with a
         bad header or a different number of samples, or no sample IDs at all.
     """
-    return BgenSource(path, sample)
+    return BgenSource(path, sample, what)

@@ -21,7 +21,7 @@ import struct
 
 import numpy as np
 
-from hlmm.io._errors import InputError, VariantTable
+from hlmm.io._base import GenotypeSource, InputError, VariantTable
 
 __all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
 
@@ -185,7 +185,7 @@ def _companion(prefix: str, exts: tuple[str, ...]) -> str | None:
     return None
 
 
-class PgenSource:
+class PgenSource(GenotypeSource):
     """Genotypes of a PLINK 2 fileset, read block by block.
 
     Parameters
@@ -210,9 +210,9 @@ class PgenSource:
 
     format = "pgen"
 
-    def __init__(self, path: str) -> None:
-        import pgenlib
+    dosage_denominator = 16384
 
+    def __init__(self, path: str, what: str = "genotype file") -> None:
         prefix = path[:-5] if path.endswith(".pgen") else path
         path = prefix + ".pgen"
         if not os.path.isfile(path):
@@ -252,13 +252,29 @@ class PgenSource:
         if self._multi.any():
             offsets = np.zeros(m + 1, dtype=np.uintp)
             offsets[1:] = np.cumsum(self.variants.n_alleles)
+        self._offsets = offsets
+        self._reader = None
+        self._open_reader()  # checks that pgenlib accepts the file
+
+    def _open_reader(self) -> None:
+        import pgenlib
+
         try:
-            self._reader = pgenlib.PgenReader(path.encode(), raw_sample_ct=n, variant_ct=m,
-                                              allele_idx_offsets=offsets)
+            self._reader = pgenlib.PgenReader(self.path.encode(), raw_sample_ct=len(self.samples),
+                                              variant_ct=len(self.variants), allele_idx_offsets=self._offsets)
         except Exception as e:  # pgenlib raises RuntimeError with a multi-line text
             msg = " ".join(str(e).split())
-            raise InputError(f"genotype file {path}: pgenlib cannot open it: {msg}") from None
+            raise InputError(f"genotype file {self.path}: pgenlib cannot open it: {msg}") from None
         self._rows: np.ndarray | None = None  # current pgenlib sample subset (None = all)
+
+    def __getstate__(self) -> dict:
+        """Picklable (for worker processes): the reader is reopened where it is unpickled."""
+        state = dict(self.__dict__)
+        state["_reader"], state["_rows"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     # ------------------------------------------------------------------------------------------
     def files(self) -> list[str]:
@@ -267,6 +283,8 @@ class PgenSource:
 
     def _select(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Validate arguments and point pgenlib at the sample subset ``rows``."""
+        if self._reader is None:
+            self._open_reader()
         rows = np.asarray(rows)
         n, m = len(self.samples), len(self.variants)
         if not 0 <= start <= stop <= m:
@@ -359,7 +377,7 @@ class PgenSource:
         return f"PgenSource({self.path!r}, n={len(self.samples)}, m={len(self.variants)})"
 
 
-def open_pgen(path: str) -> PgenSource:
+def open_pgen(path: str, what: str = "genotype file") -> PgenSource:
     """Open a PLINK 2 ``.pgen`` fileset; see :class:`PgenSource`.
 
     Parameters
@@ -377,4 +395,4 @@ def open_pgen(path: str) -> PgenSource:
         One line naming the file: a missing companion file, counts that disagree between
         .pgen, .pvar and .psam, a truncated .pgen or one that pgenlib rejects.
     """
-    return PgenSource(path)
+    return PgenSource(path, what)
