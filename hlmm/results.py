@@ -86,6 +86,10 @@ def stats_table(variant_info: dict, stats: dict) -> dict:
         if stats.get("av_chi2") is not None:  # score rows; NaN where a row holds a Wald fit
             av = np.where(np.isnan(stats["av_chi2"]), av, stats["av_chi2"])
         cols = dict(variant_info)
+        b = len(stats["add"])
+        for c in C.MODELS:  # a statistic a scanner does not give: NaN (or NA)
+            if c.source == "stats" and c.name not in stats:
+                cols[c.name] = np.full(b, "NA") if c.kind == "str" else np.full(b, np.nan)
         cols.update({k: v for k, v in stats.items() if C.by_name(k) is not None})
         cols["add_t"] = add_t
         cols["var_t"] = var_t

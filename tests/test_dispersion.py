@@ -77,7 +77,7 @@ def _write_models(path, add, add_se, var, var_se):
     for j in range(m):
         t_a, t_v = add[j] / add_se[j], var[j] / var_se[j]
         rows.append("\t".join(map(str, [f"rs{j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j],
-                                         var_se[j], t_v, 1.0, 1.0, 1, 100 * j, "A", "G"])))
+                                         var_se[j], t_v, 1.0, 1.0, 1, 100 * j, "A", "G", 0.3, "wald"])))
     with gzip.open(path, "wt") as f:
         f.write("\n".join(rows) + "\n")
 

@@ -66,7 +66,7 @@ def test_kill_9_then_resume__identical_to_uninterrupted_run(ds, tmp_path):
     # what the killed run left is a valid gzip of complete rows
     partial = gzip.decompress(Path(f"{killed}.models.gz.partial").read_bytes()).decode().splitlines()
     assert partial[0].startswith("SNP\t") and len(partial) - 1 >= state["position"]
-    assert all(len(line.split("\t")) == 17 for line in partial)
+    assert all(len(line.split("\t")) == len(partial[0].split("\t")) == 19 for line in partial)
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr
