@@ -389,10 +389,12 @@ def missing_row_sums(R, codes):
     l = R.shape[1]
     out = np.zeros((l, b), dtype=np.int64)
     for s in prange(b):
+        acc = np.zeros(l, dtype=np.int64)
         for i in range(n):
             if codes[s, i] < 0:
                 for j in range(l):
-                    out[j, s] += R[i, j]
+                    acc[j] += R[i, j]
+        out[:, s] = acc
     return out
 
 
@@ -400,16 +402,25 @@ def missing_row_sums(R, codes):
 def sparse_centred_products(indptr, indices, data, l, codes, gbar):
     """``E' g~`` for a CSR matrix E (n, l) and centred, mean-imputed codes: (l, b) float64.
 
-    ``g~_is = codes_si - gbar_s`` for a call, 0 for a missing one.
+    ``g~_is = codes_si - gbar_s`` for a call, 0 for a missing one. Each nonzero of E is read
+    once per chunk of 64 variants, whose centred genotypes it multiplies together.
     """
     b, n = codes.shape
     out = np.zeros((l, b))
-    for s in prange(b):
+    chunk = 64
+    for c0 in prange((b + chunk - 1) // chunk):
+        s0 = c0 * chunk
+        s1 = min(s0 + chunk, b)
+        g = np.empty(s1 - s0)
         for i in range(n):
-            c = codes[s, i]
-            if c < 0:
+            if indptr[i] == indptr[i + 1]:
                 continue
-            gi = c - gbar[s]
+            for s in range(s0, s1):
+                c = codes[s, i]
+                g[s - s0] = 0.0 if c < 0 else c - gbar[s]
             for p in range(indptr[i], indptr[i + 1]):
-                out[indices[p], s] += data[p] * gi
+                j = indices[p]
+                v = data[p]
+                for s in range(s0, s1):
+                    out[j, s] += v * g[s - s0]
     return out
