@@ -456,10 +456,11 @@ class HLMMClassScanner(_PerSNP):
     block_size = 8
 
     def __init__(self, models: list, settings: ScanSettings) -> None:
-        super().__init__(models, settings)
+        from dataclasses import replace
+
         self.totals = [_fast_hlmm.totals(m.y, m.G, m.G_center, m.G_scale) for m in models]
-        for m in models:  # the totals keep what the engine needs of G
-            m.G = None
+        # the totals keep what the engine needs of G: do not hold G itself (n x l) as well
+        super().__init__([replace(m, G=None) for m in models], settings)
 
     def fit_model(self, m: ScanModel, block: GenotypeBlock, todo: np.ndarray) -> list:
         tot = self.totals[self.models.index(m)]
@@ -562,7 +563,7 @@ class ScoreScanner(Scanner):
         lin = np.einsum("bk,bkq->bq", gk, cs.sums[ok, :, 1 : 1 + kL])
         sq = np.einsum("bk,bkq->bq", gk**2, cs.sums[ok, :, 1 + kL :])
         null = self.nulls[p]
-        if m.G is None:
+        if self.forms[p] is None and not hasattr(null, "gtdinv"):  # an HLM
             st = null.from_products(lin, sq, robust=self.settings.robust)
         else:
             st = null.from_products(lin, sq, self._gtdinv(p, m, block, ok, gbar), robust=self.settings.robust)

@@ -1,0 +1,245 @@
+"""Each scanner against the reference scanner (one optimize_model per SNP) and the dense score
+module, on arrays, blocks of every representation (packed .bed bytes, hard calls, dosages)."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from hlmm import hetlm, hetlmm, score
+from hlmm.covariates import random_effects_design
+from hlmm.io import ArraySource, GenotypeBlock, open_bed, write_bed
+from hlmm.robust import hlm_sandwich
+from hlmm.scan import (
+    STATUS,
+    HLMClassScanner,
+    HLMCovariateScanner,
+    HLMMClassScanner,
+    ReferenceScanner,
+    ScanModel,
+    ScanSettings,
+    ScoreScanner,
+    make_scanner,
+)
+
+KEYS = ("likelihood", "add", "add_se", "var", "var_se")
+
+
+@pytest.fixture(scope="module")
+def data():
+    rng = np.random.default_rng(12)
+    n, m, l = 700, 24, 30  # noqa: E741
+    g = rng.binomial(2, rng.uniform(0.08, 0.5, m), (n, m)).astype(float)
+    g[rng.random((n, m)) < 0.02] = np.nan
+    g[:, 5] = 0.0  # monomorphic
+    C = np.column_stack([rng.standard_normal(n), rng.integers(0, 2, n)])
+    raw = rng.binomial(2, 0.3, (n, l)).astype(float)
+    raw[rng.random((n, l)) < 0.01] = np.nan
+    G, _, gc, gs = random_effects_design(raw, return_scaling=True)
+    gi = np.nan_to_num(g)
+    y = 0.3 * gi[:, 0] + 0.4 * C[:, 0] + G @ rng.normal(0, 1.0, l) + rng.standard_normal(n) * np.exp(
+        0.5 * (0.4 * gi[:, 1] + 0.3 * C[:, 1]))
+    dos = np.clip(np.where(np.isnan(g), np.nan, g + rng.normal(0, 0.15, (n, m))), 0, 2)
+    return dict(n=n, m=m, g=g, C=C, G=G, gc=gc, gs=gs, y=y, dos=np.round(dos * 255) / 255, rng=rng)
+
+
+def default_model(d, G=None, name="y", subset=None):
+    y = d["y"] if subset is None else d["y"][subset]
+    one = np.ones((len(y), 1))
+    hl = hetlm.model(y, one, one).optimize_model()
+    ys = (y - hl["alpha"][0]) * np.exp(-hl["beta"][0] / 2)
+    null = None
+    if G is not None:
+        null = hetlmm.model(ys, one, one, G).optimize_model(0.05)
+    else:
+        null = hetlm.model(ys, one, one).optimize_model()
+    rows = np.arange(d["n"]) if subset is None else np.flatnonzero(subset)
+    return ScanModel(name, rows if subset is None else rows, ys, G=G, G_center=d["gc"] if G is not None else None,
+                     G_scale=d["gs"] if G is not None else None, h2_start=null.get("h2", 0.05), null=null)
+
+
+def covariate_model(d, G=None):
+    X = np.column_stack([np.ones(d["n"]), d["C"]])
+    fit = hetlm.model(d["y"], X, X).optimize_model() if G is None else \
+        hetlmm.model(d["y"], X, X, G).optimize_model(0.05)
+    return ScanModel("y", np.arange(d["n"]), d["y"], X, X, G, h2_start=fit.get("h2", 0.05), beta_start=fit["beta"],
+                     null=fit)
+
+
+def block_of(genotypes, index=None):
+    src = ArraySource(genotypes)
+    index = np.arange(genotypes.shape[1]) if index is None else index
+    blk = src.read_block(np.arange(genotypes.shape[0]), index)
+    if src.has_dosages:
+        blk.denominator = 255  # the test dosages are on the 8-bit bgen grid
+    return blk
+
+
+def assert_same(a: dict, b: dict, rtol=1e-6, keys=KEYS, min_ok=10):
+    np.testing.assert_array_equal(a["n"], b["n"])
+    np.testing.assert_array_equal(a["status"], b["status"])
+    np.testing.assert_allclose(a["frequency"], b["frequency"], rtol=1e-12)
+    ok = a["status"] == STATUS["ok"]
+    assert ok.sum() >= min_ok
+    for k in keys:
+        np.testing.assert_allclose(a[k][ok], b[k][ok], rtol=rtol, atol=1e-9, err_msg=k)
+
+
+S = ScanSettings()
+
+
+@pytest.mark.parametrize("kind", ["hard", "dosage"])
+def test_hlm_class_scanner__matches_reference(data, kind):
+    g = data["g"] if kind == "hard" else data["dos"]
+    m = default_model(data)
+    blk = block_of(g)
+    assert (blk.dosages is not None) == (kind == "dosage")
+    fast = HLMClassScanner([m], S).scan(blk)[0]
+    ref = ReferenceScanner([m], S).scan(blk)[0]
+    assert_same(fast, ref)
+
+
+def test_hlm_class_scanner__packed_bed_block_equals_decoded_block(data, tmp_path):
+    write_bed(str(tmp_path / "t"), data["g"])
+    bed = open_bed(str(tmp_path / "t.bed"))
+    rows = np.arange(data["n"])
+    m = default_model(data)
+    packed = HLMClassScanner([m], S).scan(bed.read_block(rows, np.arange(data["m"])))[0]
+    decoded = HLMClassScanner([m], S).scan(block_of(data["g"]))[0]
+    for k in KEYS:
+        np.testing.assert_array_equal(packed[k], decoded[k])
+
+
+def test_dosage_classes__grid_and_sorted_distinct_values_agree(data):
+    m = default_model(data)
+    on_grid = HLMClassScanner([m], S).scan(block_of(data["dos"]))[0]
+    blk = block_of(data["dos"])
+    blk.denominator = 0  # no grid: distinct values by sorting
+    sorted_ = HLMClassScanner([m], S).scan(blk)[0]
+    for k in KEYS:
+        np.testing.assert_allclose(on_grid[k], sorted_[k], rtol=1e-12, equal_nan=True)
+
+
+def test_hlm_class_scanner__several_phenotypes_equal_separate_scans(data):
+    rng = np.random.default_rng(3)
+    sub = rng.random(data["n"]) < 0.8
+    a, b = default_model(data, name="a"), default_model(data, name="b", subset=sub)
+    blk = block_of(data["g"])
+    joint = HLMClassScanner([a, b], S).scan(blk)
+    for model, out in zip((a, b), joint):
+        alone = HLMClassScanner([model], S).scan(blk)[0]
+        for k in KEYS + ("n", "frequency", "status"):
+            np.testing.assert_array_equal(out[k], alone[k])
+
+
+def test_hlm_covariate_scanner__matches_reference_hard_and_dosage(data):
+    m = covariate_model(data)
+    for g in (data["g"], data["dos"]):
+        blk = block_of(g)
+        assert_same(HLMCovariateScanner([m], S).scan(blk)[0], ReferenceScanner([m], S).scan(blk)[0])
+
+
+def test_hlmm_class_scanner__matches_reference(data):
+    m = default_model(data, data["G"])
+    blk = block_of(data["g"][:, :10])
+    fast = HLMMClassScanner([replace(m)], S).scan(blk)[0]
+    ref = ReferenceScanner([m], S).scan(blk)[0]
+    assert_same(fast, ref, rtol=2e-5, min_ok=8)
+
+
+@pytest.mark.parametrize("scanner", [HLMClassScanner, HLMCovariateScanner])
+def test_robust_wald__sandwich_of_the_fit(data, scanner):
+    robust = replace(S, robust=True)
+    m = default_model(data) if scanner is HLMClassScanner else covariate_model(data)
+    blk = block_of(data["g"])
+    out = scanner([m], robust).scan(blk)[0]
+    plain = scanner([m], S).scan(blk)[0]
+    ref = ReferenceScanner([m], robust).scan(blk)[0]
+    assert_same(out, ref)
+    for k in ("likelihood", "add", "var"):  # robust changes the standard errors only
+        np.testing.assert_array_equal(out[k], plain[k])
+    # and the reference equals a direct sandwich of the SNP's hetlm fit
+    X, V = m.designs()
+    j = 0
+    called = ~np.isnan(data["g"][:, j])
+    gc = data["g"][called, j] - data["g"][called, j].mean()
+    Xl, Vl = np.column_stack([X[called], gc]), np.column_stack([V[called], gc])
+    fit = hetlm.model(m.y[called], Xl, Vl).optimize_model()
+    cov = hlm_sandwich(m.y[called], Xl, Vl, fit["alpha"], fit["beta"])
+    np.testing.assert_allclose([out["add_se"][j], out["var_se"][j]],
+                               np.sqrt([cov[Xl.shape[1] - 1, Xl.shape[1] - 1], cov[-1, -1]]), rtol=1e-6)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("robust", [False, True])
+def test_score_scanner__equals_dense_score_module(data, mixed, robust):
+    m = default_model(data, data["G"] if mixed else None)
+    settings = ScanSettings(test="score", robust=robust)
+    blk = block_of(data["g"])
+    out = ScoreScanner([m], settings).scan(blk)[0]
+    assert (out["test"] == "score").all() and np.isnan(out["likelihood"]).all()
+    X, V = m.designs()
+    null = score.HLMMNull(m.y, X, V, m.G, m.null["alpha"], m.null["beta"], m.null["h2"]) if mixed else \
+        score.HLMNull(m.y, X, V, m.null["alpha"], m.null["beta"])
+    ref = score.score_test(null, score.mean_impute(data["g"]), robust=robust)
+    ok = out["status"] == STATUS["ok"]
+    for k in ("add", "add_se", "var", "var_se", "av_chi2"):
+        np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-9, err_msg=k)
+
+
+def test_score_scanner__exact_integer_products_from_a_bed_block(data, tmp_path):
+    # packed .bed bytes -> bit-plane popcounts for G'g; against the dense floating-point product
+    write_bed(str(tmp_path / "t"), data["g"])
+    bed = open_bed(str(tmp_path / "t.bed"))
+    m = default_model(data, data["G"])
+    sc = ScoreScanner([m], ScanSettings(test="score"))
+    assert sc.forms[0] is not None
+    out = sc.scan(bed.read_block(np.arange(data["n"]), np.arange(data["m"])))[0]
+    X, V = m.designs()
+    null = score.HLMMNull(m.y, X, V, m.G, m.null["alpha"], m.null["beta"], m.null["h2"])
+    ref = score.score_test(null, score.mean_impute(data["g"]))
+    ok = out["status"] == STATUS["ok"]
+    for k in ("add", "add_se", "var", "var_se"):
+        np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-10, err_msg=k)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+def test_refit__rows_identical_to_wald_rows(data, mixed):
+    m = default_model(data, data["G"] if mixed else None)
+    blk = block_of(data["g"][:, :12])
+    wald = make_scanner([replace(m)], S).scan(blk)[0]
+    out = make_scanner([replace(m)], ScanSettings(test="score", refit=1.0)).scan(blk)[0]
+    refitted = out["test"] == "wald"
+    assert 1 <= refitted.sum() < 12  # SNPs 0 and 1 have effects
+    for k in KEYS + ("n", "frequency"):
+        np.testing.assert_array_equal(out[k][refitted], wald[k][refitted])
+    assert np.isnan(out["likelihood"][~refitted]).all()
+
+
+def test_make_scanner__chooses_by_model_and_refuses_robust_wald_mixed_models(data):
+    assert isinstance(make_scanner([default_model(data)], S), HLMClassScanner)
+    assert isinstance(make_scanner([covariate_model(data)], S), HLMCovariateScanner)
+    assert isinstance(make_scanner([default_model(data, data["G"])], S), HLMMClassScanner)
+    assert isinstance(make_scanner([default_model(data, data["G"])], S, has_dosages=True), ReferenceScanner)
+    assert isinstance(make_scanner([default_model(data)], replace(S, engine="reference")), ReferenceScanner)
+    with pytest.raises(ValueError, match="--test score"):
+        make_scanner([default_model(data, data["G"])], replace(S, robust=True))
+    with pytest.raises(ValueError, match="shape|mode"):
+        make_scanner([default_model(data), covariate_model(data)], S)
+
+
+def test_multiallelic_and_filtered_variants__rows_with_reasons(data):
+    blk = block_of(data["g"][:, :4])
+    blk.multiallelic = np.array([False, True, False, False])
+    out = HLMClassScanner([default_model(data)], ScanSettings(min_maf=0.2)).scan(blk)[0]
+    assert out["status"][1] == STATUS["multiallelic"] and np.isnan(out["add"][1])
+    maf = np.minimum(np.nanmean(data["g"][:, :4], 0) / 2, 1 - np.nanmean(data["g"][:, :4], 0) / 2)
+    for j in (0, 2, 3):
+        assert (out["status"][j] == STATUS["maf"]) == (maf[j] <= 0.2)
+
+
+def test_block_take__subset_of_variants(data):
+    blk = block_of(data["g"])
+    sub = blk.take(np.array([2, 7]))
+    assert isinstance(sub, GenotypeBlock) and list(sub.index) == [2, 7]
+    np.testing.assert_array_equal(sub.values(), blk.values()[:, [2, 7]])
