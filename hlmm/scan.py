@@ -451,9 +451,16 @@ class HLMCovariateScanner(_PerSNP):
 
 
 class HLMMClassScanner(_PerSNP):
-    """HLMM in the default mode with hard calls, from genotype-class Gram matrices."""
+    """HLMM in the default mode, from genotype-class Gram matrices.
+
+    Variants whose dosages are not whole numbers have no genotype classes: they are fitted by
+    the reference algorithm, at O(n l^2) per likelihood evaluation.
+    """
 
     block_size = 8
+
+    def _G(self, p: int) -> np.ndarray:
+        return self.totals[p].G
 
     def __init__(self, models: list, settings: ScanSettings) -> None:
         from dataclasses import replace
@@ -461,15 +468,22 @@ class HLMMClassScanner(_PerSNP):
         self.totals = [_fast_hlmm.totals(m.y, m.G, m.G_center, m.G_scale) for m in models]
         # the totals keep what the engine needs of G: do not hold G itself (n x l) as well
         super().__init__([replace(m, G=None) for m in models], settings)
+        self.designs = [m.designs() for m in self.models]
 
     def fit_model(self, m: ScanModel, block: GenotypeBlock, todo: np.ndarray) -> list:
-        tot = self.totals[self.models.index(m)]
-        codes = block.get_codes()
-        codes = codes if len(m.subset) == codes.shape[1] and np.array_equal(m.subset, np.arange(len(m.subset))) \
-            else np.ascontiguousarray(codes[:, m.subset])
+        p = self.models.index(m)
+        tot = self.totals[p]
+        integral = block.integral_rows()
+        classes = todo[integral[todo]]
+        codes = block.hard_codes(classes) if classes.size else np.zeros((0, len(m.subset)), np.int8)
+        if len(m.subset) != codes.shape[1] or not np.array_equal(m.subset, np.arange(len(m.subset))):
+            codes = np.ascontiguousarray(codes[:, m.subset])
+        where = {int(j): k for k, j in enumerate(classes)}
 
         def fit(j):
-            cs = _fast_hlmm.class_stats(tot, codes[j])
+            if int(j) not in where:  # non-integer dosages: no genotype classes
+                return reference_fit(m.y, *self.designs[p], _row(block, j, m.subset), self._G(p), m.h2_start)
+            cs = _fast_hlmm.class_stats(tot, codes[where[int(j)]])
             start = _fast_hlm.fit_classes(cs.n[None], cs.S1[None], cs.S2[None])
             if not start["success"][0]:
                 return None, "no starting value: the model without random effects did not converge"
@@ -576,12 +590,12 @@ class ScoreScanner(Scanner):
     def _gtdinv(self, p: int, m: ScanModel, block: GenotypeBlock, ok: np.ndarray, gbar: np.ndarray) -> np.ndarray:
         """``Z = G' D^-1 g`` of the centred, mean-imputed genotypes of SNPs ``ok``."""
         form = self.forms[p]
-        if form is None or block.dosages is not None:
+        if form is None or not block.integral_rows()[ok].all():
             from hlmm.score import mean_impute
 
             g = np.column_stack([_row(block, j, m.subset) for j in ok])
             return self.nulls[p].gtdinv(mean_impute(g))
-        codes = block.get_codes()[ok]
+        codes = block.hard_codes(ok)
         codes = np.ascontiguousarray(codes[:, m.subset]) if len(m.subset) != codes.shape[1] else codes
         A, B = form.planes()
         U, V = _kernels.bitplanes(codes)
@@ -691,10 +705,12 @@ def choose_scanner(models: list, settings: ScanSettings, has_dosages: bool) -> _
     if not mixed:
         return _Choice(HLMClassScanner, "genotype-class statistics") if default else \
             _Choice(HLMCovariateScanner, "covariates fitted per SNP")
-    if default and not has_dosages:
-        return _Choice(HLMMClassScanner, "genotype-class Gram matrices")
-    why = "dosages" if default else "covariates fitted per SNP"
-    return _Choice(ReferenceScanner, f"mixed model with {why}: reference algorithm, O(n l^2) per likelihood evaluation")
+    if default:
+        return _Choice(HLMMClassScanner, "genotype-class Gram matrices" + (
+            "; variants with non-integer dosages by the reference algorithm, O(n l^2) per likelihood evaluation"
+            if has_dosages else ""))
+    return _Choice(ReferenceScanner, "mixed model with covariates fitted per SNP: reference algorithm, O(n l^2) per"
+                   " likelihood evaluation")
 
 
 def make_scanner(models: list, settings: ScanSettings, has_dosages: bool = False) -> Scanner:

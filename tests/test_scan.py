@@ -145,6 +145,13 @@ def test_hlmm_class_scanner__matches_reference(data):
     fast = HLMMClassScanner([replace(m)], S).scan(blk)[0]
     ref = ReferenceScanner([m], S).scan(blk)[0]
     assert_same(fast, ref, rtol=2e-5, min_ok=8)
+    # dosages: whole-number variants by genotype classes, the others by the reference algorithm
+    dos = data["dos"][:, :10].copy()
+    dos[:, :3] = data["g"][:, :3]
+    blk = block_of(dos)
+    assert list(blk.integral_rows()[:4]) == [True, True, True, False]
+    assert_same(HLMMClassScanner([replace(m)], S).scan(blk)[0], ReferenceScanner([m], S).scan(blk)[0], rtol=2e-5,
+                min_ok=8)
 
 
 @pytest.mark.parametrize("scanner", [HLMClassScanner, HLMCovariateScanner])
@@ -220,7 +227,8 @@ def test_make_scanner__chooses_by_model_and_refuses_robust_wald_mixed_models(dat
     assert isinstance(make_scanner([default_model(data)], S), HLMClassScanner)
     assert isinstance(make_scanner([covariate_model(data)], S), HLMCovariateScanner)
     assert isinstance(make_scanner([default_model(data, data["G"])], S), HLMMClassScanner)
-    assert isinstance(make_scanner([default_model(data, data["G"])], S, has_dosages=True), ReferenceScanner)
+    assert isinstance(make_scanner([default_model(data, data["G"])], S, has_dosages=True), HLMMClassScanner)
+    assert isinstance(make_scanner([covariate_model(data, data["G"])], S), ReferenceScanner)
     assert isinstance(make_scanner([default_model(data)], replace(S, engine="reference")), ReferenceScanner)
     with pytest.raises(ValueError, match="--test score"):
         make_scanner([default_model(data, data["G"])], replace(S, robust=True))

@@ -75,7 +75,8 @@ def open_genotypes(path: str, sample: str | None = None, what: str = "genotype f
         ``.bed``, ``.pgen`` or ``.bgen`` file (a .bed may also be given by its prefix, as in
         1.2.0a1).
     sample : str, optional
-        ``.sample`` file with the sample IDs of a ``.bgen``.
+        ``.sample`` file with the sample IDs of a ``.bgen`` (default: the ``.sample`` file with
+        the .bgen's prefix if there is one, else the IDs in the .bgen).
     what : str
         What the file is, for messages.
 
@@ -96,6 +97,8 @@ def open_genotypes(path: str, sample: str | None = None, what: str = "genotype f
     if ext == ".bgen":
         from hlmm.io.bgen import open_bgen
 
+        if sample is None and os.path.isfile(path[:-5] + ".sample"):
+            sample = path[:-5] + ".sample"  # the usual companion, as bgen users keep it
         return open_bgen(path, sample, what)
     raise InputError(f"{what} {path}: unknown format; expected a .bed, .pgen or .bgen file")
 

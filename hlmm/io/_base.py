@@ -122,6 +122,23 @@ class GenotypeBlock:
         c = self.get_codes() if subset is None else self.get_codes()[:, subset]
         return np.where(c < 0, np.nan, c).T.astype(np.float64)
 
+    def integral_rows(self) -> np.ndarray:
+        """Whether each variant's genotypes are all whole numbers (hard calls, or dosages of a
+        file of hard calls such as a .bgen made from a .bed)."""
+        if self.dosages is None:
+            return np.ones(self.n_variants, dtype=bool)
+        d = self.dosages
+        with np.errstate(invalid="ignore"):
+            return np.all(np.isnan(d) | (d == np.rint(d)), axis=1)
+
+    def hard_codes(self, which: np.ndarray | None = None) -> np.ndarray:
+        """Hard calls of the variants ``which`` (all by default), which must be whole numbers."""
+        if self.dosages is None:
+            c = self.get_codes()
+            return c if which is None else c[which]
+        d = self.dosages if which is None else self.dosages[which]
+        return np.where(np.isnan(d), -1, np.nan_to_num(d)).astype(np.int8)
+
     def take(self, which: np.ndarray) -> "GenotypeBlock":
         """The block of the variants at positions ``which`` (within this block)."""
         def sub(a):
