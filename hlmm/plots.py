@@ -122,7 +122,8 @@ def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95)
         ax.fill_between(widest["expected"], widest["lower"], widest["upper"], color="0.85", lw=0,
                         label=f"{100 * level:.0f}% band under the null")
     ax.plot([0, x_top], [0, x_top], color="0.4", lw=1)
-    for row, (name, q) in enumerate(data.items()):
+    row = 0  # rows of triangles, one per statistic with clipped points
+    for name, q in data.items():
         inside = ~q["clipped"]
         keep = _thin(q["expected"][inside], q["observed"][inside], x_top, y_top)
         n_out = int(q["clipped"].sum())
@@ -131,6 +132,7 @@ def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95)
                    zorder=3)
         if n_out:
             edge = y_top * (0.985 - 0.03 * row)
+            row += 1
             ax.scatter(q["expected"][q["clipped"]], np.full(n_out, edge), marker="^", s=36, color=COLOURS[name],
                        edgecolor="black", linewidth=0.5, zorder=4)
     ax.set_xlim(0, x_top)
