@@ -235,3 +235,12 @@ def test_command__output_and_report_problems_are_one_line_errors(tmp_path):
         f.write("\t".join(COLUMNS[:-2]) + "\n")
     r = run_script(paths[0], other, "-o", tmp_path / "all.dispersion.gz")
     assert r.returncode == 2 and "columns differ" in r.stderr
+
+
+def test_docs__documented_options_exist():
+    import re
+
+    text = (REPO / "docs" / "dispersion.rst").read_text()
+    documented = set(re.findall(r"``(--\w+)", text))
+    options = set(re.findall(r"--\w+", hlmm_dispersion.build_parser().format_help()))
+    assert {"--report", "--plot", "--gw_threshold"} <= documented <= options

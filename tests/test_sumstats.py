@@ -266,3 +266,15 @@ def test_bad_input__one_line_exit_2(tmp_path):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nodir" in r.stderr
     r = run_script(models, "-o", tmp_path / "x.txt", "--effect", "add")
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and ".tsv" in r.stderr
+
+
+def test_docs__every_column_and_option_is_documented():
+    import re
+
+    from hlmm.sumstats import COLUMNS
+
+    text = (REPO / "docs" / "hlmm_sumstats.rst").read_text()
+    assert all(f"\n{c.name} " in text for c in COLUMNS), [c.name for c in COLUMNS if f"\n{c.name} " not in text]
+    documented = set(re.findall(r"``(--\w+)", text.split("\nLDSC\n")[0]))  # LDSC's own options come after
+    options = set(re.findall(r"--\w+", hlmm_sumstats.build_parser().format_help()))
+    assert {"--effect", "--keep_missing", "--genome_assembly"} <= documented <= options
