@@ -30,8 +30,8 @@ tutorial: venv
 	cd examples && $(PY) phenotype_simulation.py
 	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) test_phenotype.fam test
 	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) test_phenotype.fam test_random --random_gts random.bed
-	cd examples && $(PY) ../bin/hlmm_dispersion.py test.models.gz --plot
-	cd examples && $(PY) ../bin/hlmm_dispersion.py test_random.models.gz --plot
+	cd examples && $(PY) ../bin/hlmm_dispersion.py test.models.gz --plot --report test_0
+	cd examples && $(PY) ../bin/hlmm_dispersion.py test_random.models.gz --plot --report test_0
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build

@@ -42,6 +42,7 @@ setup(
             "fit_hlmm_model=hlmm.cli.fit_hlmm_model:main",
             "hlmm_dispersion=hlmm.cli.hlmm_dispersion:main",
             "hlmm_merge=hlmm.cli.hlmm_merge:main",
+            "hlmm_sumstats=hlmm.cli.hlmm_sumstats:main",
         ]
     },
     classifiers=[

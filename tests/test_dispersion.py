@@ -71,27 +71,30 @@ def test_dispersion__nan_rows_stay_nan():
     assert np.isfinite(out["dispersion"][np.arange(200) != 5]).all()
 
 
-def _write_models(path, add, add_se, var, var_se):
+def _write_models(path, add, add_se, var, var_se, chrom="1", first=0, test=None):
     m = len(add)
     rows = ["\t".join(COLUMNS)]
     for j in range(m):
         t_a, t_v = add[j] / add_se[j], var[j] / var_se[j]
-        rows.append("\t".join(map(str, [f"rs{j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j],
-                                         var_se[j], t_v, 1.0, 1.0, 1, 100 * j, "A", "G", 0.3, "wald"])))
+        rows.append("\t".join(map(str, [f"rs{first + j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j],
+                                         var_se[j], t_v, 1.0, 1.0, chrom, 100 * j + 1, "A", "G", 0.3,
+                                         test[j] if test is not None else "wald"])))
     with gzip.open(path, "wt") as f:
         f.write("\n".join(rows) + "\n")
+    return str(path)
 
 
 def test_command__writes_table_summary_and_plots(tmp_path, capsys):
     add, add_se, var, var_se = simulated_effects(m=300, seed=4)
     _write_models(tmp_path / "x.models.gz", add, add_se, var, var_se)
-    assert hlmm_dispersion.main([str(tmp_path / "x.models.gz"), "--plot"]) == 0
+    assert hlmm_dispersion.main([str(tmp_path / "x.models.gz"), "--plot", "--report", "rs0"]) == 0
     res = read_models(str(tmp_path / "x.dispersion.gz"))
     assert list(res) == COLUMNS + DISPERSION_COLUMNS
     ref = estimate_dispersion(add, add_se, var, var_se)
     np.testing.assert_allclose(res["dispersion"], ref["dispersion"], rtol=1e-8)
     err = capsys.readouterr().err
-    assert "median add_t^2" in err and "KS test" in err and "first SNP rs0" in err
+    assert "median add_t^2" in err and "KS test" in err and "rs0: dispersion" in err
+    assert "first SNP" not in err
     for name in ("add_var", "qq", "manhattan"):
         png = tmp_path / f"x.{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
@@ -105,3 +108,133 @@ def test_command__bad_file_is_one_line_error(tmp_path):
         assert r.returncode == 2 and "Traceback" not in r.stderr
         assert r.stderr.strip().splitlines()[-1].startswith("hlmm_dispersion: error: results file")
     assert not (tmp_path / "bad.dispersion.gz").exists()
+
+
+def _two_files(tmp_path, test=None):
+    add, add_se, var, var_se = simulated_effects(m=400, seed=5)
+    halves = (slice(0, 150), slice(150, 400))
+    paths = [_write_models(tmp_path / f"chr{c}.models.gz", add[h], add_se[h], var[h], var_se[h], chrom=c,
+                           first=h.start, test=None if test is None else test[h])
+             for c, h in zip(("2", "10"), halves)]
+    return paths, (add, add_se, var, var_se)
+
+
+def test_several_files__same_as_their_concatenation(tmp_path):
+    paths, (add, add_se, var, var_se) = _two_files(tmp_path)
+    out = tmp_path / "all.dispersion.gz"
+    assert hlmm_dispersion.main(paths + ["-o", str(out)]) == 0
+    whole = _write_models(tmp_path / "whole.models.gz", add, add_se, var, var_se)
+    assert hlmm_dispersion.main([whole]) == 0
+    combined, single = read_models(str(out)), read_models(str(tmp_path / "whole.dispersion.gz"))
+    assert list(combined) == list(single) == COLUMNS + DISPERSION_COLUMNS
+    assert combined["SNP"].tolist() == [f"rs{j}" for j in range(400)]  # in the order of the inputs
+    assert combined["chr"].tolist() == ["2"] * 150 + ["10"] * 250
+    for c in ("add", "var") + tuple(DISPERSION_COLUMNS):
+        np.testing.assert_array_equal(combined[c], single[c])
+    # each file alone gives another slope: the fit really pooled them
+    assert hlmm_dispersion.main([paths[0]]) == 0
+    alone = read_models(str(tmp_path / "chr2.dispersion.gz"))
+    assert not np.allclose(alone["dispersion"], combined["dispersion"][:150])
+
+
+def _log_numbers(err, pattern):
+    import re
+
+    match = re.search(pattern, err)
+    assert match, (pattern, err)
+    return [float(x) for x in match.groups()]
+
+
+def test_summary__medians_lambdas_slopes_and_ks_as_measured(tmp_path, capsys):
+    from scipy import stats
+
+    paths, (add, add_se, var, var_se) = _two_files(tmp_path)
+    assert hlmm_dispersion.main(paths + ["-o", str(tmp_path / "all.dispersion.gz")]) == 0
+    err = capsys.readouterr().err
+    null_median = stats.chi2.ppf(0.5, 1)
+    med_add, lam_add, med_var, lam_var = _log_numbers(
+        err, r"median add_t\^2 = ([\d.e+-]+) \(lambda_GC ([\d.e+-]+)\), median var_t\^2 = ([\d.e+-]+) "
+             r"\(lambda_GC ([\d.e+-]+)\)")
+    t_add, t_var = add / add_se, var / var_se
+    assert med_add == pytest.approx(np.median(t_add**2), rel=1e-3)
+    assert lam_add == pytest.approx(np.median(t_add**2) / null_median, rel=1e-3)
+    assert med_var == pytest.approx(np.median(t_var**2), rel=1e-3)
+    assert lam_var == pytest.approx(np.median(t_var**2) / null_median, rel=1e-3)
+    slope, robust, adjustment = _log_numbers(
+        err, r"mean-variance slope = ([\d.e+-]+): robust regression slope ([\d.e+-]+) times ([\d.e+-]+)")
+    import statsmodels.api as sm
+
+    huber = sm.RLM(var, add[:, None], M=sm.robust.norms.HuberT()).fit().params[0]
+    expected_adjustment = 1 + np.mean(add_se**2) / (np.var(add, ddof=1) - np.mean(add_se**2))
+    assert robust == pytest.approx(huber, rel=1e-3)
+    assert adjustment == pytest.approx(expected_adjustment, rel=1e-3)
+    assert slope == pytest.approx(huber * expected_adjustment, rel=1e-3)
+    assert " r " not in err and "r =" not in err
+    d, p = _log_numbers(err, r"over all 400 SNPs with estimates: D = ([\d.e+-]+), p = ([\d.e+-]+)")
+    t = (var - slope * add) / np.sqrt(var_se**2 + slope**2 * add_se**2)
+    ks = stats.kstest(t**2, "chi2", args=(1,))
+    assert d == pytest.approx(ks.statistic, rel=2e-3) and p == pytest.approx(ks.pvalue, rel=5e-3)
+    assert "400 SNPs from 2 files, 400 with estimates" in err
+
+
+def test_report__prints_the_snps_dispersion_effect(tmp_path, capsys):
+    paths, _ = _two_files(tmp_path)
+    out = tmp_path / "all.dispersion.gz"
+    assert hlmm_dispersion.main(paths + ["-o", str(out), "--report", "rs0", "--report", "rs399"]) == 0
+    err = capsys.readouterr().err
+    res = read_models(str(out))
+    for j in (0, 399):
+        d, se, p = _log_numbers(err, rf"rs{j}: dispersion = ([\d.e+-]+) \(SE ([\d.e+-]+)\), -log10 p = ([\d.e+-]+)")
+        assert d == pytest.approx(res["dispersion"][j], rel=1e-3)
+        assert se == pytest.approx(res["dispersion_se"][j], rel=1e-2)
+        assert p == pytest.approx(res["dispersion_pval"][j], abs=1e-3)
+    assert "rs1: dispersion" not in err
+
+
+def test_score_rows__used_in_the_slope_and_said_so(tmp_path, capsys):
+    test = np.where(np.arange(400) % 3 == 0, "score", "wald")
+    paths, (add, add_se, var, var_se) = _two_files(tmp_path, test=test)
+    out = tmp_path / "all.dispersion.gz"
+    assert hlmm_dispersion.main(paths + ["-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "score-test" in line]
+    assert len(lines) == 1 and f"{(test == 'score').sum()} of the 400" in lines[0] and "slope fit" in lines[0]
+    res = read_models(str(out))
+    assert res["test"].tolist() == test.tolist()
+    np.testing.assert_allclose(res["dispersion"], estimate_dispersion(add, add_se, var, var_se)["dispersion"],
+                               rtol=1e-8)  # the table holds 10 significant digits
+
+
+def run_script(*args):
+    return subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_dispersion.py"), *map(str, args)],
+                          capture_output=True, text=True)
+
+
+def test_command__output_and_report_problems_are_one_line_errors(tmp_path):
+    paths, _ = _two_files(tmp_path)
+    cases = [
+        ([*paths, "-o", tmp_path / "nodir" / "all.dispersion.gz"], "nodir"),
+        ([*paths], "-o"),
+        ([paths[0], "--report", "rs999"], "rs999"),
+        ([paths[0], "-o", paths[0]], "also an input"),
+    ]
+    for args, expected in cases:
+        r = run_script(*args)
+        lines = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and len(lines) == 1, r.stderr
+        assert lines[0].startswith("hlmm_dispersion: error:") and expected in lines[0], lines[0]
+    assert not (tmp_path / "chr2.dispersion.gz").exists()
+    other = tmp_path / "other.models.gz"
+    with gzip.open(other, "wt") as f:
+        f.write("\t".join(COLUMNS[:-2]) + "\n")
+    r = run_script(paths[0], other, "-o", tmp_path / "all.dispersion.gz")
+    assert r.returncode == 2 and "columns differ" in r.stderr
+
+
+def test_docs__documented_options_exist():
+    import re
+
+    text = (REPO / "docs" / "dispersion.rst").read_text()
+    documented = set(re.findall(r"``(--\w+)", text))
+    options = set(re.findall(r"--\w+", hlmm_dispersion.build_parser().format_help()))
+    assert {"--report", "--plot", "--gw_threshold"} <= documented <= options

@@ -29,8 +29,8 @@ def test_tutorial_pipeline__small(tmp_path):
     chr_py = str(REPO / "bin" / "hlmm_chr.py")
     run([chr_py, "test.bed", "0", "60", "test_phenotype.fam", "test"], tmp_path)
     run([chr_py, "test.bed", "0", "5", "test_phenotype.fam", "test_random", "--random_gts", "random.bed"], tmp_path)
-    out = run([str(REPO / "bin" / "hlmm_dispersion.py"), "test.models.gz", "--plot"], tmp_path)
-    assert "median add_t^2" in out and "KS test" in out and "first SNP test_0" in out
+    out = run([str(REPO / "bin" / "hlmm_dispersion.py"), "test.models.gz", "--plot", "--report", "test_0"], tmp_path)
+    assert "median add_t^2" in out and "KS test" in out and "test_0: dispersion" in out
     res = read_models(str(tmp_path / "test.dispersion.gz"))
     assert len(res["SNP"]) == 60 and np.isfinite(res["dispersion"]).sum() >= 55
     # every SNP has a mean effect: additive statistics are inflated

@@ -222,6 +222,48 @@ def index_list(text: str) -> list:
     return out
 
 
+def probability(text: str) -> float:
+    """argparse type: a p-value threshold in (0, 1)."""
+    value = _float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a p-value in (0, 1), got {text}")
+    return value
+
+
+def check_output(out: str, inputs: list) -> None:
+    """One-line errors for an output file that cannot be written, before any work is done."""
+    import os
+
+    from hlmm.io import OutputError
+
+    if os.path.abspath(out) in {os.path.abspath(p) for p in inputs}:
+        raise InputError(f"output {out} is also an input")
+    directory = os.path.dirname(os.path.abspath(out))
+    if not os.path.isdir(directory):
+        raise OutputError(f"output {out}: directory {os.path.dirname(out) or '.'} does not exist")
+    if os.path.isdir(out):
+        raise OutputError(f"output {out}: is a directory")
+
+
+def read_results(path: str) -> dict:
+    """Read a results table, turning every reading problem into a one-line :class:`InputError`."""
+    import gzip
+    import zlib
+
+    from hlmm.results import read_models
+
+    try:
+        return read_models(path)
+    except FileNotFoundError:
+        raise InputError(f"results file {path}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"results file {path}: is a directory") from None
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as e:
+        raise InputError(f"results file {path}: not a readable gzip results table ({e})") from None
+    except (ValueError, IndexError):
+        raise InputError(f"results file {path}: malformed table (not a results table of hlmm_chr?)") from None
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by hlmm_chr and fit_hlmm_model."""
     p.add_argument("--mean_covar", type=str, default=None,

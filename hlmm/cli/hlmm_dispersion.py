@@ -1,74 +1,116 @@
-"""hlmm_dispersion: estimate dispersion effects from a .models.gz results table."""
+"""hlmm_dispersion: estimate dispersion effects from results tables, one or several analysed together.
+
+Several inputs (say, one per chromosome) are analysed as one scan: the mean-variance slope is
+fitted to all their SNPs, and one table is written with their rows in the order of the inputs.
+"""
 
 from __future__ import annotations
 
-import gzip
+import os
 import sys
-import zlib
 
 import numpy as np
 
 from hlmm import columns as C
-from hlmm.cli._common import log, parser, run_main
-from hlmm.dispersion import estimate_dispersion, ks_test
+from hlmm.cli._common import check_output, log, parser, probability, read_results, run_main
+from hlmm.dispersion import estimate_dispersion, summarize
 from hlmm.io import InputError
 from hlmm.plots import CHI2_1_MEDIAN
-from hlmm.results import read_models, write_table
+from hlmm.results import write_table
+
+NEEDED = ("SNP", "add", "add_se", "var", "var_se", "add_t", "var_t")
 
 
 def build_parser():
-    p = parser("hlmm_dispersion", "Estimate dispersion effects from hlmm_chr results (prefix.models.gz).")
-    p.add_argument("models", help="results of hlmm_chr, e.g. test.models.gz")
-    p.add_argument("-o", "--out", default=None, help="output table (default: prefix.dispersion.gz)")
-    p.add_argument("--plot", action="store_true", help="also write PNG plots next to the results (needs matplotlib)")
+    p = parser("hlmm_dispersion", "Estimate dispersion effects from hlmm_chr results (prefix.models.gz); several "
+                                  "results files (e.g. one per chromosome) are analysed together.")
+    p.add_argument("models", nargs="+", help="results of hlmm_chr, e.g. test.models.gz or chr*.models.gz")
+    p.add_argument("-o", "--out", default=None, help="output table (default with one input X.models.gz: "
+                                                     "X.dispersion.gz; needed with several inputs)")
+    p.add_argument("--report", action="append", default=[], metavar="SNP",
+                   help="print this SNP's dispersion effect, standard error and -log10 p (may be repeated)")
+    p.add_argument("--plot", action="store_true", help="also write PNG plots next to the output table (needs "
+                                                       "matplotlib)")
+    p.add_argument("--gw_threshold", type=probability, default=5e-8,
+                   help="p-value of the genome-wide significance line of the Manhattan plot (default 5e-8)")
     p.add_argument("--quiet", action="store_true", help="no summary on stderr")
     return p
 
 
+def _prefix(path: str) -> str:
+    for suffix in (".dispersion.gz", ".models.gz", ".gz"):
+        if path.endswith(suffix):
+            return path[: -len(suffix)]
+    return path
+
+
 def run(args) -> None:
-    prefix = args.models[: -len(".models.gz")] if args.models.endswith(".models.gz") else args.models
-    out = args.out or prefix + ".dispersion.gz"
-    try:
-        res = read_models(args.models)
-    except FileNotFoundError:
-        raise InputError(f"results file {args.models}: no such file") from None
-    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, UnicodeDecodeError) as e:
-        raise InputError(f"results file {args.models}: not a readable gzip results table ({e})") from None
-    except (ValueError, IndexError):
-        raise InputError(f"results file {args.models}: malformed table") from None
-    missing = [c for c in ("add", "add_se", "var", "var_se", "add_t", "var_t") if c not in res]
-    if missing:
-        raise InputError(f"results file {args.models}: missing columns {', '.join(missing)}")
+    if len(args.models) > 1 and args.out is None:
+        raise InputError(f"{len(args.models)} results files: name the combined output with -o, "
+                         f"e.g. -o all.dispersion.gz")
+    out = args.out or _prefix(args.models[0]) + ".dispersion.gz"
+    check_output(out, args.models)
+    tables = []
+    for path in args.models:
+        res = read_results(path)
+        missing = [c for c in NEEDED if c not in res]
+        if missing:
+            raise InputError(f"results file {path}: missing columns {', '.join(missing)}")
+        if tables and list(res) != list(tables[0]):
+            raise InputError(f"results file {path}: its columns differ from those of {args.models[0]}")
+        tables.append(res)
+    res = {c: np.concatenate([t[c] for t in tables]) for c in tables[0]}
+    for snp in args.report:
+        if snp not in res["SNP"]:
+            raise InputError(f"--report {snp}: no such SNP in {', '.join(args.models)}")
     try:
         disp = estimate_dispersion(res["add"], res["add_se"], res["var"], res["var_se"])
     except ValueError as e:
-        raise InputError(f"results file {args.models}: {e}") from None
+        raise InputError(f"results file{'s' if len(args.models) > 1 else ''} {', '.join(args.models)}: {e}") from None
     res.update({c: disp[c] for c in C.names(C.DISPERSION)})
     known = C.names(C.MODELS)
     columns = [c for c in known if c in res] + [c for c in res if c not in known and C.by_name(c) not in C.DISPERSION]
     write_table(out, res, columns + C.names(C.DISPERSION))
+
     n_ok = int(np.isfinite(res["add"]).sum())
-    ks_stat, ks_p = ks_test(res["dispersion_t"][1:])
-    lines = [
-        f"{len(res['SNP'])} SNPs, {n_ok} with estimates",
-        f"median add_t^2 = {np.nanmedian(res['add_t'] ** 2):.4g}, median var_t^2 = {np.nanmedian(res['var_t'] ** 2):.4g}"
-        f" (expected under the null {CHI2_1_MEDIAN:.3f})",
-        f"mean-variance slope r = {disp['r']:.4g} (robust slope {disp['slope']:.4g} x noise adjustment {disp['adjustment']:.4g})",
-        f"KS test of dispersion_t^2 against chi-square(1), all SNPs but the first: D = {ks_stat:.4g}, p = {ks_p:.3g}",
-        f"first SNP {res['SNP'][0]}: dispersion = {res['dispersion'][0]:.4g} (se {res['dispersion_se'][0]:.3g}),"
-        f" -log10 p = {res['dispersion_pval'][0]:.3f}",
-        f"wrote {out}",
+    s = summarize(res["add_t"], res["var_t"], res["dispersion_t"])
+    where = f"{len(args.models)} files" if len(args.models) > 1 else args.models[0]
+    lines = [f"{len(res['SNP']):,} SNPs from {where}, {n_ok:,} with estimates"]
+    if "test" in res:
+        score = np.asarray(res["test"], dtype=str) == "score"
+        n_score = int((score & np.isfinite(res["add"])).sum())
+        if n_score:
+            lines.append(f"{n_score:,} of the {n_ok:,} SNPs with estimates are score-test rows (one-step estimates of"
+                         f" add and var, valid near the null): used in the slope fit and given dispersion effects"
+                         f" like the others")
+    lines += [
+        f"median add_t^2 = {s['median_add_t2']:.4g} (lambda_GC {s['lambda_add']:.4g}), median var_t^2 ="
+        f" {s['median_var_t2']:.4g} (lambda_GC {s['lambda_var']:.4g}); null median {CHI2_1_MEDIAN:.4f}",
+        f"mean-variance slope = {disp['r']:.4g}: robust regression slope {disp['slope']:.4g} times"
+        f" {disp['adjustment']:.4g} for the noise in add",
+        f"dispersion_t^2: lambda_GC {s['lambda_dispersion']:.4g}; KS test against chi-square(1) over all"
+        f" {int(np.isfinite(res['dispersion_t']).sum()):,} SNPs with estimates: D = {s['ks_statistic']:.4g},"
+        f" p = {s['ks_pvalue']:.3g}",
     ]
+    for snp in args.report:
+        for j in np.flatnonzero(res["SNP"] == snp):
+            lines.append(f"{snp}: dispersion = {res['dispersion'][j]:.4g} (SE {res['dispersion_se'][j]:.3g}),"
+                         f" -log10 p = {res['dispersion_pval'][j]:.3f}")
+    lines.append(f"wrote {out}")
     for line in lines:
         log.info(line)
     if args.plot:
+        prefix = _prefix(out)
+        name = os.path.basename(prefix)
         try:
             from hlmm import plots
 
             written = [
-                plots.add_var_scatter(res, prefix + ".add_var.png", disp["r"]),
-                plots.qq_plot(res, prefix + ".qq.png"),
-                plots.manhattan(res, prefix + ".manhattan.png"),
+                plots.add_var_scatter(res, prefix + ".add_var.png", disp["r"], title=f"{name}: variance vs additive"
+                                      " effects", robust_slope=disp["slope"]),
+                plots.qq_plot(res, prefix + ".qq.png", title=f"{name}: QQ plot"),
+                plots.manhattan(res, prefix + ".manhattan.png", gw_threshold=args.gw_threshold,
+                                title=f"{name}: Manhattan plot"),
             ]
         except ImportError as e:
             raise InputError(str(e)) from None

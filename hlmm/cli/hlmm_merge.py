@@ -15,7 +15,7 @@ import os
 import sys
 import zlib
 
-from hlmm.cli._common import log, parser, run_main
+from hlmm.cli._common import check_output, log, parser, run_main
 from hlmm.io import InputError, OutputError, os_reason
 from hlmm.results import check_gzip_members, file_crc, write_atomic
 from hlmm.runstate import description_path, differences, load_description
@@ -100,14 +100,7 @@ def _check_input(path: str) -> dict:
 
 
 def run(args) -> None:
-    out_abs = os.path.abspath(args.out)
-    if out_abs in {os.path.abspath(p) for p in args.inputs}:
-        raise InputError(f"output {args.out} is also an input")
-    out_dir = os.path.dirname(out_abs)
-    if not os.path.isdir(out_dir):
-        raise OutputError(f"output {args.out}: directory {os.path.dirname(args.out) or '.'} does not exist")
-    if os.path.isdir(args.out):
-        raise OutputError(f"output {args.out}: is a directory")
+    check_output(args.out, args.inputs)
     items = []
     for path in args.inputs:
         desc = _check_input(path)
