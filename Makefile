@@ -19,6 +19,7 @@ $(V)/.installed: setup.py pyproject.toml
 venv: $(V)/.installed
 
 test: venv
+	$(V)/bin/ruff check .
 	$(PY) -m pytest -q
 	$(PY) -m sphinx -W -q -b html docs docs/_build/html
 

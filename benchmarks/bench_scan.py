@@ -100,16 +100,19 @@ def main(argv=None) -> None:
                                 str(args.workdir / "covar.txt"), "--fit_covariates"]}[args.mode]
     print(f"mode={args.mode} n={args.n} l={args.l if args.mode == 'hlmm' else 0} missing={args.missing} "
           f"repeats={args.repeats} (medians)")
-    print(f"{'engine':>10} {'SNPs':>11} {'wall small':>11} {'wall large':>11} {'ms/SNP':>10} {'SNPs/s':>10} {'peak MB (small/large)':>22}")
+    print(f"{'engine':>10} {'SNPs':>11} {'wall small':>11} {'wall large':>11} {'ms/SNP':>10} {'SNPs/s':>10}"
+          f" {'peak MB (small/large)':>22}")
     res = {}
     for engine in args.engines:
         counts = tuple(args.ref_snps) if engine == "reference" else tuple(args.snps)
         r = measure(args.workdir, engine, counts, extra, args.repeats)
         res[engine] = r
-        print(f"{engine:>10} {str(counts[0]) + '/' + str(counts[1]):>11} {r['wall_small']:>10.2f}s {r['wall_large']:>10.2f}s "
-              f"{1e3 * r['per_snp']:>10.3f} {r['snps_per_s']:>10.1f} {r['peak_small']:>11.0f}/{r['peak_large']:<10.0f}", flush=True)
+        print(f"{engine:>10} {str(counts[0]) + '/' + str(counts[1]):>11} {r['wall_small']:>10.2f}s"
+              f" {r['wall_large']:>10.2f}s {1e3 * r['per_snp']:>10.3f} {r['snps_per_s']:>10.1f}"
+              f" {r['peak_small']:>11.0f}/{r['peak_large']:<10.0f}", flush=True)
     if "reference" in res and "fast" in res:
-        print(f"ratio reference/fast marginal time per SNP: {res['reference']['per_snp'] / res['fast']['per_snp']:.1f}x")
+        ratio = res["reference"]["per_snp"] / res["fast"]["per_snp"]
+        print(f"ratio reference/fast marginal time per SNP: {ratio:.1f}x")
 
 
 if __name__ == "__main__":

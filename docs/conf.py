@@ -16,5 +16,23 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 autodoc_member_order = "bysource"
 autodoc_typehints = "none"
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
+
+
+def _write_generated(app) -> None:
+    """Column tables from the one registry of output columns (hlmm.columns)."""
+    from hlmm import columns
+
+    out = os.path.join(os.path.dirname(__file__), "_generated")
+    os.makedirs(out, exist_ok=True)
+    for name, cols in (("models_columns.rst", columns.MODELS), ("dispersion_columns.rst", columns.DISPERSION)):
+        text = columns.rst_table(cols)
+        path = os.path.join(out, name)
+        if not os.path.exists(path) or open(path).read() != text:
+            with open(path, "w") as f:
+                f.write(text)
+
+
+def setup(app):
+    app.connect("builder-inited", _write_generated)
 html_theme = "alabaster"

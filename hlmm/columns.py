@@ -65,7 +65,8 @@ MODELS = (
 
 #: Columns that ``hlmm_dispersion`` appends.
 DISPERSION = (
-    Column("dispersion", "float", "dispersion effect: var − slope · add, the slope of the mean-variance relation", "dispersion", "2.0"),
+    Column("dispersion", "float", "dispersion effect: var − slope · add, the slope of the mean-variance relation",
+           "dispersion", "2.0"),
     Column("dispersion_se", "float", "its standard error, sqrt(var_se² + slope² add_se²)", "dispersion", "2.0"),
     Column("dispersion_t", "float", "dispersion / dispersion_se", "dispersion", "2.0"),
     Column("dispersion_pval", "float", "−log10 p-value for a dispersion effect", "dispersion", "2.0"),

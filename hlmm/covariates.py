@@ -83,7 +83,8 @@ def make_design(values: np.ndarray | None, names: list | None, n: int, what: str
     scale = values.std(axis=0)
     for j, s in enumerate(scale):
         if not s > CONSTANT_RTOL * np.abs(values[:, j]).max():
-            raise ValueError(f"{what}: '{names[j]}' is constant over the individuals used, so collinear with the intercept")
+            raise ValueError(f"{what}: '{names[j]}' is constant over the individuals used, so collinear with the"
+                             " intercept")
     Z = (values - center) / scale
     matrix = np.column_stack([np.ones(n), Z])
     rank = np.linalg.matrix_rank(matrix)

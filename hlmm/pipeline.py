@@ -280,8 +280,8 @@ def _check_phenotype(y: np.ndarray, name: str, path: str) -> None:
     big = float(np.abs(y).max())
     spread = float(np.std(y))
     if big > SCALE_LIMIT or spread < 1 / SCALE_LIMIT:
-        raise InputError(f"phenotype file {path}: phenotype '{name}' has values up to {big:.3g} and spread {spread:.3g},"
-                         f" beyond what its squares can hold; rescale it (e.g. to other units)")
+        raise InputError(f"phenotype file {path}: phenotype '{name}' has values up to {big:.3g} and spread"
+                         f" {spread:.3g}, beyond what its squares can hold; rescale it (e.g. to other units)")
 
 
 def _designs(mt: _Matched, sel: np.ndarray, inputs: Inputs) -> tuple[Design, Design]:
@@ -384,11 +384,9 @@ def _phenotype_model(mt: _Matched, p: int, inputs: Inputs, options: ScanOptions,
 
 
 def _log_fit(fit: PhenotypeFit) -> None:
-    names_, est, se = fit.mean_effects
-    log.info(f"null mean effects ({fit.name}): " + ", ".join(f"{k} {e:.6g} (se {s:.3g})" for k, e, s in zip(names_, est, se)))
-    names_, est, se = fit.variance_effects
-    log.info(f"null variance effects ({fit.name}): " + ", ".join(f"{k} {e:.6g} (se {s:.3g})"
-                                                                for k, e, s in zip(names_, est, se)))
+    for what, (names_, est, se) in (("mean", fit.mean_effects), ("variance", fit.variance_effects)):
+        log.info(f"null {what} effects ({fit.name}): "
+                 + ", ".join(f"{k} {e:.6g} (se {s:.3g})" for k, e, s in zip(names_, est, se)))
     if fit.h2 is not None:
         log.info(f"null h2 ({fit.name}): {fit.h2[0]:.6g} (se {fit.h2[1]:.3g})")
 
@@ -634,7 +632,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_schedu
                 for j, why in o["problems"]:
                     log.warning(f"variant {info['SNP'][j]} ({fit.name}): fit failed ({why}); its row has NaN estimates")
                 for j in np.flatnonzero(o["status"] == STATUS["multiallelic"]):
-                    log.info(f"variant {info['SNP'][j]}: {variants.n_alleles[idx[j]]} alleles; its row has NaN estimates")
+                    log.info(f"variant {info['SNP'][j]}: {variants.n_alleles[idx[j]]} alleles;"
+                             " its row has NaN estimates")
                 for k, code in STATUS.items():
                     counts[k] += int((o["status"] == code).sum())
                 member = results.block_member(results.stats_table(info, o), columns)

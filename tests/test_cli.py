@@ -444,7 +444,8 @@ def _bad_cases(ds, d):
     cases["start past end of file"] = ([ds.bed, "12", "20", ds.pheno], "past the last variant")
     cases["start after end"] = ([ds.bed, "5", "3", ds.pheno], "not before end")
     cases["phen_index out of range"] = ([ds.bed, "0", "2", ds.pheno, "--phen_index", "3"], "out of range")
-    cases["random effects missing"] = ([ds.bed, "0", "2", ds.pheno, "--random_gts", str(d / "nope.bed")], "random effects file")
+    cases["random effects missing"] = ([ds.bed, "0", "2", ds.pheno, "--random_gts", str(d / "nope.bed")],
+                                       "random effects file")
     return cases
 
 
@@ -453,8 +454,8 @@ def test_bad_input__one_line_error_exit_2_no_output(ds, tmp_path):
     for name, (argv, expected) in cases.items():
         outdir = tmp_path / f"out_{name.replace(' ', '_')}"
         outdir.mkdir()
-        r = subprocess.run([sys.executable, "-m", "hlmm.cli.hlmm_chr", *argv[:3], argv[3], str(outdir / "o"), *argv[4:]],
-                           capture_output=True, text=True)
+        r = subprocess.run([sys.executable, "-m", "hlmm.cli.hlmm_chr", *argv[:3], argv[3], str(outdir / "o"),
+                            *argv[4:]], capture_output=True, text=True)
         assert r.returncode == 2, (name, r.stderr)
         lines = r.stderr.strip().splitlines()
         assert lines and lines[-1].startswith("hlmm_chr: error: "), (name, r.stderr)

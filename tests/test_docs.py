@@ -26,5 +26,20 @@ def test_readme_quick_start_is_two_make_commands():
 
 def test_documented_options_exist_in_scripts():
     documented = set(re.findall(r"``(--\w+)", (REPO / "docs" / "hlmm_chr.rst").read_text()))
-    out = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), "--help"], capture_output=True, text=True).stdout
+    out = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), "--help"], capture_output=True,
+                         text=True).stdout
     assert documented and all(opt in out for opt in documented), documented - set(re.findall(r"--\w+", out))
+
+
+def test_column_tables_in_the_docs_come_from_the_registry():
+    from hlmm import columns
+
+    hlmm_chr = (REPO / "docs" / "hlmm_chr.rst").read_text()
+    assert ".. include:: _generated/models_columns.rst" in hlmm_chr
+    assert ".. include:: _generated/dispersion_columns.rst" in (REPO / "docs" / "dispersion.rst").read_text()
+    table = columns.rst_table(columns.MODELS)
+    for c in columns.MODELS:
+        assert f"\n{c.name} " in table and c.doc in table
+    # no hand-written copy of a column description elsewhere in the docs
+    for page in (REPO / "docs").glob("*.rst"):
+        assert "maximum of the log-likelihood (NaN" not in page.read_text(), page

@@ -353,7 +353,7 @@ def test_tiny_units__fitted_and_equal_to_the_same_data_in_other_units(ds, tmp_pa
         _scaled_copy(ds, d, ps, cs)
         assert hlmm_chr.main([ds.bed, "0", "8", str(d / "p.txt"), str(d / "o"), "--mean_covar", str(d / "c.txt"),
                               "--var_covar", str(d / "c.txt"), "--quiet"]) == 0
-    unit, tiny = read_models(str(tmp_path / "unit" / "o.models.gz")), read_models(str(tmp_path / "tiny" / "o.models.gz"))
+    unit, tiny = (read_models(str(tmp_path / d / "o.models.gz")) for d in ("unit", "tiny"))
     # the default mode standardises the phenotype: the same statistics in any units
     for col in ("add", "add_se", "var", "var_se", "add_pval", "var_pval"):
         np.testing.assert_allclose(tiny[col], unit[col], rtol=1e-6, err_msg=col)

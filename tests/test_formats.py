@@ -116,14 +116,14 @@ def test_keep_and_extract__rows_of_a_run_on_the_subset_file(pheno, tmp_path):
     variants = np.sort(rng.choice(40, 15, replace=False))
     (tmp_path / "keep.txt").write_text("#FID IID\n" + "".join(f"{a} {b}\n" for a, b in (src.samples[i] for i in keep)))
     (tmp_path / "extract.txt").write_text("".join(f"{src.variants.id[j]}\n" for j in variants))
-    sel = run(DATA / "hard.bed", pheno / "pheno.txt", tmp_path / "sel", "--keep", tmp_path / "keep.txt",
+    run(DATA / "hard.bed", pheno / "pheno.txt", tmp_path / "sel", "--keep", tmp_path / "keep.txt",
               "--extract", tmp_path / "extract.txt")
     g = src.read_dosages(keep, 0, 40)[variants].T
     v = src.variants
     write_bed(str(tmp_path / "subset"), g, ids=[src.samples[i] for i in keep], snp=list(v.id[variants]),
               chrom=list(v.chrom[variants]), pos=list(v.pos[variants]), A1=list(v.a1[variants]),
               A2=list(v.a2[variants]))
-    sub = run(tmp_path / "subset.bed", pheno / "pheno.txt", tmp_path / "sub")
+    run(tmp_path / "subset.bed", pheno / "pheno.txt", tmp_path / "sub")
     assert rows(tmp_path / "sel.models.gz") == rows(tmp_path / "sub.models.gz")
 
 

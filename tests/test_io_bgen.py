@@ -8,13 +8,11 @@ exports (``dos_bgen.traw``, ``dos_pgen.traw``).
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import hlmm
 from hlmm.io import InputError
 from hlmm.io.bgen import open_bgen
 

@@ -7,14 +7,12 @@ The .pgen of ``hard`` was made from ``hard.bed`` by plink2; its counts of ALT mu
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-import hlmm
 from hlmm.io import InputError
 from hlmm.io.pgen import open_pgen
 

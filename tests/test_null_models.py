@@ -84,7 +84,7 @@ def test_default_mode_hlmm__rows_and_null_h2_match_dense_generic_optimiser(data,
     for j in range(2):
         gc = data["g"][:, j] - data["g"][:, j].mean()
 
-        def snp_nll(t):
+        def snp_nll(t, gc=gc):
             S = t[4] * GG + np.diag(np.exp(t[2] + t[3] * gc))
             return dense_nll(y_std, t[0] + t[1] * gc, S)
 

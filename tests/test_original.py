@@ -171,7 +171,8 @@ def read_models(path: Path) -> dict:
         gz = f.read(2) == b"\x1f\x8b"
     with (gzip.open(path, "rt") if gz else open(path)) as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["SNP"]: {k: v if k in ("SNP", "chr", "A1", "A2", "test") else float(v) for k, v in r.items()} for r in rows}
+    text = ("SNP", "chr", "A1", "A2", "test")
+    return {r["SNP"]: {k: v if k in text else float(v) for k, v in r.items()} for r in rows}
 
 
 def read_effects(path: Path) -> dict:

@@ -241,7 +241,8 @@ def run_hlmm_chr(out: Path, *options) -> dict:
     assert hlmm_chr.main(argv) == 0
     with gzip.open(f"{out}.models.gz", "rt") as f:
         rows = list(csv.DictReader(f, delimiter="\t"))
-    return {r["SNP"]: {k: (v if k in ("SNP", "chr", "A1", "A2", "test") else num(v)) for k, v in r.items()} for r in rows}
+    text = ("SNP", "chr", "A1", "A2", "test")
+    return {r["SNP"]: {k: (v if k in text else num(v)) for k, v in r.items()} for r in rows}
 
 
 def run_fit_hlmm_model(out: Path, *options) -> None:

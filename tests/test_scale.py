@@ -124,7 +124,8 @@ def test_merge__ranges_in_snp_order(ds, tmp_path):
     assert chr_run(ds, tmp_path / "r1", start=0, end=7) == 0
     assert chr_run(ds, tmp_path / "whole") == 0
     out = tmp_path / "all.models.gz"
-    assert hlmm_merge.main([f"{tmp_path / 'r2'}.models.gz", f"{tmp_path / 'r1'}.models.gz", "-o", str(out), "--quiet"]) == 0
+    inputs = [f"{tmp_path / 'r2'}.models.gz", f"{tmp_path / 'r1'}.models.gz"]
+    assert hlmm_merge.main([*inputs, "-o", str(out), "--quiet"]) == 0
     assert gzip.decompress(out.read_bytes()) == gzip.decompress(raw(tmp_path / "whole"))
     assert list(read_models(str(out))["SNP"]) == [f"rs{j}" for j in range(12)]
 
@@ -150,7 +151,8 @@ def test_merge__refuses_incomplete_input(ds, tmp_path, capsys):
     state = json.loads(side.read_text())
     state["finished"] = False
     side.write_text(json.dumps(state))
-    assert hlmm_merge.main([f"{tmp_path / 'a'}.models.gz", f"{tmp_path / 'b'}.models.gz", "-o", str(tmp_path / "m.gz")]) == 2
+    inputs = [f"{tmp_path / 'a'}.models.gz", f"{tmp_path / 'b'}.models.gz"]
+    assert hlmm_merge.main([*inputs, "-o", str(tmp_path / "m.gz")]) == 2
     assert "incomplete" in capsys.readouterr().err
 
 

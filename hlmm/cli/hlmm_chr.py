@@ -43,11 +43,11 @@ def build_parser():
     p.add_argument("--all_phenotypes", action="store_true", default=False,
                    help="Analyse every phenotype column of phenofile")
     p.add_argument("--fit_covariates", action="store_true", default=False,
-                   help="Fit covariates for each locus. Default is to fit covariates for the null model and project out "
-                        "(mean) and rescale (variance)")
+                   help="Fit covariates for each locus. Default is to fit covariates for the null model and project "
+                        "out (mean) and rescale (variance)")
     p.add_argument("--min_maf", type=maf_fraction, default=0.05,
-                   help="Minor allele frequency threshold, a fraction in [0, 0.5): variants with MAF at or below it get "
-                        "NaN estimates (default 0.05)")
+                   help="Minor allele frequency threshold, a fraction in [0, 0.5): variants with MAF at or below it "
+                        "get NaN estimates (default 0.05)")
     p.add_argument("--max_missing", type=missing_percentage, default=5.0,
                    help="Missingness threshold, a percentage in (0, 100]: variants with this %% of missing calls or "
                         "more get NaN estimates (default 5)")
@@ -76,7 +76,8 @@ def build_parser():
     p.add_argument("--robust", action="store_true", default=False,
                    help="Standard errors valid for non-normal traits: sandwich (Huber-White) for Wald fits of HLMs, "
                         "the empirical score variance for --test score. Not available for Wald fits of mixed models "
-                        "(their individuals' scores are correlated): with --random_gts use --test score without --refit")
+                        "(their individuals' scores are correlated): with --random_gts use --test score without "
+                        "--refit")
     p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="Fitting engine: fast (default) or reference (one optimize_model per SNP, the "
                         "straightforward algorithm of hlmm 1.2.0a1); both give the same numbers")

@@ -89,7 +89,8 @@ def _check_input(path: str) -> dict:
     if size != desc["bytes"]:
         raise InputError(f"results file {path}: size {size} differs from the {desc['bytes']} bytes recorded in {side}")
     if "crc32" in desc and file_crc(path, size) != desc["crc32"]:
-        raise InputError(f"results file {path}: its CRC-32 differs from the one recorded in {side} (modified or corrupted)")
+        raise InputError(f"results file {path}: its CRC-32 differs from the one recorded in {side}"
+                         " (modified or corrupted)")
     try:
         check_gzip_members(path)
     except ValueError as e:
@@ -185,7 +186,8 @@ def run(args) -> None:
     import json
 
     write_atomic(description_path(args.out), json.dumps(merged, indent=1).encode(), "run description")
-    log.info(f"merged {len(ordered)} files ({len(by_file)} genotype file{'s' if len(by_file) > 1 else ''}) into {args.out}")
+    files = f"{len(by_file)} genotype file{'s' if len(by_file) > 1 else ''}"
+    log.info(f"merged {len(ordered)} files ({files}) into {args.out}")
 
 
 def main(argv=None) -> int:
