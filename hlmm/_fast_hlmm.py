@@ -33,7 +33,7 @@ class Totals:
     gives ``G'G``, ``G'1``, ``G'y``, the count, ``sum y`` and ``sum y^2`` of those rows.
 
     Integer mode (random effects from genotype files): ``G = (R + E - center) / scale`` with
-    ``R`` the called genotypes as float32 (0 where imputed) and ``E`` the sparse mean-imputed
+    ``R`` the called genotypes as int8 (0 where imputed) and ``E`` the sparse mean-imputed
     values. ``R'R`` over any rows is then an exact single-precision rank-k update (integers, sums
     below 2^24), at half the cost; the rest is float64.
     """
@@ -140,8 +140,7 @@ def _integer_totals(y, G, center, scale):
     form = integer_design(G, center, scale)
     if form is None or 4 * n >= 2**24:
         return None  # not integer genotypes, or single precision would not be exact
-    tot = Totals(y, np.zeros((l + 2, l + 2)), R=form.R.astype(np.float32), E=form.E, center=form.center,
-                 scale=form.scale)
+    tot = Totals(y, np.zeros((l + 2, l + 2)), R=form.R, E=form.E, center=form.center, scale=form.scale)
     tot.AA = _integer_gram(tot, np.arange(n))
     return tot
 
@@ -161,10 +160,13 @@ def _float_gram(A: np.ndarray, idx: np.ndarray) -> np.ndarray:
 
 
 def _integer_gram(tot: Totals, idx: np.ndarray) -> np.ndarray:
-    """Augmented Gram over rows ``idx`` from the integer form, converted to G units."""
-    from scipy.linalg import blas
+    """Augmented Gram over rows ``idx`` from the integer form, converted to G units.
 
-    from hlmm._kernels import integer_row_sums
+    The products ``R'R`` are exact in single precision (small integers, every sum below 2^24), so
+    their order, and the BLAS's threads, cannot change a bit of the result. (numpy's sgemm for the
+    full product was faster here than the rank-k update ``ssyrk``, and releases the GIL.)
+    """
+    from hlmm._kernels import gather_rows_f32, integer_row_sums
 
     l = tot.l  # noqa: E741
     RR = np.zeros((l, l))
@@ -172,9 +174,8 @@ def _integer_gram(tot: Totals, idx: np.ndarray) -> np.ndarray:
     for r0 in range(0, idx.size, ROW_CHUNK):
         chunk = idx[r0 : r0 + ROW_CHUNK]
         b = buf[: chunk.size]
-        np.take(tot.R, chunk, axis=0, out=b)
-        RR += blas.ssyrk(1.0, b.T, trans=0, lower=0)  # exact: small integers, sums below 2^24
-    RR = np.triu(RR) + np.triu(RR, 1).T
+        gather_rows_f32(tot.R, chunk, b)
+        RR += b.T @ b
     y = tot.y[idx]
     s, zy, ER, EE = integer_row_sums(tot.R, tot.E.indptr, tot.E.indices, tot.center, idx, y)
     n_k, sy, syy = float(idx.size), float(y.sum()), float(y @ y)
@@ -325,6 +326,7 @@ class ClassModel:
         key = theta.tobytes()
         if getattr(self, "_pkey", None) != key:
             t, grad, H = self.derivatives(theta, hessian=True)
+            self._full = (t, grad, H)
             if t is None:
                 val = (np.inf, np.full(3, np.nan), np.full((3, 3), np.nan))
             else:
@@ -347,7 +349,7 @@ def fit_snp(cs: ClassStats, beta0: np.ndarray, h2_init: float) -> tuple[dict | N
                           lower=np.array([-np.inf, -np.inf, 0.0]))
     if not res.success:
         return None, res.message
-    t, _, H = cm.derivatives(res.x, hessian=True)
+    t, _, H = cm._full if cm._pkey == res.x.tobytes() else cm.derivatives(res.x, hessian=True)
     try:
         c = linalg.cho_factor(0.5 * H, lower=True)
     except (linalg.LinAlgError, ValueError):

@@ -182,7 +182,7 @@ def decode_packed(packed, rows, n_file):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def covariate_pass(y, Xc, Vc, geno, gmean, beta, alpha, second):
     """One pass of the HLM likelihood with covariates for one SNP, over its called individuals.
 
@@ -253,12 +253,12 @@ def covariate_pass(y, Xc, Vc, geno, gmean, beta, alpha, second):
     return s0, A1, b1, g2, H2, A2
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def integer_row_sums(R, indptr, indices, center, idx, y):
     """Sums over rows ``idx`` of ``R + E`` (E sparse CSR, value ``center[j]`` at its entries).
 
     Returns, in float64: column sums ``s`` of R + E, ``zy = (R + E)' y``, ``ER = E'R`` and
-    ``EE = E'E`` (both l x l), without converting R.
+    ``EE = E'E`` (both l x l), without converting R. Rows are added in the order of ``idx``.
     """
     l = R.shape[1]
     s = np.zeros(l)
@@ -282,6 +282,15 @@ def integer_row_sums(R, indptr, indices, center, idx, y):
             for q in range(indptr[i], indptr[i + 1]):
                 EE[j, indices[q]] += mj * center[indices[q]]
     return s, zy, ER, EE
+
+
+@njit(cache=True, nogil=True)
+def gather_rows_f32(R, idx, out):
+    """``out[r] = R[idx[r]]`` as float32 (R small integers)."""
+    for r in range(idx.shape[0]):
+        i = idx[r]
+        for j in range(R.shape[1]):
+            out[r, j] = R[i, j]
 
 
 # ----------------------------------------------------------------------------------------------

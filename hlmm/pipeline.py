@@ -555,7 +555,17 @@ class ScanSummary:
     elapsed: float = 0.0
 
 
-def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_scheduler: str | None = None,
+def default_jobs(scanner, n_blocks: int) -> int:
+    """Worker processes when the user gives none: one per available core for scanners of slow,
+    per-SNP mixed-model fits with enough blocks to share (results do not depend on it), else 1."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return cores if scanner.per_core and n_blocks >= 2 * cores else 1
+
+
+def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, dask_scheduler: str | None = None,
              resume: bool = False, append: bool = False, no_covariate_estimates: bool = False,
              progress=None) -> ScanSummary:
     """Scan the selected variants and write one results file per phenotype.
@@ -567,8 +577,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_schedu
     outprefix : str
         Output prefix (``outprefix.models.gz``, or ``outprefix.<phenotype>.models.gz`` for
         several phenotypes).
-    n_jobs : int
-        Worker processes.
+    n_jobs : int, optional
+        Worker processes (default: :func:`default_jobs`).
     dask_scheduler : str, optional
         Address of a Dask scheduler to send blocks to.
     resume : bool
@@ -644,6 +654,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int = 1, dask_schedu
 
         job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants,
                       prepared.options.settings.hard_calls)
+        if n_jobs is None:
+            n_jobs = default_jobs(prepared.scanner, len(blocks))
         summary.failed_blocks = run_blocks(job, blocks, on_block, n_jobs=n_jobs, dask_scheduler=dask_scheduler)
         for st in states:
             st.finish()

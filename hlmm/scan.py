@@ -32,7 +32,6 @@ Scanners
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -81,8 +80,6 @@ class ScanSettings:
         Sandwich standard errors (Wald) or empirical score variances (score test).
     hard_calls : bool
         Round dosages to the nearest genotype.
-    threads : int
-        Threads used inside a block where results do not depend on them.
     """
 
     min_maf: float = 0.05
@@ -92,7 +89,6 @@ class ScanSettings:
     refit: float | None = None
     robust: bool = False
     hard_calls: bool = False
-    threads: int = 1
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -348,6 +344,9 @@ class Scanner:
     #: SNPs per block unless the user chooses: blocks are the unit of progress and of work
     #: sent to worker processes, so slow models get small blocks.
     block_size = 256
+    #: Whether a scan uses one worker process per core unless the user chooses: for the slow,
+    #: per-SNP fits of mixed models, where the work of a block is far larger than sending it.
+    per_core = False
 
     def __init__(self, models: list, settings: ScanSettings) -> None:
         self.models, self.settings = models, settings
@@ -458,6 +457,7 @@ class HLMMClassScanner(_PerSNP):
     """
 
     block_size = 8
+    per_core = True
 
     def _G(self, p: int) -> np.ndarray:
         return self.totals[p].G
@@ -487,11 +487,13 @@ class HLMMClassScanner(_PerSNP):
             start = _fast_hlm.fit_classes(cs.n[None], cs.S1[None], cs.S2[None])
             if not start["success"][0]:
                 return None, "no starting value: the model without random effects did not converge"
-            return _fast_hlmm.fit_snp(cs, start["beta"][0], m.h2_start)
+            beta0 = start["beta"][0]
+            if m.null is not None and "h2" in m.null:
+                # the SNP's variance effect from the model without random effects, the residual
+                # variance from the null mixed model: closer to the maximum than both from the HLM
+                beta0 = np.array([m.null["beta"][0], beta0[1]])
+            return _fast_hlmm.fit_snp(cs, beta0, m.h2_start)
 
-        if self.settings.threads > 1 and len(todo) > 1:
-            with ThreadPoolExecutor(self.settings.threads) as pool:
-                return list(pool.map(fit, todo))
         return [fit(j) for j in todo]
 
 
@@ -503,7 +505,7 @@ class ReferenceScanner(_PerSNP):
     def __init__(self, models: list, settings: ScanSettings) -> None:
         super().__init__(models, settings)
         if any(m.G is not None for m in models):
-            self.block_size = 1
+            self.block_size, self.per_core = 1, True
 
     def fit_model(self, m: ScanModel, block: GenotypeBlock, todo: np.ndarray) -> list:
         X, V = m.designs()

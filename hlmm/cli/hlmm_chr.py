@@ -84,8 +84,9 @@ def build_parser():
     p.add_argument("--block_size", type=positive_int, default=None,
                    help="Variants read, fitted and written per block (default: chosen for the model, from 256 for "
                         "HLMs down to 1 for the reference mixed model, so that progress moves every few seconds)")
-    p.add_argument("--n_jobs", type=positive_int, default=1, help="Worker processes fitting blocks in parallel "
-                                                                  "(default 1)")
+    p.add_argument("--n_jobs", type=positive_int, default=None,
+                   help="Worker processes fitting blocks in parallel (default: one per core for the exact fits of "
+                        "mixed models, whose blocks are slow; 1 otherwise). Results do not depend on it")
     p.add_argument("--dask_scheduler", type=str, default=None,
                    help="Address of a Dask scheduler to send blocks to (needs the dask extra)")
     p.add_argument("--resume", action="store_true", default=False,
