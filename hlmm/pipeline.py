@@ -681,11 +681,20 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
 # ----------------------------------------------------------------------------------------------
 # One model
 # ----------------------------------------------------------------------------------------------
-def fit_model(inputs: Inputs, h2_init: float = 0.05) -> PhenotypeFit:
+def fit_model(inputs: Inputs, h2_init: float = 0.05, robust: bool = False) -> PhenotypeFit:
     """Fit one HLM (or, with random effects, HLMM) with covariates to one phenotype.
 
     Individuals are matched across the files in the phenotype file's order. Covariate effects
     are reported in the covariates' own units.
+
+    Parameters
+    ----------
+    inputs : Inputs
+    h2_init : float
+        Starting value of h2 (with random effects).
+    robust : bool
+        Sandwich (Huber-White) standard errors of the HLM's effects (:mod:`hlmm.robust`); not
+        available with random effects.
 
     Returns
     -------
@@ -694,6 +703,9 @@ def fit_model(inputs: Inputs, h2_init: float = 0.05) -> PhenotypeFit:
     """
     if h2_init < 0 or not np.isfinite(h2_init):
         raise InputError(f"--h2_init must be finite and non-negative, got {h2_init}")
+    if robust and inputs.random_gts:
+        raise InputError("--robust with --random_gts: sandwich standard errors of a mixed model's fit are not valid"
+                         " (the individuals' scores are correlated through the random effects)")
     if len(inputs.phen_index) != 1 or inputs.all_phenotypes:
         raise InputError("fit_hlmm_model fits one phenotype; give one --phen_index")
     mt = _match(inputs, None, "")
@@ -716,8 +728,15 @@ def fit_model(inputs: Inputs, h2_init: float = 0.05) -> PhenotypeFit:
         raise _null_failure(fit, y, X, V, inputs, what)
     if mt.random is not None:
         h2 = (fit["h2"], fit["h2_se"])
-    mean = (X.names, *X.to_original_units(fit["alpha"], fit["alpha_cov"]))
-    var = (V.names, *V.to_original_units(fit["beta"], fit["beta_cov"]))
+    alpha_cov, beta_cov = fit["alpha_cov"], fit["beta_cov"]
+    if robust:
+        from hlmm.robust import hlm_sandwich
+
+        cov = hlm_sandwich(y, X.matrix, V.matrix, fit["alpha"], fit["beta"])
+        c = X.matrix.shape[1]
+        alpha_cov, beta_cov = cov[:c, :c], cov[c:, c:]
+    mean = (X.names, *X.to_original_units(fit["alpha"], alpha_cov))
+    var = (V.names, *V.to_original_units(fit["beta"], beta_cov))
     return PhenotypeFit(name, [i for i, s in zip(mt.ids, sel) if s], fit, mean, var, h2)
 
 

@@ -553,7 +553,8 @@ class ScoreScanner(Scanner):
             self.refit = make_scanner(models, replace(settings, test="wald", refit=None), has_dosages)
 
     def scan(self, block: GenotypeBlock) -> list:
-        parts = [(m.subset, np.column_stack([np.ones(m.n), L, Q])) for m, (L, Q) in zip(self.models, self.columns)]
+        parts = [(m.subset, np.column_stack([np.ones(m.n), L, Q, K])) for m, (L, Q, K) in zip(self.models,
+                                                                                              self.columns)]
         outs = []
         for p, (m, cs) in enumerate(zip(self.models, class_sums(block, parts))):
             counts = cs.sums[:, :, 0]
@@ -571,18 +572,19 @@ class ScoreScanner(Scanner):
 
     def _score(self, p: int, m: ScanModel, block: GenotypeBlock, cs: ClassSums, mom: ClassMoments, o: dict,
                ok: np.ndarray) -> None:
-        kL = self.columns[p][0].shape[1]
+        kL, kQ = self.columns[p][0].shape[1], self.columns[p][1].shape[1]
         counts = mom.counts[ok]
         vals = mom.class_values()[ok]
         gbar = (counts * vals).sum(1) / counts.sum(1)
         gk = np.where(counts > 0, vals - gbar[:, None], 0.0)
         lin = np.einsum("bk,bkq->bq", gk, cs.sums[ok, :, 1 : 1 + kL])
-        sq = np.einsum("bk,bkq->bq", gk**2, cs.sums[ok, :, 1 + kL :])
+        sq = np.einsum("bk,bkq->bq", gk**2, cs.sums[ok, :, 1 + kL : 1 + kL + kQ])
+        cube = np.einsum("bk,bkq->bq", gk**3, cs.sums[ok, :, 1 + kL + kQ :])
         null = self.nulls[p]
         if self.forms[p] is None and not hasattr(null, "gtdinv"):  # an HLM
-            st = null.from_products(lin, sq, robust=self.settings.robust)
+            st = null.from_products(lin, sq, cube, robust=self.settings.robust)
         else:
-            st = null.from_products(lin, sq, self._gtdinv(p, m, block, ok, gbar), robust=self.settings.robust)
+            st = null.from_products(lin, sq, cube, self._gtdinv(p, m, block, ok, gbar), robust=self.settings.robust)
         for key in ("add", "add_se", "var", "var_se", "av_chi2"):
             o[key][ok] = st[key]
         bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]

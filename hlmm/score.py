@@ -32,9 +32,27 @@ parameters ``theta = (beta[, h2])``, ``b`` are orthogonal, so estimating ``alpha
     I_b = I_bb - I_btheta I_thetatheta^-1 I_thetab,    I_phipsi = 1/2 tr(P Sigma_phi P Sigma_psi).
 
 Reported per SNP: ``add = U_a / I_a``, ``add_se = I_a^-1/2``, ``add_t = U_a / I_a^1/2`` (a
-one-step estimate from the null, its standard error and the score statistic), likewise ``var``,
-``var_se``, ``var_t``, and ``av_chi2 = add_t^2 + var_t^2``, the 2-df statistic ``U' I^-1 U``
-(the cross information is zero).
+one-step estimate from the null, its standard error and the score statistic) and
+``av_chi2 = U_a^2 / I_a + U_b^2 / I_b``, the 2-df statistic ``U' I^-1 U`` of ``a = b = 0`` (the
+cross information is zero).
+
+The variance test treats the additive effect as a nuisance, as the Wald test does: its score is
+taken at the one-step estimate ``a^ = U_a / I_a`` (Neyman's C(alpha) test), i.e. with the
+residuals ``r - a^ g~``, ``g~ = g - X gamma`` (the mean covariates' part of g projected out).
+Otherwise a SNP's mean effect leaks into its variance score through the skewness of g
+(``E U_b`` grows with ``a^2 sum g^3``), and the variance statistics of SNPs with mean effects
+disagree with the Wald test's. With ``e(a^) = e - a^ P g~``::
+
+    U_b(a^) = U_b - a^ sum_i g_i g~_i d_i e_i P_ii + 1/2 a^2 sum_i g_i g~_i^2 d_i P_ii^2,
+
+exact for the HLM (``P g~ = D^-1 g~``). For the HLMM ``P g~`` is taken as ``rho P_ii g~_i`` with
+``rho = g~'P g~ / sum_i g~_i^2 P_ii``, which makes ``g~'(P g~)`` exact: ``rho`` is about 1 for a SNP
+unrelated to G (the off-diagonal part of P is then of relative order l/n) and well below 1 for a
+SNP that the random effects absorb (a SNP of G or in LD with one), whose ``P g~`` the diagonal
+part alone would overstate. The tests measure the error of the adjusted score against the
+exact one on dense matrices.
+Under ``b = 0`` its information is still ``I_b`` (the blocks are orthogonal): ``var = U_b(a^) /
+I_b``, ``var_se = I_b^-1/2``, ``var_t = U_b(a^) / I_b^1/2``.
 
 For the HLM, ``I_a = g'D^-1 g - g'D^-1 X (X'D^-1 X)^-1 X'D^-1 g`` and
 ``I_b = 1/2 (g'g - g'V (V'V)^-1 V'g)``, the information behind :class:`hlmm.hetlm.model`'s Wald
@@ -99,7 +117,8 @@ individuals::
 i.e. the score contributions minus ``I_psitheta I_thetatheta^-1`` times the nuisance score
 contributions (the projection uses the expected information, which equals the expected
 Hessian whenever the mean and variance models are right, normal or not). ``V_u = sum_i u_i u_i'``
-(2 x 2), ``add_t = U_a / V_aa^1/2``, ``var_t = U_b / V_bb^1/2``, ``av_chi2 = U' V_u^-1 U``,
+(2 x 2), ``add_t = U_a / V_aa^1/2``, ``var_t = U_b(a^) / V_bb^1/2`` (``V_bb`` at ``a = 0``,
+conservative for SNPs with large mean effects), ``av_chi2 = U' V_u^-1 U``,
 ``add_se = V_aa^1/2 / I_a`` and ``var_se = V_bb^1/2 / I_b`` (so that ``add / add_se = add_t``).
 ``sum_i u_i = U`` at the null MLE, where ``X'e = 0`` and ``V'(r^2/d - 1) = 0``.
 
@@ -198,12 +217,15 @@ class _PerIndividual:
     cho_info_theta: tuple  # Cholesky factor of I_thetatheta (k x k)
     _columns: dict = field(default_factory=dict, repr=False)
 
-    def columns(self, robust: bool) -> tuple[np.ndarray, np.ndarray]:
+    def columns(self, robust: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Weights of the block products, built once per null and mode.
 
-        Linear columns (g' times these): ``w X | e | t | omega``, and with ``robust``
-        ``e^2 X | t^2 V | e t X | e t V | Pdiag X``. Square columns ((g^2)' times these):
-        ``w | dP2``, and with ``robust`` ``e^2 | t^2 | e t | Pdiag``.
+        Linear columns (g' times these): ``w X | e | t | omega``, with ``robust``
+        ``e^2 X | t^2 V | e t X | e t V | Pdiag X``, then ``h1 X | h2 X_j X_k (j <= k) | Pdiag X``. Square
+        columns ((g^2)' times these): ``w | dP2``, with ``robust`` ``e^2 | t^2 | e t | Pdiag``,
+        then ``h1 | h2 X | Pdiag``. Cube columns ((g^3)' times these): ``h2``. Here
+        ``h1 = d e P_ii`` and ``h2 = d P_ii^2`` adjust the variance score for the one-step
+        additive effect (with ``Pdiag X``, ``Pdiag`` for the mixed model's scale ``rho``).
         """
         if robust not in self._columns:
             lin = [self.w[:, None] * self.X, self.e[:, None], self.t[:, None], self.omega]
@@ -213,8 +235,23 @@ class _PerIndividual:
                 lin += [f["e2"][:, None] * self.X, f["t2"][:, None] * self.V, f["et"][:, None] * self.X,
                         f["et"][:, None] * self.V, f["P"][:, None] * self.X]
                 sq += [f["e2"], f["t2"], f["et"], f["P"]]
-            self._columns[robust] = (np.column_stack(lin), np.column_stack(sq))
+            h1, h2 = self.h1, self.h2
+            c = self.X.shape[1]
+            pairs = [self.X[:, j] * self.X[:, k] * h2 for j in range(c) for k in range(j, c)]
+            lin += [h1[:, None] * self.X, np.column_stack(pairs), self.Pdiag[:, None] * self.X]
+            sq += [h1, h2[:, None] * self.X, self.Pdiag]
+            self._columns[robust] = (np.column_stack(lin), np.column_stack(sq), h2[:, None].copy())
         return self._columns[robust]
+
+    @property
+    def h1(self) -> np.ndarray:
+        """``d_i e_i P_ii`` (``r_i / d_i`` for the HLM)."""
+        return self.e * np.sqrt(self.dP2)
+
+    @property
+    def h2(self) -> np.ndarray:
+        """``d_i P_ii^2`` (``1 / d_i`` for the HLM)."""
+        return self.dP2 * self.w
 
     def robust_weights(self) -> dict[str, np.ndarray]:
         """Per-individual weights of the robust variance: e^2, t^2, e t and P_ii."""
@@ -283,16 +320,16 @@ class HLMNull:
         with blas_threads_for(_block_flops(self._p, g.shape[1])):
             return _statistics(self._p, *_block_products(self._p, g, robust), robust, None, None)
 
-    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Per-individual weights ``L`` (n, k1) and ``Q`` (n, k2) whose block products
-        ``g' L`` and ``(g^2)' Q`` are all that the statistics need of the genotypes."""
+    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-individual weights ``L`` (n, k1), ``Q`` (n, k2) and ``K`` (n, k3) whose block products
+        ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` are all that the statistics need of the genotypes."""
         return self._p.columns(robust)
 
-    def from_products(self, lin: np.ndarray, sq: np.ndarray, *, robust: bool = False) -> dict:
-        """Score tests from precomputed block products ``g' L`` (B, k1) and ``(g^2)' Q`` (B, k2)
-        of :meth:`columns` (for example from per-genotype-class sums): the same numbers as
+    def from_products(self, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, *, robust: bool = False) -> dict:
+        """Score tests from precomputed block products ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` of
+        :meth:`columns` (for example from per-genotype-class sums): the same numbers as
         :meth:`score_test` on ``g``."""
-        return _statistics(self._p, np.asarray(lin, float), np.asarray(sq, float), robust, None, None)
+        return _statistics(self._p, *(np.asarray(a, float) for a in (lin, sq, cube)), robust, None, None)
 
 
 class HLMMNull:
@@ -442,19 +479,20 @@ class HLMMNull:
             bb_offdiag = self._bb_offdiagonal(g) if exact else None
             return _statistics(self._p, *_block_products(self._p, g, robust), robust, mean_correction, bb_offdiag)
 
-    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray]:
-        """Per-individual weights ``L`` (n, k1) and ``Q`` (n, k2) whose block products
-        ``g' L`` and ``(g^2)' Q``, with ``Z = G' D^-1 g``, are all that the statistics need."""
+    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-individual weights ``L``, ``Q`` and ``K`` whose block products ``g' L``,
+        ``(g^2)' Q`` and ``(g^3)' K``, with ``Z = G' D^-1 g``, are all that the statistics need."""
         return self._p.columns(robust)
 
-    def from_products(self, lin: np.ndarray, sq: np.ndarray, GtDinv_g: np.ndarray, *, robust: bool = False) -> dict:
+    def from_products(self, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, GtDinv_g: np.ndarray, *,
+                      robust: bool = False) -> dict:
         """Score tests from precomputed block products (see :meth:`columns`) and ``Z``: the same
         numbers as :meth:`score_test` (with ``exact=False``) on ``g``."""
         Z = np.asarray(GtDinv_g, dtype=float)
         with blas_threads_for(2 * self.l**2 * Z.shape[1]):
             KZ = self.h2 * linalg.cho_solve(self._cho_M, Z)
             mean_correction = (np.einsum("ij,ij->j", Z, KZ), KZ.T @ self._C)
-            return _statistics(self._p, np.asarray(lin, float), np.asarray(sq, float), robust, mean_correction,
+            return _statistics(self._p, *(np.asarray(a, float) for a in (lin, sq, cube)), robust, mean_correction,
                                None)
 
     def _bb_offdiagonal(self, g: np.ndarray) -> np.ndarray:
@@ -584,12 +622,14 @@ def _cho(A: np.ndarray, name: str) -> tuple:
         raise ValueError(f"{name} ({A.shape[0]} x {A.shape[1]}) is not positive definite") from err
 
 
-def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``g' lin`` and ``(g^2)' sq`` (see :meth:`_PerIndividual.columns`), a chunk of rows at a time."""
-    lin, sq = p.columns(robust)
+def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` (see :meth:`_PerIndividual.columns`), a chunk of
+    rows at a time."""
+    lin, sq, cube = p.columns(robust)
     B = g.shape[1]
     out_lin = np.zeros((B, lin.shape[1]))
     out_sq = np.zeros((B, sq.shape[1]))
+    out_cube = np.zeros((B, cube.shape[1]))
     n = g.shape[0]
     buf = np.empty((min(ROW_CHUNK, n), B))  # reused: a fresh temporary per chunk costs page faults
     for r0 in range(0, n, ROW_CHUNK):
@@ -598,13 +638,14 @@ def _block_products(p: _PerIndividual, g: np.ndarray, robust: bool) -> tuple[np.
         g2 = np.multiply(gc, gc, out=buf[: gc.shape[0]])
         out_lin += gc.T @ lin[sl]
         out_sq += g2.T @ sq[sl]
-    return out_lin, out_sq
+        out_cube += (g2 * gc).T @ cube[sl]
+    return out_lin, out_sq, out_cube
 
 
-def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, robust: bool, mean_correction,
-                bb_offdiag) -> dict:
-    """The statistics from the block products ``lin = g' L`` and ``sq = (g^2)' Q`` (see
-    :meth:`_PerIndividual.columns`)."""
+def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, robust: bool,
+                mean_correction, bb_offdiag) -> dict:
+    """The statistics from the block products ``lin = g' L``, ``sq = (g^2)' Q`` and
+    ``cube = (g^3)' K`` (see :meth:`_PerIndividual.columns`)."""
     c, v, k = p.X.shape[1], p.V.shape[1], p.omega.shape[1]
     gwX = lin[:, :c]
     Ua = lin[:, c]
@@ -628,22 +669,45 @@ def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, robust: bool
     bad_b = ~(Ib > COLLINEAR_RTOL * np.abs(Ibb))
     Ia = np.where(bad_a, np.nan, Ia)
     Ib = np.where(bad_b, np.nan, Ib)
+    # The variance score with the additive effect at its one-step estimate a^ = U_a / I_a (a
+    # nuisance of the variance test, as in the Wald test): residuals r - a^ g~, g~ = g - X gamma.
+    q_extra = c * (c + 1) // 2
+    L = lin.shape[1]
+    h1X, h2XX, PXa = lin[:, L - 2 * c - q_extra : L - c - q_extra], lin[:, L - c - q_extra : L - c], lin[:, L - c :]
+    Q = sq.shape[1]
+    gh1, gh2X, gP = sq[:, Q - 2 - c], sq[:, Q - 1 - c : Q - 1], sq[:, Q - 1]
+    g3h2 = cube[:, 0]
+    iu = np.triu_indices(c)
+    XXh2 = np.zeros((lin.shape[0], c, c))
+    XXh2[:, iu[0], iu[1]] = h2XX
+    XXh2[:, iu[1], iu[0]] = h2XX
+    with np.errstate(invalid="ignore", divide="ignore"):
+        a1 = Ua / Ia
+        # P g~ taken as rho diag(P) g~, rho = g~'P g~ / sum_i g~_i^2 P_ii (1 for the HLM, where P is
+        # diagonal; below 1 for a SNP that the random effects absorb)
+        rho = 1.0
+        if mean_correction is not None:
+            diag = _projected_form(gP, PXa, PXa, gamma, gamma, p.X.T @ (p.Pdiag[:, None] * p.X))
+            rho = np.where(diag > 0, Ia / diag, 1.0)
+        gg_h1 = gh1 - np.einsum("bj,jb->b", h1X, gamma)
+        gg2_h2 = g3h2 - 2.0 * np.einsum("bj,jb->b", gh2X, gamma) + np.einsum("jb,bjk,kb->b", gamma, XXh2, gamma)
+        Ub_adj = np.where(bad_a, Ub, Ub - rho * a1 * gg_h1 + 0.5 * (rho * a1) ** 2 * gg2_h2)
     out: dict[str, np.ndarray] = {}
     with np.errstate(invalid="ignore", divide="ignore"):
         if not robust:
             out["add"] = Ua / Ia
             out["add_se"] = 1.0 / np.sqrt(Ia)
             out["add_t"] = Ua / np.sqrt(Ia)
-            out["var"] = Ub / Ib
+            out["var"] = Ub_adj / Ib
             out["var_se"] = 1.0 / np.sqrt(Ib)
-            out["var_t"] = Ub / np.sqrt(Ib)
-            out["av_chi2"] = out["add_t"] ** 2 + out["var_t"] ** 2
+            out["var_t"] = Ub_adj / np.sqrt(Ib)
+            out["av_chi2"] = out["add_t"] ** 2 + Ub**2 / Ib
             return out
         # Efficient contributions u_i = ((g_i - x_i'gamma) e_i, (g_i - v_i'h_beta) t_i). With
         # F = diag(f), sum_i (g_i - x_i'gamma)(g_i - z_i'h) f_i = g'Fg - gamma'X'Fg - h'Z'Fg + gamma'X'FZ h.
         hb = h[:v]  # (v, B)
         o = c + 2 + k
-        e2X, t2V, etX, etV, PX = np.split(lin[:, o:], np.cumsum([c, v, c, v]), axis=1)
+        e2X, t2V, etX, etV, PX = np.split(lin[:, o : o + 3 * c + 2 * v], np.cumsum([c, v, c, v]), axis=1)
         ge2g, gt2g, getg, gPdg = sq[:, 2], sq[:, 3], sq[:, 4], sq[:, 5]
         f = p.robust_weights()
         Vaa = _projected_form(ge2g, e2X, e2X, gamma, gamma, p.X.T @ (f["e2"][:, None] * p.X))
@@ -660,9 +724,9 @@ def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, robust: bool
         out["add"] = Ua / Ia
         out["add_se"] = np.sqrt(Vaa) / Ia
         out["add_t"] = Ua / np.sqrt(Vaa)
-        out["var"] = Ub / Ib
+        out["var"] = Ub_adj / Ib
         out["var_se"] = np.sqrt(Vbb) / Ib
-        out["var_t"] = Ub / np.sqrt(Vbb)
+        out["var_t"] = Ub_adj / np.sqrt(Vbb)
         det = Vaa * Vbb - Vab**2
         chi2 = (Vbb * Ua**2 - 2.0 * Vab * Ua * Ub + Vaa * Ub**2) / det
         out["av_chi2"] = np.where((det > 0) & ~bad_a & ~bad_b, chi2, np.nan)

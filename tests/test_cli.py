@@ -1,6 +1,7 @@
 """End-to-end tests of hlmm_chr and fit_hlmm_model on small BED files written by the tests."""
 
 import gzip
+import json
 import os
 import subprocess
 import sys
@@ -484,3 +485,55 @@ def test_fit_hlmm_model__bad_input(ds, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("fit_hlmm_model: error: phenotype file") and "abc" in err[-1]
     assert not any(p.name.startswith("o.") for p in tmp_path.iterdir())
+
+
+def test_kurtosis_warning__for_a_t5_phenotype_not_for_a_normal_one(tmp_path):
+    rng = np.random.default_rng(21)
+    n = 3000
+    ids = [(f"f{i}", f"i{i}") for i in range(n)]
+    write_bed(str(tmp_path / "g"), rng.binomial(2, 0.3, (n, 3)).astype(float), ids=ids)
+    for name, y in (("normal", rng.standard_normal(n)), ("t5", rng.standard_t(5, n))):
+        write_table(tmp_path / f"{name}.txt", ids, y)
+        r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), str(tmp_path / "g.bed"), "0", "3",
+                            str(tmp_path / f"{name}.txt"), str(tmp_path / name)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        warned = [line for line in r.stderr.splitlines() if "WARNING" in line and "excess kurtosis" in line]
+        if name == "normal":
+            assert warned == []
+        else:
+            assert len(warned) == 1 and "--robust" in warned[0] and "inverse-normal" in warned[0]
+        r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), str(tmp_path / "g.bed"), "0", "3",
+                            str(tmp_path / f"{name}.txt"), str(tmp_path / f"{name}_r"), "--robust"],
+                           capture_output=True, text=True)
+        assert r.returncode == 0 and "excess kurtosis" not in r.stderr
+
+
+def test_robust__options_that_cannot_be_valid_are_refused_and_merge_keeps_se_kinds_apart(ds, tmp_path):
+    from hlmm.cli import hlmm_merge
+
+    r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), ds.bed, "0", "2", ds.pheno,
+                        str(tmp_path / "o"), "--random_gts", ds.random, "--robust"], capture_output=True, text=True)
+    assert r.returncode == 2 and "--test score" in r.stderr and "Traceback" not in r.stderr
+    assert fit_hlmm_model.main([ds.pheno, str(tmp_path / "f"), "--random_gts", ds.random, "--robust"]) == 2
+    assert run_chr(ds.bed, 0, 6, ds.pheno, tmp_path / "a") == 0
+    assert run_chr(ds.bed, 6, 12, ds.pheno, tmp_path / "b", "--robust") == 0
+    assert json.loads(Path(f"{tmp_path / 'b'}.models.json").read_text())["se"] == "robust"
+    assert hlmm_merge.main([f"{tmp_path / 'a'}.models.gz", f"{tmp_path / 'b'}.models.gz", "-o",
+                            str(tmp_path / "m.models.gz")]) == 2
+    assert not (tmp_path / "m.models.gz").exists()
+
+
+def test_fit_hlmm_model__robust_standard_errors_are_the_sandwich(ds, tmp_path):
+    from hlmm.robust import hlm_sandwich
+
+    out = tmp_path / "f"
+    assert fit_hlmm_model.main([ds.pheno, str(out), "--mean_covar", ds.covar, "--var_covar", ds.covar, "--robust",
+                                "--quiet"]) == 0
+    keep = complete_rows(ds)
+    X = np.column_stack([np.ones(keep.sum()), ds.covariates[keep]])
+    fit = hetlm.model(ds.y[keep], X, X).optimize_model()
+    cov = hlm_sandwich(ds.y[keep], X, X, fit["alpha"], fit["beta"])
+    _, mean = read_effects(f"{out}.mean_effects.txt")
+    _, var = read_effects(f"{out}.variance_effects.txt")
+    np.testing.assert_allclose(mean[:, 1], np.sqrt(np.diag(cov)[:3]), rtol=1e-5)
+    np.testing.assert_allclose(var[:, 1], np.sqrt(np.diag(cov)[3:]), rtol=1e-5)

@@ -20,6 +20,9 @@ def build_parser():
     add_data_arguments(p)
     p.add_argument("--phen_index", type=positive_int, default=1,
                    help="Phenotype column to analyse, counting from 1 (default 1)")
+    p.add_argument("--robust", action="store_true", default=False,
+                   help="Sandwich (Huber-White) standard errors, valid for non-normal traits; not available with "
+                        "--random_gts (the individuals' scores are correlated through the random effects)")
     return p
 
 
@@ -30,7 +33,7 @@ def run(args) -> None:
     inputs = Inputs(args.phenofile, None, [args.phen_index], False, args.mean_covar, args.var_covar,
                     args.random_gts, args.random_gts_txt, args.missing_char, keep=args.keep, remove=args.remove)
     log.info("Fitting model")
-    fit = fit_model(inputs, args.h2_init)
+    fit = fit_model(inputs, args.h2_init, args.robust)
     log.info(f"Maximum log-likelihood {fit.covariate_fit['likelihood']:.6f}")
     if args.mean_covar or args.var_covar:
         write_effects(args.outprefix + ".mean_effects.txt", *fit.mean_effects)
