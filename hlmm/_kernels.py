@@ -30,25 +30,45 @@ def class_moments_packed(packed, Yc):
     -------
     ndarray of float64, shape (b, 4, q)
         ``[variant, copies of A1 (0, 1, 2) or 3 for missing, column of Yc]``.
+
+    Notes
+    -----
+    Variants are taken in groups of 8 and individuals in chunks whose rows of ``Yc`` fit in
+    cache, so that each chunk is read from memory once per group rather than once per variant.
+    Each sum still adds the individuals in their order.
     """
     b, n_bytes = packed.shape
     n, q = Yc.shape
     out = np.zeros((b, 4, q))
     # class index by 2-bit code: 00 -> 2 copies, 01 -> missing (3), 10 -> 1 copy, 11 -> 0 copies
     slot = np.array([2, 3, 1, 0])
-    for j in prange(b):
-        acc = np.zeros((4, q))
-        for byte in range(n_bytes):
-            v = packed[j, byte]
-            base = 4 * byte
-            for p in range(4):
-                i = base + p
-                if i >= n:
-                    break
-                k = slot[(v >> (2 * p)) & 3]
-                for c in range(q):
-                    acc[k, c] += Yc[i, c]
-        out[j] = acc
+    group = 8
+    chunk = max(16, 16384 // max(q, 1))  # bytes: 4 * chunk rows of Yc, about 512 KB
+    full = n // 4  # bytes holding 4 individuals
+    for grp in prange((b + group - 1) // group):
+        j0 = grp * group
+        j1 = min(j0 + group, b)
+        acc = np.zeros((j1 - j0, 4, q))
+        for c0 in range(0, n_bytes, chunk):
+            c1 = min(c0 + chunk, n_bytes)
+            for j in range(j0, j1):
+                a = acc[j - j0]
+                for byte in range(c0, min(c1, full)):
+                    v = packed[j, byte]
+                    base = 4 * byte
+                    for p in range(4):
+                        k = slot[(v >> (2 * p)) & 3]
+                        row = Yc[base + p]
+                        ak = a[k]
+                        for c in range(q):
+                            ak[c] += row[c]
+                if c1 > full:  # the last, partly filled byte
+                    v = packed[j, full]
+                    for p in range(n - 4 * full):
+                        k = slot[(v >> (2 * p)) & 3]
+                        for c in range(q):
+                            a[k, c] += Yc[4 * full + p, c]
+        out[j0:j1] = acc
     return out
 
 
@@ -59,15 +79,20 @@ def class_moments_codes(codes, Yc):
     b, n = codes.shape
     q = Yc.shape[1]
     out = np.zeros((b, 4, q))
-    for j in prange(b):
-        acc = np.zeros((4, q))
-        for i in range(n):
-            k = codes[j, i]
-            if k < 0:
-                k = 3
-            for c in range(q):
-                acc[k, c] += Yc[i, c]
-        out[j] = acc
+    group = 8
+    chunk = max(64, 65536 // max(q, 1))
+    for grp in prange((b + group - 1) // group):
+        j0 = grp * group
+        j1 = min(j0 + group, b)
+        for i0 in range(0, n, chunk):
+            i1 = min(i0 + chunk, n)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    k = codes[j, i]
+                    if k < 0:
+                        k = 3
+                    for c in range(q):
+                        out[j, k, c] += Yc[i, c]
     return out
 
 
@@ -80,7 +105,7 @@ def _distinct_sorted(row, denominator):
         for i in range(n):
             d = row[i]
             if not np.isnan(d):
-                present[int(np.rint(d * denominator))] = True
+                present[int(d * denominator + 0.5)] = True  # d >= 0: rounds to the nearest
         keys = np.flatnonzero(present)
         return keys.astype(np.float64) / denominator
     vals = np.empty(n)
@@ -97,57 +122,6 @@ def _distinct_sorted(row, denominator):
             out[k] = vals[t]
             k += 1
     return out[:k]
-
-
-@njit(cache=True, parallel=True)
-def class_moments_dosages(dosages, Yc, denominator):
-    """Per variant, column sums of ``Yc`` over the individuals sharing each distinct dosage.
-
-    Dosages on the grid ``k / denominator`` (k = 0 .. 2 denominator, ``denominator`` at most
-    65536) are binned by k; otherwise (``denominator`` 0: no known grid) distinct values are
-    found by sorting.
-
-    Returns
-    -------
-    values : ndarray, shape (b, K)
-        Distinct dosages of each variant in increasing order, padded with 0.
-    sums : ndarray, shape (b, K, q)
-        Column sums of ``Yc`` per distinct dosage (zero for padding).
-    n_classes : ndarray of int64, shape (b,)
-    missing : ndarray, shape (b, q)
-        Column sums of ``Yc`` over the individuals with a missing dosage.
-    """
-    b, n = dosages.shape
-    q = Yc.shape[1]
-    n_classes = np.zeros(b, dtype=np.int64)
-    for j in prange(b):
-        n_classes[j] = _distinct_sorted(dosages[j], denominator).shape[0]
-    kmax = max(1, n_classes.max())
-    values = np.zeros((b, kmax))
-    sums = np.zeros((b, kmax, q))
-    missing = np.zeros((b, q))
-    grid = 0 < denominator <= 65536
-    for j in prange(b):
-        vals = _distinct_sorted(dosages[j], denominator)
-        K = vals.shape[0]
-        values[j, :K] = vals
-        if grid:
-            slot = np.full(2 * denominator + 1, -1, dtype=np.int64)
-            for k in range(K):
-                slot[int(np.rint(vals[k] * denominator))] = k
-        for i in range(n):
-            d = dosages[j, i]
-            if np.isnan(d):
-                for c in range(q):
-                    missing[j, c] += Yc[i, c]
-                continue
-            if grid:
-                k = slot[int(np.rint(d * denominator))]
-            else:
-                k = np.searchsorted(vals, d)
-            for c in range(q):
-                sums[j, k, c] += Yc[i, c]
-    return values, sums, n_classes, missing
 
 
 @njit(cache=True, parallel=True)
@@ -432,4 +406,266 @@ def sparse_centred_products(indptr, indices, data, l, codes, gbar):
                 v = data[p]
                 for s in range(s0, s1):
                     out[j, s] += v * g[s - s0]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Dosages: distinct values as classes, in a ragged layout, and the HLM fit over them
+# ----------------------------------------------------------------------------------------------
+@njit(cache=True, parallel=True)
+def dosage_classes(dosages, Yc, denominator):
+    """Column sums of ``Yc`` over the individuals sharing each distinct dosage of each variant.
+
+    Ragged: variant j's classes are rows ``offsets[j]:offsets[j + 1]`` of ``values`` and
+    ``sums``, so that variants with many distinct dosages (fine .pgen grids) do not pad the
+    others. Dosages on the grid ``k / denominator`` (``denominator`` at most 65536) are binned by
+    k, read once; otherwise (``denominator`` 0) distinct values are found by sorting.
+
+    Returns
+    -------
+    offsets : ndarray of int64, shape (b + 1,)
+    values : ndarray, shape (K,)
+        Distinct dosages of each variant, increasing.
+    sums : ndarray, shape (K, q)
+    missing : ndarray, shape (b, q)
+    """
+    b, n = dosages.shape
+    q = Yc.shape[1]
+    grid = 0 < denominator <= 65536
+    width = 2 * denominator + 1 if grid else 1
+    keys = np.empty((b if grid else 0, n), dtype=np.int32)
+    present = np.zeros((b if grid else 0, width), dtype=np.bool_)
+    counts = np.zeros(b, dtype=np.int64)
+    for j in prange(b):
+        if grid:
+            for i in range(n):
+                d = dosages[j, i]
+                if d != d:
+                    keys[j, i] = -1
+                else:
+                    k = int(d * denominator + 0.5)  # d >= 0: the nearest grid point
+                    keys[j, i] = k
+                    present[j, k] = True
+            counts[j] = np.count_nonzero(present[j])
+        else:
+            counts[j] = _distinct_sorted(dosages[j], 0).shape[0]
+    offsets = np.zeros(b + 1, dtype=np.int64)
+    for j in range(b):
+        offsets[j + 1] = offsets[j] + counts[j]
+    values = np.zeros(offsets[b])
+    sums = np.zeros((offsets[b], q))
+    missing = np.zeros((b, q))
+    for j in prange(b):
+        o = offsets[j]
+        if grid:
+            slot = np.empty(width, dtype=np.int32)
+            k = 0
+            for v in range(width):
+                if present[j, v]:
+                    slot[v] = k
+                    values[o + k] = v / denominator
+                    k += 1
+            for i in range(n):
+                key = keys[j, i]
+                if key < 0:
+                    for c in range(q):
+                        missing[j, c] += Yc[i, c]
+                else:
+                    r = o + slot[key]
+                    for c in range(q):
+                        sums[r, c] += Yc[i, c]
+        else:
+            vals = _distinct_sorted(dosages[j], 0)
+            values[o : o + vals.shape[0]] = vals
+            for i in range(n):
+                d = dosages[j, i]
+                if d != d:
+                    for c in range(q):
+                        missing[j, c] += Yc[i, c]
+                else:
+                    r = o + np.searchsorted(vals, d)
+                    for c in range(q):
+                        sums[r, c] += Yc[i, c]
+    return offsets, values, sums, missing
+
+
+@njit(cache=True, nogil=True)
+def _profile_classes(b0, b1, g, cnt, s1, s2, hessian, wk):
+    """F = -2L - n log 2pi of the SNP's HLM profiled over alpha, its gradient and Hessian in beta.
+
+    ``wk`` (K) is scratch space for the weights. Returns (F, grad0, grad1, H00, H01, H11,
+    alpha0, alpha1, Minv11); F = inf if infeasible.
+    """
+    m00 = m01 = m11 = r0 = r1 = 0.0
+    K = g.shape[0]
+    for k in range(K):
+        if cnt[k] == 0:
+            continue
+        w = np.exp(-(b0 + b1 * g[k]))
+        wk[k] = w
+        m00 += w * cnt[k]
+        m01 += w * cnt[k] * g[k]
+        m11 += w * cnt[k] * g[k] * g[k]
+        r0 += w * s1[k]
+        r1 += w * s1[k] * g[k]
+    det = m00 * m11 - m01 * m01
+    if not (det > 0) or not np.isfinite(det):
+        return np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, np.nan
+    a0 = (m11 * r0 - m01 * r1) / det
+    a1 = (m00 * r1 - m01 * r0) / det
+    F = 0.0
+    gr0 = gr1 = h00 = h01 = h11 = A00 = A01 = A11 = 0.0
+    for k in range(K):
+        if cnt[k] == 0:
+            continue
+        eta = b0 + b1 * g[k]
+        w = wk[k]
+        mu = a0 + a1 * g[k]
+        Q = max(s2[k] - 2.0 * mu * s1[k] + cnt[k] * mu * mu, 0.0)
+        wQ = w * Q
+        F += cnt[k] * eta + wQ
+        d = cnt[k] - wQ
+        gr0 += d
+        gr1 += d * g[k]
+        if hessian:
+            h00 += wQ
+            h01 += wQ * g[k]
+            h11 += wQ * g[k] * g[k]
+            wr = w * (s1[k] - cnt[k] * mu)
+            A00 += wr
+            A01 += wr * g[k]
+            A11 += wr * g[k] * g[k]
+    if not np.isfinite(F):
+        return np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, a0, a1, np.nan
+    if hessian:
+        # H = sum wQ v v' - 2 A' M^-1 A with A symmetric [[A00, A01], [A01, A11]]
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+        x00 = i00 * A00 + i01 * A01
+        x01 = i00 * A01 + i01 * A11
+        x10 = i01 * A00 + i11 * A01
+        x11 = i01 * A01 + i11 * A11
+        h00 -= 2.0 * (A00 * x00 + A01 * x10)
+        h01 -= 2.0 * (A00 * x01 + A01 * x11)
+        h11 -= 2.0 * (A01 * x01 + A11 * x11)
+    return F, gr0, gr1, h00, h01, h11, a0, a1, m00 / det
+
+
+@njit(cache=True, parallel=True)
+def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol):
+    """The HLM ``y ~ N(a0 + a1 g, exp(b0 + b1 g))`` of every variant from its ragged classes.
+
+    Newton's method with a backtracking line search on the profile likelihood of (b0, b1), by the
+    stopping rules of :func:`hlmm._optimize.minimize_newton`; one compiled loop per variant.
+
+    Returns
+    -------
+    ndarray, shape (b, 8)
+        ``F, a0, a1, b0, b1, var(a1), var(b1), success`` per variant (NaN where not fitted).
+    """
+    b = offsets.shape[0] - 1
+    out = np.full((b, 8), np.nan)
+    for j in prange(b):
+        o0 = offsets[j]
+        o1 = offsets[j + 1]
+        c = cnt[o0:o1]
+        n = 0.0
+        sg = 0.0
+        present = 0
+        for k in range(o1 - o0):
+            n += c[k]
+            sg += c[k] * values[o0 + k]
+            if c[k] > 0:
+                present += 1
+        out[j, 7] = 0.0
+        if present < 2 or n <= 4:
+            continue
+        g = values[o0:o1] - sg / n
+        wk = np.empty(o1 - o0)
+        y1 = s1[o0:o1]
+        y2 = s2[o0:o1]
+        # start: ordinary least squares mean, homoskedastic variance
+        v00 = v01 = v11 = 0.0
+        r0 = r1 = 0.0
+        for k in range(o1 - o0):
+            v00 += c[k]
+            v01 += c[k] * g[k]
+            v11 += c[k] * g[k] * g[k]
+            r0 += y1[k]
+            r1 += y1[k] * g[k]
+        vdet = v00 * v11 - v01 * v01
+        a0 = (v11 * r0 - v01 * r1) / vdet
+        a1 = (v00 * r1 - v01 * r0) / vdet
+        rss = 0.0
+        for k in range(o1 - o0):
+            mu = a0 + a1 * g[k]
+            rss += max(y2[k] - 2.0 * mu * y1[k] + c[k] * mu * mu, 0.0)
+        b0 = np.log(max(rss / n, 1e-300))
+        b1 = 0.0
+        F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
+        ok = False
+        stalls = 0
+        last = np.inf
+        for _ in range(max_iter):
+            if not np.isfinite(F):
+                break
+            hd = h00 * h11 - h01 * h01
+            if h00 > 0 and hd > 0:
+                s0 = -(h11 * gr0 - h01 * gr1) / hd
+                s1_ = -(h00 * gr1 - h01 * gr0) / hd
+            else:
+                s0 = -(v11 * gr0 - v01 * gr1) / vdet
+                s1_ = -(v00 * gr1 - v01 * gr0) / vdet
+            dec = -(gr0 * s0 + gr1 * s1_)
+            scale = max(1.0, abs(F))
+            if not np.isfinite(dec):
+                break
+            if dec <= dec_rtol * scale:
+                ok = True
+                break
+            stalls = stalls + 1 if dec > 0.5 * last else 0
+            if stalls >= 3 and dec <= stall_rtol * scale:
+                ok = True
+                break
+            last = dec
+            local = dec <= local_rtol * scale
+            t = 1.0
+            moved = False
+            while t >= 1e-14:
+                nb0, nb1 = b0 + t * s0, b1 + t * s1_
+                Ft = _profile_classes(nb0, nb1, g, c, y1, y2, False, wk)[0]
+                accept = Ft <= F - 1e-4 * t * dec or (local and t == 1.0 and Ft <= F + noise_rtol * scale)
+                if np.isfinite(Ft) and accept:
+                    b0, b1 = nb0, nb1
+                    moved = True
+                    break
+                t *= 0.5
+            if not moved:
+                ok = dec <= stall_rtol * scale
+                break
+            F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
+        if not ok:
+            continue
+        F, _, _, _, _, _, a0, a1, minv11 = _profile_classes(b0, b1, g, c, y1, y2, False, wk)
+        var_b1 = 2.0 * v00 / vdet
+        if np.isfinite(F) and minv11 > 0 and var_b1 > 0:
+            out[j, 0] = F
+            out[j, 1] = a0
+            out[j, 2] = a1
+            out[j, 3] = b0
+            out[j, 4] = b1
+            out[j, 5] = minv11
+            out[j, 6] = var_b1
+            out[j, 7] = 1.0
+    return out
+
+
+@njit(cache=True, parallel=True)
+def segment_sums(offsets, x):
+    """Sums of the rows ``offsets[j]:offsets[j + 1]`` of ``x`` (K, q) for each j: (b, q)."""
+    b = offsets.shape[0] - 1
+    out = np.zeros((b, x.shape[1]))
+    for j in prange(b):
+        for k in range(offsets[j], offsets[j + 1]):
+            for c in range(x.shape[1]):
+                out[j, c] += x[k, c]
     return out

@@ -53,7 +53,8 @@ from hlmm.runner import ScanJob, run_blocks
 from hlmm.runstate import RunState, fingerprint
 from hlmm.scan import STATUS, ScanModel, ScanSettings, make_scanner
 
-__all__ = ["Inputs", "ScanOptions", "prepare_scan", "run_scan", "fit_model", "PhenotypeFit", "Prepared"]
+__all__ = ["Inputs", "ScanOptions", "prepare_scan", "run_scan", "scan_arrays", "fit_model", "PhenotypeFit",
+           "Prepared"]
 
 log = logging.getLogger("hlmm")
 
@@ -676,6 +677,82 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
             progress.close()
     summary.elapsed = time.monotonic() - t0
     return summary
+
+
+def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
+                options: ScanOptions | None = None) -> tuple[dict, PhenotypeFit]:
+    """Scan genotypes held in memory: the analysis of ``hlmm_chr`` on arrays instead of files.
+
+    Parameters
+    ----------
+    y : array_like, shape (n,)
+        Phenotype (NaN for missing).
+    genotypes : array_like, shape (n, m)
+        Copies of the counted allele or dosages, NaN for missing calls.
+    mean_covar, var_covar : array_like, shape (n, k), optional
+        Covariates (an intercept is added).
+    random : array_like, shape (n, l), optional
+        Random-effect genotypes (mean-imputed, z-scored and scaled as the scripts do).
+    options : ScanOptions, optional
+
+    Returns
+    -------
+    columns : dict
+        Every output column of ``outprefix.models.gz``, as arrays of length m.
+    fit : PhenotypeFit
+        The null fits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> g = rng.binomial(2, 0.3, (1000, 5)).astype(float)
+    >>> y = 0.4 * g[:, 0] + rng.standard_normal(1000)
+    >>> cols, fit = scan_arrays(y, g)
+    >>> bool(cols["add_pval"][0] > 5), list(cols)[:4]
+    (True, ['SNP', 'n', 'frequency', 'likelihood'])
+    """
+    from hlmm.io import ArraySource
+    from hlmm.results import stats_table
+
+    options = options or ScanOptions()
+    y = np.asarray(y, dtype=float).reshape(-1)
+    source = ArraySource(genotypes)
+    n = len(y)
+    if source.n_samples != n:
+        raise ValueError(f"genotypes have {source.n_samples} rows but y has {n} observations")
+
+    def cov(a):
+        return None if a is None else np.asarray(a, dtype=float).reshape(n, -1)
+
+    mean, var = cov(mean_covar), cov(var_covar)
+    complete = np.ones(n, dtype=bool)
+    for a in (mean, var):
+        if a is not None:
+            complete &= ~np.isnan(a).any(axis=1)
+    rows = np.flatnonzero(complete)
+    def labels(a, prefix):
+        return None if a is None else [f"{prefix}{j + 1}" for j in range(a.shape[1])]
+
+    mt = _Matched([source.samples[i] for i in rows], rows, y[rows, None], ["y"],
+                  None if mean is None else mean[rows], None if var is None else var[rows], labels(mean, "x"),
+                  labels(var, "v"), None if random is None else np.asarray(random, dtype=float)[rows])
+    inputs = Inputs("<array>", "<array>", mean_covar="<array>" if mean is not None else None,
+                    var_covar="<array>" if var is not None else None,
+                    random_gts="<array>" if random is not None else None)
+    fit, model = _phenotype_model(mt, 0, inputs, options, scan=True)
+    scanner = make_scanner([model], options.settings, source.has_dosages and not options.settings.hard_calls)
+    variants, _, _ = _select_variants(source, inputs, options)
+    size = options.block_size or scanner.block_size
+    parts = []
+    for b0 in range(0, len(variants), size):
+        idx = variants[b0 : b0 + size]
+        block = source.read_block(rows, idx, options.settings.hard_calls)
+        info = {"SNP": source.variants.id[idx], "chr": source.variants.chrom[idx], "pos": source.variants.pos[idx],
+                "A1": source.variants.a1[idx], "A2": source.variants.a2[idx]}
+        parts.append(stats_table(info, scanner.scan(block)[0]))
+    columns = {c: np.concatenate([p[c] for p in parts]) for c in names(MODELS)}
+    return columns, fit
 
 
 # ----------------------------------------------------------------------------------------------

@@ -187,65 +187,96 @@ def filters(n_called: np.ndarray, a1_copies: np.ndarray, n: int, min_maf: float,
     return maf, p, status
 
 
+class _Layout:
+    """Per-class arrays of a block: padded (b, K, ...) for hard calls, or ragged (K_total, ...)
+    with variant j's classes in rows ``offsets[j]:offsets[j + 1]`` for dosages. Subclasses hold
+    ``offsets`` (None when padded) and ``values`` (None for hard calls)."""
+
+    @property
+    def ragged(self) -> bool:
+        return self.offsets is not None
+
+    def reduce(self, x: np.ndarray) -> np.ndarray:
+        """Per-variant sums over the classes of ``x`` ((b, K[, q]) padded or (K[, q]) ragged)."""
+        if not self.ragged:
+            return x.sum(axis=1)
+        two = np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float64)
+        out = _kernels.segment_sums(self.offsets, two)
+        return out[:, 0] if x.ndim == 1 else out
+
+    def class_values(self) -> np.ndarray:
+        """Genotype value of each class: (b, K) padded, (K,) ragged."""
+        if self.values is not None:
+            return self.values
+        return np.broadcast_to(np.arange(3.0), self._shape())
+
+    def per_class(self, per_variant: np.ndarray) -> np.ndarray:
+        """A per-variant value repeated for each of its classes."""
+        if not self.ragged:
+            return per_variant[:, None]
+        return np.repeat(per_variant, np.diff(self.offsets))
+
+
 @dataclass
-class ClassMoments:
+class ClassMoments(_Layout):
     """Per-SNP genotype-class statistics of one phenotype.
 
     Attributes
     ----------
-    counts : ndarray, shape (b, K)
+    counts : ndarray, shape (b, K) or (K_total,)
         Individuals per class.
-    sums : ndarray, shape (b, K, powers)
+    sums : ndarray, shape (b, K, powers) or (K_total, powers)
         Sums of y, y^2, ... per class.
-    values : ndarray, shape (b, K), or None
+    values : ndarray, shape (b, K) or (K_total,), or None
         Genotype value of each class; None for hard calls (classes 0, 1, 2).
     n_missing : ndarray, shape (b,)
+    offsets : ndarray, shape (b + 1,), or None
+        The ragged layout of dosages (see :class:`_Layout`).
     """
 
     counts: np.ndarray
     sums: np.ndarray
     values: np.ndarray | None
     n_missing: np.ndarray
+    offsets: np.ndarray | None = None
+
+    def _shape(self):
+        return self.counts.shape
 
     @property
     def n_called(self) -> np.ndarray:
-        return np.rint(self.counts.sum(1)).astype(np.int64)
-
-    def class_values(self) -> np.ndarray:
-        """Genotype value of each class, shape (b, K)."""
-        return np.broadcast_to(np.arange(3.0), self.counts.shape) if self.values is None else self.values
+        return np.rint(self.reduce(self.counts)).astype(np.int64)
 
     @property
     def a1_copies(self) -> np.ndarray:
         if self.values is None:
             return self.counts[:, 1] + 2 * self.counts[:, 2]
-        return (self.counts * self.values).sum(1)
+        return self.reduce(self.counts * self.values)
 
 
 @dataclass
-class ClassSums:
+class ClassSums(_Layout):
     """Per-SNP sums of per-individual columns over the individuals of each genotype class.
 
     Attributes
     ----------
-    sums : ndarray, shape (b, K, q)
+    sums : ndarray, shape (b, K, q) or (K_total, q)
         Column sums per class (K = 3 classes 0, 1, 2 copies of A1 for hard calls; the distinct
-        dosages for dosages, padded with zeros).
-    values : ndarray, shape (b, K), or None
+        dosages of each variant for dosages, in the ragged layout of :class:`_Layout`).
+    values : ndarray, shape (b, K) or (K_total,), or None
         Genotype value of each class; None for hard calls.
     missing : ndarray, shape (b, q)
         Column sums over the individuals without a call.
+    offsets : ndarray, shape (b + 1,), or None
     """
 
     sums: np.ndarray
     values: np.ndarray | None
     missing: np.ndarray
+    offsets: np.ndarray | None = None
 
-    def class_values(self) -> np.ndarray:
-        """Genotype value of each class, shape (b, K)."""
-        if self.values is None:
-            return np.broadcast_to(np.arange(3.0), self.sums.shape[:2])
-        return self.values
+    def _shape(self):
+        return self.sums.shape[:-1]
 
 
 def class_sums(block: GenotypeBlock, parts: list) -> list:
@@ -278,8 +309,8 @@ def class_sums(block: GenotypeBlock, parts: list) -> list:
         den = block.denominator
         if den and _kernels.off_grid(block.dosages, den):
             den = 0
-        values, sums, _, missing = _kernels.class_moments_dosages(block.dosages, Yc, den)
-        return [ClassSums(sums[:, :, o : o + w], values, missing[:, o : o + w]) for o, w in zip(offsets, widths)]
+        seg, values, sums, missing = _kernels.dosage_classes(block.dosages, Yc, den)
+        return [ClassSums(sums[:, o : o + w], values, missing[:, o : o + w], seg) for o, w in zip(offsets, widths)]
     return [ClassSums(mom[:, :3, o : o + w], None, mom[:, 3, o : o + w]) for o, w in zip(offsets, widths)]
 
 
@@ -299,7 +330,7 @@ def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
     list of ClassMoments
     """
     parts = [(subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models]
-    return [ClassMoments(c.sums[:, :, 0], c.sums[:, :, 1:], c.values, c.missing[:, 0])
+    return [ClassMoments(c.sums[..., 0], c.sums[..., 1:], c.values, c.missing[:, 0], c.offsets)
             for c in class_sums(block, parts)]
 
 
@@ -376,6 +407,10 @@ class HLMClassScanner(Scanner):
         idx = [np.flatnonzero(o["status"] == STATUS["ok"]) for o in outs]
         if not any(i.size for i in idx):
             return outs
+        if moms[0].ragged:
+            for mom, o, i in zip(moms, outs, idx):
+                self._fit_ragged(mom, o, i, robust)
+            return outs
         cnt = np.concatenate([mom.counts[i] for mom, i in zip(moms, idx)])
         s1 = np.concatenate([mom.sums[i, :, 0] for mom, i in zip(moms, idx)])
         s2 = np.concatenate([mom.sums[i, :, 1] for mom, i in zip(moms, idx)])
@@ -393,6 +428,34 @@ class HLMClassScanner(Scanner):
             o["problems"] += [(int(j), "optimisation did not converge") for j in bad]
             k += i.size
         return outs
+
+    @staticmethod
+    def _fit_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool) -> None:
+        """Dosages: every variant's fit over its distinct dosages, one compiled loop per variant."""
+        from hlmm import _optimize
+        from hlmm._linalg import LOG_2PI
+
+        fit = _kernels.fit_dosage_classes(mom.offsets, mom.values, mom.counts, mom.sums[:, 0], mom.sums[:, 1], 200,
+                                          _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL,
+                                          _optimize.F_NOISE_RTOL)
+        good = ok[fit[ok, 7] == 1.0]
+        bad = ok[fit[ok, 7] != 1.0]
+        n = mom.n_called
+        o["likelihood"][good] = -0.5 * (fit[good, 0] + n[good] * LOG_2PI)
+        o["add"][good], o["var"][good] = fit[good, 2], fit[good, 4]
+        o["add_se"][good], o["var_se"][good] = np.sqrt(fit[good, 5]), np.sqrt(fit[good, 6])
+        if robust:
+            from hlmm.robust import hlm_sandwich_classes
+
+            for j in good:
+                seg = slice(mom.offsets[j], mom.offsets[j + 1])
+                c = mom.counts[seg]
+                g = mom.values[seg] - (c * mom.values[seg]).sum() / c.sum()
+                ps = np.concatenate([c[:, None], mom.sums[seg]], axis=1)[None]
+                cov = hlm_sandwich_classes(g[None], ps, fit[j, 1:3][None], fit[j, 3:5][None])[0]
+                o["add_se"][j], o["var_se"][j] = np.sqrt(cov[1, 1]), np.sqrt(cov[3, 3])
+        o["status"][bad] = STATUS["failed"]
+        o["problems"] += [(int(j), "optimisation did not converge") for j in bad]
 
     @staticmethod
     def _sandwich_se(moms: list, idx: list, fit: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -557,8 +620,7 @@ class ScoreScanner(Scanner):
                                                                                               self.columns)]
         outs = []
         for p, (m, cs) in enumerate(zip(self.models, class_sums(block, parts))):
-            counts = cs.sums[:, :, 0]
-            mom = ClassMoments(counts, cs.sums[:, :, 1:2], cs.values, cs.missing[:, 0])
+            mom = ClassMoments(cs.sums[..., 0], cs.sums[..., 1:2], cs.values, cs.missing[:, 0], cs.offsets)
             o = _summarised(block, mom, m.n, self.settings)
             o["test"] = np.full(block.n_variants, "score")
             o["av_chi2"] = np.full(block.n_variants, np.nan)
@@ -573,13 +635,15 @@ class ScoreScanner(Scanner):
     def _score(self, p: int, m: ScanModel, block: GenotypeBlock, cs: ClassSums, mom: ClassMoments, o: dict,
                ok: np.ndarray) -> None:
         kL, kQ = self.columns[p][0].shape[1], self.columns[p][1].shape[1]
-        counts = mom.counts[ok]
-        vals = mom.class_values()[ok]
-        gbar = (counts * vals).sum(1) / counts.sum(1)
-        gk = np.where(counts > 0, vals - gbar[:, None], 0.0)
-        lin = np.einsum("bk,bkq->bq", gk, cs.sums[ok, :, 1 : 1 + kL])
-        sq = np.einsum("bk,bkq->bq", gk**2, cs.sums[ok, :, 1 + kL : 1 + kL + kQ])
-        cube = np.einsum("bk,bkq->bq", gk**3, cs.sums[ok, :, 1 + kL + kQ :])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gbar_all = mom.a1_copies / mom.n_called
+        vals = mom.class_values()
+        gk = np.where(mom.counts > 0, vals - cs.per_class(gbar_all), 0.0)
+        S = cs.sums
+        lin = cs.reduce(gk[..., None] * S[..., 1 : 1 + kL])[ok]
+        sq = cs.reduce((gk**2)[..., None] * S[..., 1 + kL : 1 + kL + kQ])[ok]
+        cube = cs.reduce((gk**3)[..., None] * S[..., 1 + kL + kQ :])[ok]
+        gbar = gbar_all[ok]
         null = self.nulls[p]
         if self.forms[p] is None and not hasattr(null, "gtdinv"):  # an HLM
             st = null.from_products(lin, sq, cube, robust=self.settings.robust)

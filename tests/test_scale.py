@@ -208,3 +208,33 @@ def test_dask_local_cluster__identical_to_serial(ds, tmp_path):
         assert chr_run(ds, tmp_path / "dask", "--block_size", 3, "--random_gts", ds.random,
                        "--dask_scheduler", cluster.scheduler_address) == 0
     assert raw(tmp_path / "serial") == raw(tmp_path / "dask")
+
+
+def test_merge__two_chromosomes_of_different_files_in_genomic_order(tmp_path):
+    from hlmm.io import write_bed
+
+    rng = np.random.default_rng(4)
+    n = 400
+    ids = [(f"f{i}", f"i{i}") for i in range(n)]
+    for c in (2, 10):
+        write_bed(str(tmp_path / f"chr{c}"), rng.binomial(2, 0.3, (n, 5)).astype(float), ids=ids,
+                  snp=[f"c{c}_{j}" for j in range(5)], chrom=[str(c)] * 5, pos=[100 * (j + 1) for j in range(5)])
+    (tmp_path / "p.txt").write_text("".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
+    for c in (2, 10):
+        assert hlmm_chr.main([str(tmp_path / f"chr{c}.bed"), "0", "5", str(tmp_path / "p.txt"),
+                              str(tmp_path / f"r{c}"), "--quiet"]) == 0
+    out = tmp_path / "all.models.gz"
+    assert hlmm_merge.main([f"{tmp_path / 'r10'}.models.gz", f"{tmp_path / 'r2'}.models.gz", "-o", str(out),
+                            "--quiet"]) == 0
+    res = read_models(str(out))
+    assert list(res["chr"]) == ["2"] * 5 + ["10"] * 5
+    assert gzip.decompress(out.read_bytes()) == gzip.decompress(raw(tmp_path / "r2")) + b"".join(
+        gzip.decompress(raw(tmp_path / "r10")).splitlines(keepends=True)[1:])
+    desc = json.loads(Path(str(out)[: -len(".gz")] + ".json").read_text())
+    assert desc["finished"] and len(desc["parts"]) == 2
+    # a different phenotype cannot be merged in
+    (tmp_path / "q.txt").write_text("".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
+    assert hlmm_chr.main([str(tmp_path / "chr10.bed"), "0", "5", str(tmp_path / "q.txt"), str(tmp_path / "q10"),
+                          "--quiet"]) == 0
+    assert hlmm_merge.main([f"{tmp_path / 'r2'}.models.gz", f"{tmp_path / 'q10'}.models.gz", "-o",
+                            str(tmp_path / "bad.models.gz")]) == 2
