@@ -32,7 +32,7 @@ Scanners
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -314,6 +314,42 @@ def class_sums(block: GenotypeBlock, parts: list) -> list:
     return [ClassSums(mom[:, :3, o : o + w], None, mom[:, 3, o : o + w]) for o, w in zip(offsets, widths)]
 
 
+def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of ``A`` that span the others, and the coefficients that give them back.
+
+    Greedy in column order (so the first column is always kept): a column is kept when its
+    residual after projection on the kept columns exceeds ``tol`` times its norm.
+
+    Returns
+    -------
+    basis : ndarray, shape (n, r)
+        The kept columns of ``A``, unchanged.
+    coef : ndarray, shape (r, q)
+        ``A = basis @ coef`` to rounding: unit vectors for the kept columns, least-squares
+        coefficients for the others. If the others are not reproduced to 1e-12 of their size,
+        every column is kept.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n, q = A.shape
+    keep, Q = [], np.empty((n, 0))
+    for j in range(q):
+        a = A[:, j]
+        r = a - Q @ (Q.T @ a)
+        r -= Q @ (Q.T @ r)
+        norm_a, norm_r = np.linalg.norm(a), np.linalg.norm(r)
+        if not keep or norm_r > tol * norm_a:
+            keep.append(j)
+            if norm_r > 0:
+                Q = np.column_stack([Q, r / norm_r])
+    basis = A[:, keep]
+    coef = np.linalg.lstsq(basis, A, rcond=None)[0]
+    coef[:, keep] = np.eye(len(keep))
+    scale = np.maximum(np.abs(A).max(axis=0), np.finfo(float).tiny)
+    if np.max(np.abs(basis @ coef - A) / scale) > 1e-12:
+        return A.copy(), np.eye(q)
+    return np.ascontiguousarray(basis), coef
+
+
 def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
     """Genotype-class counts and sums of powers of y of every SNP of a block, for each model.
 
@@ -526,8 +562,6 @@ class HLMMClassScanner(_PerSNP):
         return self.totals[p].G
 
     def __init__(self, models: list, settings: ScanSettings) -> None:
-        from dataclasses import replace
-
         self.totals = [_fast_hlmm.totals(m.y, m.G, m.G_center, m.G_scale) for m in models]
         # the totals keep what the engine needs of G: do not hold G itself (n x l) as well
         super().__init__([replace(m, G=None) for m in models], settings)
@@ -591,7 +625,6 @@ class ScoreScanner(Scanner):
     block_size = 512
 
     def __init__(self, models: list, settings: ScanSettings, has_dosages: bool = False) -> None:
-        from dataclasses import replace
 
         from hlmm import score
 
@@ -611,15 +644,20 @@ class ScoreScanner(Scanner):
             self.nulls.append(null)
             self.forms.append(form)
             self.columns.append(null.columns(settings.robust))
+        # the class sums need only a basis of the columns [1 | L | Q | K]: in the default mode most
+        # are constant or multiples of one another (15 columns, 4 independent, for the mixed model)
+        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols]))
+                      for m, cols in zip(models, self.columns)]
         self.refit = None
         if settings.refit is not None:
             self.refit = make_scanner(models, replace(settings, test="wald", refit=None), has_dosages)
 
     def scan(self, block: GenotypeBlock) -> list:
-        parts = [(m.subset, np.column_stack([np.ones(m.n), L, Q, K])) for m, (L, Q, K) in zip(self.models,
-                                                                                              self.columns)]
+        parts = [(m.subset, basis) for m, (basis, _) in zip(self.models, self.bases)]
         outs = []
         for p, (m, cs) in enumerate(zip(self.models, class_sums(block, parts))):
+            coef = self.bases[p][1]
+            cs = replace(cs, sums=cs.sums @ coef, missing=cs.missing @ coef)
             mom = ClassMoments(cs.sums[..., 0], cs.sums[..., 1:2], cs.values, cs.missing[:, 0], cs.offsets)
             o = _summarised(block, mom, m.n, self.settings)
             o["test"] = np.full(block.n_variants, "score")

@@ -219,7 +219,8 @@ def test_merge__two_chromosomes_of_different_files_in_genomic_order(tmp_path):
     for c in (2, 10):
         write_bed(str(tmp_path / f"chr{c}"), rng.binomial(2, 0.3, (n, 5)).astype(float), ids=ids,
                   snp=[f"c{c}_{j}" for j in range(5)], chrom=[str(c)] * 5, pos=[100 * (j + 1) for j in range(5)])
-    (tmp_path / "p.txt").write_text("".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
+    (tmp_path / "p.txt").write_text(
+        "".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
     for c in (2, 10):
         assert hlmm_chr.main([str(tmp_path / f"chr{c}.bed"), "0", "5", str(tmp_path / "p.txt"),
                               str(tmp_path / f"r{c}"), "--quiet"]) == 0
@@ -233,7 +234,8 @@ def test_merge__two_chromosomes_of_different_files_in_genomic_order(tmp_path):
     desc = json.loads(Path(str(out)[: -len(".gz")] + ".json").read_text())
     assert desc["finished"] and len(desc["parts"]) == 2
     # a different phenotype cannot be merged in
-    (tmp_path / "q.txt").write_text("".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
+    (tmp_path / "q.txt").write_text(
+        "".join(f"f{i} i{i} {v!r}\n" for i, v in enumerate(rng.standard_normal(n).tolist())))
     assert hlmm_chr.main([str(tmp_path / "chr10.bed"), "0", "5", str(tmp_path / "q.txt"), str(tmp_path / "q10"),
                           "--quiet"]) == 0
     assert hlmm_merge.main([f"{tmp_path / 'r2'}.models.gz", f"{tmp_path / 'q10'}.models.gz", "-o",

@@ -279,3 +279,33 @@ def test_score_and_wald__rank_variants_alike(mixed):
         tw, ts = wald[k] / wald[f"{k}_se"], sc[k] / sc[f"{k}_se"]
         rho = spearmanr(tw**2, ts**2).statistic
         assert rho > 0.995, (k, rho)
+
+
+def test_popcount_products__equal_integer_matrix_product():
+    """Bit-plane popcounts give R'C exactly, missing codes (-1) counting 0, for n not a multiple of 64
+    and numbers of test variants not a multiple of 4."""
+    from hlmm import _kernels
+
+    rng = np.random.default_rng(5)
+    n = 1000 + 37
+    R = rng.integers(0, 3, (n, 9)).astype(np.int8)
+    C = rng.integers(-1, 3, (7, n)).astype(np.int8)
+    A, B = _kernels.bitplanes(np.ascontiguousarray(R.T))
+    U, V = _kernels.bitplanes(C)
+    want = R.T.astype(np.int64) @ np.where(C < 0, 0, C).T.astype(np.int64)
+    np.testing.assert_array_equal(_kernels.popcount_products(A, B, U, V), want)
+
+
+def test_column_basis__reproduces_dependent_columns_and_keeps_independent_ones():
+    from hlmm.scan import column_basis
+
+    rng = np.random.default_rng(6)
+    x, z = rng.standard_normal(50), rng.standard_normal(50)
+    A = np.column_stack([np.ones(50), 3 * np.ones(50), x, 2 * x - 1, z, x * z])
+    basis, coef = column_basis(A)
+    np.testing.assert_array_equal(basis, A[:, [0, 2, 4, 5]])
+    np.testing.assert_allclose(basis @ coef, A, rtol=0, atol=1e-13)
+    full = rng.standard_normal((50, 5))
+    basis, coef = column_basis(full)
+    np.testing.assert_array_equal(basis, full)
+    np.testing.assert_array_equal(coef, np.eye(5))
