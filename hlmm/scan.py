@@ -279,6 +279,65 @@ class ClassSums(_Layout):
         return self.sums.shape[:-1]
 
 
+class _IdentityCache:
+    """The last few values computed from given objects, found again by identity (``is``).
+
+    The objects are kept alive with the value, so that their ids cannot be reused. Scanners pass
+    the same phenotype arrays for every block; building the per-individual columns once saves
+    more than the compiled pass over a block of 10 phenotypes costs per variant."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size, self.entries = size, []
+
+    def get(self, objects: tuple, check, make):
+        for k, (objs, value) in enumerate(self.entries):
+            if len(objs) == len(objects) and all(a is b for a, b in zip(objs, objects)) and check(value):
+                self.entries.insert(0, self.entries.pop(k))
+                return value
+        value = make()
+        self.entries = [(objects, value)] + self.entries[: self.size - 1]
+        return value
+
+
+_DESIGNS = _IdentityCache()
+_PARTS = _IdentityCache()
+
+
+def _design(block: GenotypeBlock, parts: list) -> tuple[np.ndarray, list]:
+    """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
+    rows, and each part's columns in it."""
+    packed = block.packed is not None
+
+    def make():
+        n_rows = block.n_file if packed else len(block.rows)
+        # A column of ones over the same individuals (the counts) is summed once for all parts.
+        columns, index, ones = [], [], []
+        for subset, cols in parts:
+            r = block.rows[subset] if block.packed is not None else subset
+            idx = []
+            for c in range(cols.shape[1]):
+                if np.all(cols[:, c] == 1.0):
+                    same = next((k for rr, k in ones if rr is r or np.array_equal(rr, r)), None)
+                    if same is not None:
+                        idx.append(same)
+                        continue
+                    ones.append((r, len(columns)))
+                idx.append(len(columns))
+                columns.append((r, cols[:, c]))
+            # a run of consecutive columns is taken as a view
+            contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else True
+            index.append(slice(idx[0], idx[0] + len(idx)) if contiguous and idx else np.array(idx, dtype=np.intp))
+        Yc = np.zeros((n_rows, len(columns)))
+        for k, (r, col) in enumerate(columns):
+            Yc[r, k] = col
+        return packed, n_rows, block.rows.copy(), Yc, index
+
+    objects = tuple(a for part in parts for a in part)
+    value = _DESIGNS.get(objects, lambda v: v[0] == packed and v[1] == (block.n_file if packed else len(block.rows))
+                         and np.array_equal(v[2], block.rows), make)
+    return value[3], value[4]
+
+
 def class_sums(block: GenotypeBlock, parts: list) -> list:
     """Sums of per-individual columns over each genotype class of every SNP of a block.
 
@@ -294,24 +353,15 @@ def class_sums(block: GenotypeBlock, parts: list) -> list:
     -------
     list of ClassSums
     """
-    widths = [c.shape[1] for _, c in parts]
-    offsets = np.concatenate([[0], np.cumsum(widths)])
-    n_rows = block.n_file if block.packed is not None else len(block.rows)
-    Yc = np.zeros((n_rows, offsets[-1]))
-    for (subset, cols), o in zip(parts, offsets):
-        r = block.rows[subset] if block.packed is not None else subset
-        Yc[r, o : o + cols.shape[1]] = cols
+    Yc, index = _design(block, parts)
     if block.packed is not None:
         mom = _kernels.class_moments_packed(block.packed, Yc)
     elif block.dosages is None:
         mom = _kernels.class_moments_codes(block.codes, Yc)
     else:
-        den = block.denominator
-        if den and _kernels.off_grid(block.dosages, den):
-            den = 0
-        seg, values, sums, missing = _kernels.dosage_classes(block.dosages, Yc, den)
-        return [ClassSums(sums[:, o : o + w], values, missing[:, o : o + w], seg) for o, w in zip(offsets, widths)]
-    return [ClassSums(mom[:, :3, o : o + w], None, mom[:, 3, o : o + w]) for o, w in zip(offsets, widths)]
+        seg, values, sums, missing = _kernels.dosage_classes(block.dosages, Yc, block.denominator or 0)
+        return [ClassSums(sums[:, idx], values, missing[:, idx], seg) for idx in index]
+    return [ClassSums(mom[:, :3][:, :, idx], None, mom[:, 3][:, idx]) for idx in index]
 
 
 def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
@@ -365,7 +415,8 @@ def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
     -------
     list of ClassMoments
     """
-    parts = [(subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models]
+    parts = _PARTS.get(tuple(a for m in models for a in m) + (powers,), lambda v: True, lambda: [
+        (subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models])
     return [ClassMoments(c.sums[..., 0], c.sums[..., 1:], c.values, c.missing[:, 0], c.offsets)
             for c in class_sums(block, parts)]
 

@@ -331,3 +331,28 @@ def test_class_moments_packed__equal_numpy_class_sums(q):
         want = np.stack([Y[codes[j] == cls].sum(axis=0) for j in range(b)])
         np.testing.assert_allclose(got[:, k], want, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(got, _kernels.class_moments_codes(codes, Y))
+
+
+def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
+    """Each variant's classes are its distinct called dosages, with the column sums of their
+    individuals, whether its dosages lie on the 1/16384 grid (binned) or not (sorted), in one block."""
+    from hlmm import _kernels
+
+    rng = np.random.default_rng(11)
+    n, q = 503, 3
+    on = rng.integers(0, 2 * 16384 + 1, n) / 16384
+    off = on + 1e-3 * rng.random(n)
+    few = rng.integers(0, 3, n).astype(float)
+    D = np.stack([on, off, few])
+    D[rng.random(D.shape) < 0.05] = np.nan
+    Y = rng.standard_normal((n, q))
+    offsets, values, sums, missing = _kernels.dosage_classes(D, Y, 16384)
+    for j in range(D.shape[0]):
+        called = ~np.isnan(D[j])
+        want_vals, inv = np.unique(D[j, called], return_inverse=True)
+        seg = slice(offsets[j], offsets[j + 1])
+        np.testing.assert_array_equal(values[seg], want_vals)
+        want = np.zeros((want_vals.size, q))
+        np.add.at(want, inv, Y[called])
+        np.testing.assert_allclose(sums[seg], want, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(missing[j], Y[~called].sum(axis=0), rtol=1e-12, atol=1e-12)
