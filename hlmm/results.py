@@ -118,7 +118,7 @@ def format_block(cols: dict, columns: list) -> str:
 
 
 def _member(text: str) -> bytes:
-    return gzip.compress(text.encode(), compresslevel=6, mtime=0)
+    return gzip.compress(text.encode(), compresslevel=1, mtime=0)  # 7x faster than 6, 10% larger
 
 
 def header_member(columns: list) -> bytes:
