@@ -221,7 +221,8 @@ def test_kill_9_during_a_rerun__finished_results_stay_intact(ds, tmp_path):
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_with_two_workers__no_traceback_and_resume_identical(ds, tmp_path, sig, status):
-    args = [ds.bed, "0", "16", ds.pheno, str(tmp_path / "o"), "--random_gts", ds.random, *SLOW, "--n_jobs", "2"]
+    # 120 variants (~6 s of work): with 16 the run could finish before the signal arrived
+    args = [ds.bed, "0", "120", ds.pheno, str(tmp_path / "o"), "--random_gts", ds.random, *SLOW, "--n_jobs", "2"]
     proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), *args], stderr=subprocess.PIPE,
                             text=True)
     assert _wait_for(lambda: _position(tmp_path / "o.models.gz.partial.json") >= 2)
