@@ -221,10 +221,11 @@ def test_kill_9_during_a_rerun__finished_results_stay_intact(ds, tmp_path):
 
 @pytest.mark.parametrize("sig,status", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_with_two_workers__no_traceback_and_resume_identical(ds, tmp_path, sig, status):
-    # 120 variants (~6 s of work): with 16 the run could finish before the signal arrived
     args = [ds.bed, "0", "120", ds.pheno, str(tmp_path / "o"), "--random_gts", ds.random, *SLOW, "--n_jobs", "2"]
+    # SIGINT as from a terminal's Ctrl-C: a test run in the background of a non-interactive shell
+    # (as CI may be) inherits SIGINT ignored, and Python then keeps ignoring it
     proc = subprocess.Popen([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), *args], stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert _wait_for(lambda: _position(tmp_path / "o.models.gz.partial.json") >= 2)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
