@@ -29,7 +29,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -37,6 +36,9 @@ from pathlib import Path
 import numpy as np
 
 from hlmm.io import BedWriter
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_vs_original import run_once  # noqa: E402
 
 
 def simulate(workdir: Path, n: int, m: int, l: int, seed: int = 1) -> None:
@@ -80,17 +82,11 @@ def simulate(workdir: Path, n: int, m: int, l: int, seed: int = 1) -> None:
 
 
 def run(workdir: Path, geno: str, k: int, pheno: str, extra: list, tag: str) -> tuple[float, float]:
-    """Wall time (s) and peak RSS (MB) of one hlmm_chr run on variants 0..k-1."""
+    """Wall time (s) and peak RSS (MB) of one hlmm_chr run on variants 0..k-1 (output in workdir/log.txt)."""
     extra = [str(workdir / e) if e.endswith(".bed") else e for e in extra]
     cmd = [sys.executable, "-m", "hlmm.cli.hlmm_chr", str(workdir / geno), "0", str(k), str(workdir / pheno),
            str(workdir / f"out_{tag}_{k}"), "--quiet", *extra]
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    if status != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed with status {status}")
-    return wall, usage.ru_maxrss / 1024.0
+    return run_once(cmd, None, workdir / "log.txt")
 
 
 CONFIGS = {

@@ -30,18 +30,16 @@ from hlmm.covariates import random_effects_design
 from hlmm.io import BedWriter, open_genotypes, read_random_effects
 from hlmm.results import read_models
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from calibration_score import standardized_noise  # noqa: E402
+
 MEDIAN = float(stats.chi2.median(1))
 DENSITY = float(stats.chi2.pdf(MEDIAN, 1))
 
 
 def residuals(dist: str, n: int, rng) -> np.ndarray:
-    if dist == "normal":
-        return rng.standard_normal(n)
-    if dist == "t5":
-        return rng.standard_t(5, n) / np.sqrt(5 / 3)
-    if dist == "chi2_3":
-        return (rng.chisquare(3, n) - 3) / np.sqrt(6)
-    raise ValueError(dist)
+    """Mean 0, variance 1 draws (``chi2_3`` is calibration_score's ``chisq3``)."""
+    return standardized_noise(rng, n, "chisq3" if dist == "chi2_3" else dist)
 
 
 def simulate(workdir: Path, n: int, m: int, l: int, h2: float, seed: int) -> None:

@@ -128,12 +128,12 @@ def class_moments_codes(codes, Yc):
 
 @njit(cache=True)
 def _distinct_sorted(row):
-    """Distinct non-NaN values of ``row`` in increasing order."""
+    """Distinct called values of ``row`` (not NaN, not negative) in increasing order."""
     n = row.shape[0]
     vals = np.empty(n)
     m = 0
     for i in range(n):
-        if not np.isnan(row[i]):
+        if row[i] >= 0:  # False for NaN
             vals[m] = row[i]
             m += 1
     vals = np.sort(vals[:m])
@@ -466,7 +466,7 @@ def dosage_classes(dosages, Yc, denominator):
         if ok:
             counts[j] = np.count_nonzero(present[j])
         else:
-            counts[j] = _distinct_sorted(_called(dosages[j])).shape[0]
+            counts[j] = _distinct_sorted(dosages[j]).shape[0]
     offsets = np.zeros(b + 1, dtype=np.int64)
     for j in range(b):
         offsets[j + 1] = offsets[j] + counts[j]
@@ -497,7 +497,7 @@ def dosage_classes(dosages, Yc, denominator):
             sums[o : o + k] = acc[:k]
             missing[j] = acc[k]
         else:
-            vals = _distinct_sorted(_called(dosages[j]))
+            vals = _distinct_sorted(dosages[j])
             values[o : o + vals.shape[0]] = vals
             for i in range(n):
                 d = dosages[j, i]
@@ -509,18 +509,6 @@ def dosage_classes(dosages, Yc, denominator):
                     for c in range(q):
                         missing[j, c] += Yc[i, c]
     return offsets, values, sums, missing
-
-
-@njit(cache=True)
-def _called(row):
-    """The non-negative (called) entries of a row of dosages."""
-    out = np.empty(row.shape[0])
-    k = 0
-    for i in range(row.shape[0]):
-        if row[i] >= 0:
-            out[k] = row[i]
-            k += 1
-    return out[:k]
 
 
 @njit(cache=True, nogil=True)
