@@ -250,7 +250,8 @@ def fit_covariate_snp(y, Xc, Vc, geno, beta_start, robust: bool = False) -> tupl
     beta_start : ndarray, shape (v,)
         Starting variance effects of the covariates; the SNP's starts at 0.
     robust : bool
-        Standard errors from the sandwich estimator (:func:`hlmm.robust.hlm_sandwich`).
+        Standard errors from the sandwich estimator (:func:`hlmm.robust.hlm_sandwich`); the
+        model-based ones are then ``add_se_model`` and ``var_se_model``.
 
     Returns
     -------
@@ -271,14 +272,15 @@ def fit_covariate_snp(y, Xc, Vc, geno, beta_start, robust: bool = False) -> tupl
         var_var = 2.0 * np.linalg.inv(Vl.T @ Vl)[-1, -1]
     except np.linalg.LinAlgError:
         return None, "singular information matrix"
+    est = {"likelihood": -0.5 * (F + snp.n * LOG_2PI), "add": alpha[-1], "add_se": np.sqrt(add_var),
+           "var": res.x[-1], "var_se": np.sqrt(var_var)}
     if robust:
         from hlmm.robust import hlm_sandwich
 
         Xl = np.column_stack([Xc[called], geno[called] - snp.gmean])
         cov = hlm_sandwich(y[called], Xl, Vl, alpha, res.x)
-        add_var, var_var = cov[Xl.shape[1] - 1, Xl.shape[1] - 1], cov[-1, -1]
-    est = {"likelihood": -0.5 * (F + snp.n * LOG_2PI), "add": alpha[-1], "add_se": np.sqrt(add_var),
-           "var": res.x[-1], "var_se": np.sqrt(var_var)}
+        est["add_se_model"], est["var_se_model"] = est["add_se"], est["var_se"]
+        est["add_se"], est["var_se"] = np.sqrt(cov[Xl.shape[1] - 1, Xl.shape[1] - 1]), np.sqrt(cov[-1, -1])
     if not all(np.isfinite(v) for v in est.values()):
         return None, "non-finite estimate or standard error"
     return est, None

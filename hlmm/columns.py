@@ -61,6 +61,15 @@ MODELS = (
     Column("A1_frequency", "float", "frequency of A1 among the individuals with a call", "stats", "2.0"),
     Column("test", "str", "wald (maximum likelihood fit) or score (one-step estimate and score test under the null)",
            "stats", "2.0"),
+    Column("var_se_robust", "float", "standard error of var valid for non-normal traits: the model-based one times"
+           " sqrt(m4 / 2), m4 the variance of the null model's squared standardised residuals (2 if normal)",
+           "derived", "2.0"),
+    Column("var_pval_robust", "float", "−log10 p-value for a log-linear variance effect from var / var_se_robust"
+           " (the default for hlmm_sumstats, hlmm_dispersion and the plots)", "derived", "2.0"),
+    Column("av_pval_robust", "float", "−log10 p-value of the joint 2-df test of add and var with var_se_robust and"
+           " the correlation add_var_cor", "derived", "2.0"),
+    Column("add_var_cor", "float", "correlation of the sampling errors of add and var, m3 / sqrt(m4) from the null"
+           " model's residuals (0 for symmetric traits)", "derived", "2.0"),
 )
 
 #: Columns that ``hlmm_dispersion`` appends.

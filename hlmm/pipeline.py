@@ -49,6 +49,7 @@ from hlmm.io import (
     read_table,
     read_variant_list,
 )
+from hlmm.robust import ResidualMoments
 from hlmm.runner import ScanJob, run_blocks
 from hlmm.runstate import RunState, fingerprint
 from hlmm.scan import STATUS, ScanModel, ScanSettings, make_scanner
@@ -157,6 +158,9 @@ class PhenotypeFit:
         Excess kurtosis of the standardised residuals of the null HLM.
     kurtosis_p : float
         p-value of a test of normal kurtosis (D'Agostino).
+    moments : hlmm.robust.ResidualMoments, optional
+        Pooled moments of the null model's standardised residuals, for the robust columns
+        (:mod:`hlmm.robust`).
     """
 
     name: str
@@ -167,6 +171,7 @@ class PhenotypeFit:
     h2: tuple | None = None
     kurtosis: float = float("nan")
     kurtosis_p: float = float("nan")
+    moments: ResidualMoments | None = None
 
 
 @dataclass
@@ -377,11 +382,25 @@ def _phenotype_model(mt: _Matched, p: int, inputs: Inputs, options: ScanOptions,
         elif G is None and scan and settings.test == "score":
             null = hetlm.model(z, one, one).optimize_model()
     h2_start = options.h2_init if (options.no_h2_estimate or h2 is None) else h2[0]
+    moments = _residual_moments(z, y_scan, Xs, Vs, G, null if G is not None and h2 is not None else None)
     fit = PhenotypeFit(name, [i for i, s in zip(mt.ids, sel) if s], covariate_fit, mean, var,
-                       None if options.no_h2_estimate else h2, *kurt)
+                       None if options.no_h2_estimate else h2, *kurt, moments)
     model = ScanModel(name, np.flatnonzero(sel), y_scan, Xs, Vs, G, G_center, G_scale, h2_start,
                       covariate_fit["beta"] if options.fit_covariates else None, null)
     return fit, model
+
+
+def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None) -> ResidualMoments:
+    """Pooled moments of the standardised residuals of the SNP models' null: the null HLM's ``z``,
+    or with random effects and a fitted null mixed model its ``e_i / sqrt(P_ii)``."""
+    if G is None or null_hlmm is None:
+        return ResidualMoments.from_residuals(z)
+    from hlmm.score import HLMMNull
+
+    one = np.ones((len(y), 1))
+    X, V = (one if X is None else X), (one if V is None else V)
+    return ResidualMoments.from_residuals(
+        HLMMNull(y, X, V, G, null_hlmm["alpha"], null_hlmm["beta"], null_hlmm["h2"]).standardised_residuals())
 
 
 def _log_fit(fit: PhenotypeFit) -> None:
@@ -397,8 +416,9 @@ def _kurtosis_warning(fit: PhenotypeFit, n: int) -> str | None:
     if np.isfinite(fit.kurtosis_p) and fit.kurtosis_p < 1e-6:
         return (f"phenotype '{fit.name}': the null model's standardised residuals have excess kurtosis"
                 f" {fit.kurtosis:.3g} (normal data: 0 ± {np.sqrt(24 / n):.2g} at n = {n}; p = {fit.kurtosis_p:.2g});"
-                " variance-effect p-values assume normal residuals and will be too small: use --robust,"
-                " an inverse-normal transformation of the phenotype, or both")
+                " the model-based var_se, var_pval and av_pval assume normal residuals and are too small for this"
+                " trait; read var_pval_robust and av_pval_robust (what hlmm_sumstats, hlmm_dispersion and the plots"
+                " use by default), use --robust (sandwich var_se), or an inverse-normal transform of the phenotype")
     return None
 
 
@@ -554,6 +574,12 @@ class ScanSummary:
     finished_before: bool = False
     resumed_from: int | None = None
     elapsed: float = 0.0
+    #: One :class:`hlmm.results.Tally` per output, over the rows fitted in this run.
+    tallies: list = field(default_factory=list)
+
+
+#: What the log reports of a finished scan (:class:`hlmm.results.Tally`): label -> column.
+TALLY_COLUMNS = {"add": "add_pval", "var": "var_pval_robust", "var (model-based SE)": "var_pval"}
 
 
 def default_jobs(scanner, n_blocks: int) -> int:
@@ -604,7 +630,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     header = results.header_member(columns)
     files = run_files(prepared)
     total = len(prepared.variants)
-    summary = ScanSummary(outputs=[st.out for st in states])
+    summary = ScanSummary(outputs=[st.out for st in states],
+                          tallies=[results.Tally(TALLY_COLUMNS) for _ in states])
     try:
         for st in states:
             st.lock()
@@ -637,7 +664,7 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
             idx = prepared.variants[b0:b1]
             info = {"SNP": variants.id[idx], "chr": variants.chrom[idx], "pos": variants.pos[idx],
                     "A1": variants.a1[idx], "A2": variants.a2[idx]}
-            for st, plan, o, fit in zip(states, plans, outs, prepared.fits):
+            for st, plan, o, fit, tally in zip(states, plans, outs, prepared.fits, summary.tallies):
                 if plan == "done" or st.position >= b1:
                     continue  # this output already holds the block (an earlier run wrote it)
                 for j, why in o["problems"]:
@@ -647,7 +674,9 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
                              " its row has NaN estimates")
                 for k, code in STATUS.items():
                     counts[k] += int((o["status"] == code).sum())
-                member = results.block_member(results.stats_table(info, o), columns)
+                cols = results.stats_table(info, o, fit.moments)
+                tally.update(cols)
+                member = results.block_member(cols, columns)
                 st.write_block(member, b1 - b0, [int(b0), int(b1), failure] if failure else None)
             summary.rows += b1 - b0
             if progress is not None:
@@ -750,7 +779,7 @@ def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
         block = source.read_block(rows, idx, options.settings.hard_calls)
         info = {"SNP": source.variants.id[idx], "chr": source.variants.chrom[idx], "pos": source.variants.pos[idx],
                 "A1": source.variants.a1[idx], "A2": source.variants.a2[idx]}
-        parts.append(stats_table(info, scanner.scan(block)[0]))
+        parts.append(stats_table(info, scanner.scan(block)[0], fit.moments))
     columns = {c: np.concatenate([p[c] for p in parts]) for c in names(MODELS)}
     return columns, fit
 

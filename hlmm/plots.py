@@ -12,8 +12,8 @@ from scipy import stats
 
 from hlmm.results import neglog10_pval
 
-__all__ = ["add_var_scatter", "qq_plot", "qq_data", "manhattan", "genome_positions", "chromosome_key", "lambda_gc",
-           "CHI2_1_MEDIAN"]
+__all__ = ["add_var_scatter", "qq_plot", "qq_data", "pvalue_columns", "lambda_from_neglog10", "manhattan",
+           "genome_positions", "chromosome_key", "lambda_gc", "CHI2_1_MEDIAN"]
 
 CHI2_1_MEDIAN = 0.454936423119572  # median of chi-square(1)
 STATISTICS = ("add", "var", "dispersion")
@@ -62,7 +62,39 @@ def lambda_gc(t) -> float:
     return float(np.median(t**2) / CHI2_1_MEDIAN) if t.size else float("nan")
 
 
-def qq_data(t, level: float = 0.95) -> dict:
+def pvalue_columns(res: dict) -> dict:
+    """The −log10 p-value column of each statistic a results table has: ``add_pval``,
+    ``var_pval_robust`` (``var_pval`` for results without it) and ``dispersion_pval``.
+
+    Examples
+    --------
+    >>> pvalue_columns({"add_pval": [], "var_pval": [], "var_pval_robust": []})
+    {'add': 'add_pval', 'var': 'var_pval_robust'}
+    """
+    out = {}
+    for name in STATISTICS:
+        for col in (f"{name}_pval_robust", f"{name}_pval"):
+            if col in res:
+                out[name] = col
+                break
+    return out
+
+
+def lambda_from_neglog10(neglog10) -> float:
+    """λGC of −log10 p-values of 1-df tests: the chi-square(1) quantile of the median p over the
+    median of chi-square(1); NaNs dropped.
+
+    Examples
+    --------
+    >>> round(lambda_from_neglog10([0.5, 1.0, 2.0]), 4) == round(float(stats.chi2.isf(0.1, 1)) / CHI2_1_MEDIAN, 4)
+    True
+    """
+    x = np.asarray(neglog10, dtype=float)
+    x = x[np.isfinite(x)]
+    return float(stats.chi2.isf(10.0 ** -np.median(x), 1) / CHI2_1_MEDIAN) if x.size else float("nan")
+
+
+def qq_data(t=None, level: float = 0.95, *, neglog10=None) -> dict:
     """The points, confidence band and axis limit of a QQ plot of -log10 p-values of t-statistics.
 
     The k-th smallest of m p-values drawn under the null is the k-th order statistic of m
@@ -76,6 +108,8 @@ def qq_data(t, level: float = 0.95) -> dict:
         t-statistics (NaNs dropped); p-values from chi-square(1) of t^2.
     level : float
         Coverage of the pointwise band.
+    neglog10 : array_like, shape (m,), optional
+        −log10 p-values of 1-df tests instead of ``t`` (NaNs dropped).
 
     Returns
     -------
@@ -90,22 +124,29 @@ def qq_data(t, level: float = 0.95) -> dict:
     >>> int(q["clipped"].sum()), bool(q["expected"][0] < q["limit"])
     (1, True)
     """
-    t = np.asarray(t, dtype=float)
-    t = t[np.isfinite(t)]
-    m = t.size
+    if neglog10 is None:
+        t = np.asarray(t, dtype=float)
+        t = t[np.isfinite(t)]
+        neglog10 = neglog10_pval(t**2, 1)
+    neglog10 = np.asarray(neglog10, dtype=float)
+    neglog10 = neglog10[np.isfinite(neglog10)]
+    m = neglog10.size
     k = np.arange(1, m + 1)
-    observed = np.sort(neglog10_pval(t**2, 1))[::-1]
+    observed = np.sort(neglog10)[::-1]
     expected = -np.log10(k / (m + 1))
     tail = (1 - level) / 2
     upper = -np.log10(stats.beta.ppf(tail, k, m - k + 1))
     lower = -np.log10(stats.beta.ppf(1 - tail, k, m - k + 1))
     limit = float(upper[0]) if m else 1.0
     return {"expected": expected, "observed": observed, "lower": lower, "upper": upper, "limit": limit,
-            "clipped": observed > limit, "lambda_gc": lambda_gc(t)}
+            "clipped": observed > limit, "lambda_gc": lambda_from_neglog10(neglog10)}
 
 
 def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95) -> str:
     """QQ plot of -log10 p-values of the additive, variance (and dispersion) statistics.
+
+    The p-values are those of :func:`pvalue_columns`: for the variance effects the robust ones
+    where the results have them.
 
     The x axis spans the expected values, the y axis up to the top of the band (:func:`qq_data`);
     observed values beyond it are drawn as triangles just below the top edge (one row of
@@ -113,7 +154,7 @@ def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95)
     """
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5.2))
-    data = {name: qq_data(res[f"{name}_t"], level) for name in STATISTICS if f"{name}_t" in res}
+    data = {name: qq_data(level=level, neglog10=res[col]) for name, col in pvalue_columns(res).items()}
     data = {name: q for name, q in data.items() if q["observed"].size}
     y_top = max((q["limit"] for q in data.values()), default=1.0)
     x_top = 1.03 * max((q["expected"][0] for q in data.values()), default=1.0)
@@ -197,11 +238,15 @@ def genome_positions(chrom, pos, gap: float = 0.02) -> tuple[np.ndarray, list, l
 def manhattan(res: dict, path: str, gw_threshold: float = 5e-8, title: str | None = None) -> str:
     """Manhattan plots of -log10 p-values along the genome, one panel per statistic.
 
+    The p-values are those of :func:`pvalue_columns`: for the variance effects the robust ones
+    where the results have them.
+
     Chromosomes in genomic order in alternating colours, base-pair positions within each (in Mb
     for a single chromosome), and a dashed line at the genome-wide threshold ``gw_threshold``.
     """
     plt = _pyplot()
-    names = [n for n in STATISTICS if f"{n}_pval" in res]
+    columns = pvalue_columns(res)
+    names = list(columns)
     m = len(res["SNP"])
     chrom = np.array([c[3:] if c.lower().startswith("chr") else c for c in np.asarray(res.get("chr", ["1"] * m),
                                                                                        dtype=str)])
@@ -214,7 +259,7 @@ def manhattan(res: dict, path: str, gw_threshold: float = 5e-8, title: str | Non
     fig, axes = plt.subplots(len(names), 1, figsize=(10, 2.7 * len(names) + 0.5), sharex=True, squeeze=False)
     x_range = float(np.ptp(x)) if m else 1.0
     for ax, name in zip(axes[:, 0], names):
-        y = np.asarray(res[f"{name}_pval"], dtype=float)
+        y = np.asarray(res[columns[name]], dtype=float)
         top = max(float(np.nanmax(y)) if np.isfinite(y).any() else 0.0, line) * 1.08
         for k, c in enumerate(order):
             sel = np.flatnonzero((chrom == c) & np.isfinite(y))
@@ -224,7 +269,7 @@ def manhattan(res: dict, path: str, gw_threshold: float = 5e-8, title: str | Non
         ax.annotate(f"p = {gw_threshold:g}", (1, line), xycoords=("axes fraction", "data"), xytext=(0, 2),
                     textcoords="offset points", ha="right", va="bottom", fontsize=8, color="C3")
         ax.set_ylim(0, top)
-        ax.set_ylabel(f"{name}: −log10 p")
+        ax.set_ylabel(f"{name}: −log10 p" + (" (robust)" if columns[name].endswith("_robust") else ""))
         ax.spines[["top", "right"]].set_visible(False)
     bottom = axes[-1, 0]
     if single:

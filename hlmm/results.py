@@ -17,6 +17,7 @@ from scipy.special import log_ndtr
 
 from hlmm import columns as C
 from hlmm.io import OutputError, os_reason
+from hlmm.robust import robust_statistics
 
 __all__ = [
     "neglog10_pval",
@@ -29,6 +30,7 @@ __all__ = [
     "write_table",
     "write_effects",
     "write_atomic",
+    "Tally",
 ]
 
 LN10 = float(np.log(10.0))
@@ -64,7 +66,7 @@ def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
     raise ValueError(f"df must be 1 or 2, got {df}")
 
 
-def stats_table(variant_info: dict, stats: dict) -> dict:
+def stats_table(variant_info: dict, stats: dict, moments=None) -> dict:
     """Every column of :data:`hlmm.columns.MODELS` for one block of rows.
 
     Parameters
@@ -73,7 +75,11 @@ def stats_table(variant_info: dict, stats: dict) -> dict:
         The ``variant`` columns (``SNP``, ``chr``, ``pos``, ``A1``, ``A2``).
     stats : dict
         The ``stats`` columns as arrays; ``av_chi2`` (optional) replaces the joint statistic
-        ``add_t^2 + var_t^2`` where the two are correlated (robust score tests).
+        ``add_t^2 + var_t^2`` where the two are correlated (robust score tests);
+        ``add_se_model`` and ``var_se_model`` (optional) are the model-based standard errors where
+        ``add_se`` and ``var_se`` are not (``--robust``).
+    moments : hlmm.robust.ResidualMoments, optional
+        Of the phenotype's null model, for the robust columns (NaN without).
 
     Returns
     -------
@@ -96,7 +102,80 @@ def stats_table(variant_info: dict, stats: dict) -> dict:
         cols["add_pval"] = neglog10_pval(add_t**2, 1)
         cols["var_pval"] = neglog10_pval(var_t**2, 1)
         cols["av_pval"] = neglog10_pval(av, 2)
+        if moments is not None:
+            rob = robust_statistics(stats["add"], stats.get("add_se_model", stats["add_se"]), stats["var"],
+                                    stats.get("var_se_model", stats["var_se"]), moments)
+            cols["var_se_robust"] = rob["var_se_robust"]
+            cols["var_pval_robust"] = neglog10_pval(rob["var_chi2_robust"], 1)
+            cols["av_pval_robust"] = neglog10_pval(rob["av_chi2_robust"], 2)
+            cols["add_var_cor"] = rob["add_var_cor"]
+        else:
+            for c in ("var_se_robust", "var_pval_robust", "av_pval_robust", "add_var_cor"):
+                cols[c] = np.full(b, np.nan)
     return cols
+
+
+class Tally:
+    """λGC, genome-wide significant counts and top variants of the rows of a scan, accumulated block by
+    block in bounded memory (a histogram of −log10 p-values and the best few rows).
+
+    Parameters
+    ----------
+    columns : dict of str to str
+        Label -> −log10 p column of 1 degree of freedom.
+    top : int
+        Variants kept per column.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> t = Tally({"add": "add_pval"})
+    >>> t.update({"SNP": np.array(["a", "b", "c"]), "add_pval": np.array([0.1, 9.0, np.nan])})
+    >>> t.n["add"], t.top_variants("add"), t.significant["add"]
+    (2, [('b', 9.0), ('a', 0.1)], 1)
+    """
+
+    #: Width and upper end of the histogram's bins of −log10 p (beyond: the last bin).
+    BIN, END = 1e-4, 20.0
+    #: −log10 of the genome-wide significance level, 5e-8.
+    GENOME_WIDE = -np.log10(5e-8)
+
+    def __init__(self, columns: dict, top: int = 3) -> None:
+        self.columns, self.k = dict(columns), top
+        size = int(round(self.END / self.BIN)) + 1
+        self.hist = {label: np.zeros(size, dtype=np.int64) for label in columns}
+        self.n = dict.fromkeys(columns, 0)
+        self.significant = dict.fromkeys(columns, 0)
+        self._top = {label: [] for label in columns}
+
+    def update(self, cols: dict) -> None:
+        """Add a block of rows (columns as :func:`stats_table` gives them)."""
+        for label, col in self.columns.items():
+            L = np.asarray(cols[col], dtype=float)
+            ok = np.flatnonzero(np.isfinite(L))
+            if not ok.size:
+                continue
+            bins = np.minimum((L[ok] / self.BIN).astype(np.int64), len(self.hist[label]) - 1)
+            self.hist[label] += np.bincount(np.maximum(bins, 0), minlength=len(self.hist[label]))
+            self.n[label] += ok.size
+            self.significant[label] += int((L[ok] >= self.GENOME_WIDE).sum())
+            best = ok[np.argsort(-L[ok], kind="stable")[: self.k]]
+            merged = self._top[label] + [(str(cols["SNP"][j]), float(L[j])) for j in best]
+            self._top[label] = sorted(merged, key=lambda x: -x[1])[: self.k]
+
+    def lambda_gc(self, label: str) -> float:
+        """λGC (median chi-square(1) over its null median) of the rows so far; NaN without rows."""
+        if not self.n[label]:
+            return float("nan")
+        c = np.cumsum(self.hist[label])
+        median = (int(np.searchsorted(c, (self.n[label] + 1) / 2)) + 0.5) * self.BIN
+        from scipy import stats
+
+        return float(stats.chi2.isf(10.0**-median, 1) / stats.chi2.median(1))
+
+    def top_variants(self, label: str) -> list:
+        """``(SNP, −log10 p)`` of the best rows so far, best first."""
+        return list(self._top[label])
 
 
 def _format(col: str, values) -> list:

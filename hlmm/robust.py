@@ -1,4 +1,42 @@
-"""Sandwich (Huber-White) covariance of the HLM's maximum likelihood estimates.
+"""Standard errors valid for non-normal traits: pooled residual moments (the default robust columns)
+and the sandwich (Huber-White) covariance of the HLM's maximum likelihood estimates (``--robust``).
+
+Pooled residual moments
+-----------------------
+Every scan writes ``var_se_robust``, ``var_pval_robust``, ``av_pval_robust`` and ``add_var_cor``
+beside the model-based columns (:class:`ResidualMoments`, :func:`robust_statistics`). Let
+``z_i`` be the null model's standardised residuals, scaled so that ``mean z^2 = 1``. A SNP's
+variance score is ``U_b = 1/2 sum_i g^_i (z_i^2 - 1)`` and its mean score ``U_a = sum_i g~_i z_i``
+(``g^``, ``g~``: the genotype with the covariates projected out; both are the centred genotype in
+the default mode). Under the null hypothesis that the SNP is independent of the trait, and
+conditionally on the trait values (as in a permutation test), their covariance is::
+
+    Var(U_b) = 1/4 sum_i g^_i^2 * m4,        m4 = mean_i (z_i^2 - 1)^2 = kurtosis - 1,
+    Var(U_a) = sum_i g~_i^2 * mean_i z_i^2,
+    Cov(U_a, U_b) = 1/2 sum_i g~_i g^_i * m3,  m3 = mean_i z_i (z_i^2 - 1),
+
+up to terms of order 1/n. The model-based standard errors assume normal residuals, ``m4 = 2`` and
+``m3 = 0``. Hence, for every engine (whose model-based standard errors come from the information
+``1/2 sum g^^2`` of ``var`` and ``sum g~^2 / d`` of ``add``):
+
+* ``var_se_robust = var_se * sqrt(m4 / 2)``;
+* ``add_se`` needs no correction: the mean score is linear in the residuals, so its variance is
+  right whenever the variance model is (``E z^2 = 1``), normal or not;
+* ``add_var_cor = m3 / sqrt(m4)``, the correlation of the sampling errors of ``add`` and ``var``
+  (about 0.5 for ``exp(0.3 z)``, 0.67 for a chi-square with 3 df, 0 for symmetric traits);
+* ``av_pval_robust``: the 2-df Wald statistic of ``(add, var)`` with that correlation.
+
+Because ``m3`` and ``m4`` are pooled over all n individuals they are estimated with the precision
+of n observations, not of one SNP's genotype class: the sandwich below estimates the same
+variance from each SNP's own residuals, whose heavy tails make its standard errors noisy for
+heavy-tailed traits (a t5 trait at n = 20,000 gave λGC 1.16 with the sandwich, 0.99 pooled).
+The pooled moments assume that, under the null, the residual distribution is the same in every
+genotype class (the SNP is independent of the trait); the sandwich assumes only that the SNP has
+no variance effect. With random effects the residuals are ``z_i = e_i / sqrt(P_ii)``, ``e =
+Sigma^-1 r`` (:mod:`hlmm.score`), whose variance is 1 under the model.
+
+Sandwich covariance
+-------------------
 
 Parameterisation
 ----------------
@@ -55,12 +93,109 @@ True
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import linalg
 
 from hlmm._checks import as_design, as_parameter, as_response
 
-__all__ = ["hlm_sandwich", "hlm_sandwich_classes"]
+#: Correlations of add and var beyond this are capped (a sample of identical squared residuals).
+MAX_CORRELATION = 0.999
+
+
+@dataclass(frozen=True)
+class ResidualMoments:
+    """Pooled moments of a null model's standardised residuals, for the robust columns.
+
+    Attributes
+    ----------
+    n : int
+        Individuals.
+    m3 : float
+        ``mean z (z^2 - 1)`` (0 for symmetric residuals).
+    m4 : float
+        ``mean (z^2 - 1)^2``, the variance of the squared residuals (2 for normal ones).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = np.random.default_rng(0).standard_normal(100_000)
+    >>> mom = ResidualMoments.from_residuals(z)
+    >>> round(mom.m4, 1), round(mom.var_factor, 1), abs(mom.add_var_cor) < 0.02
+    (2.0, 1.0, True)
+    """
+
+    n: int
+    m3: float
+    m4: float
+
+    @classmethod
+    def from_residuals(cls, z) -> "ResidualMoments":
+        """The moments of residuals ``z`` (shape (n,)), first scaled to ``mean z^2 = 1``.
+
+        Raises
+        ------
+        ValueError
+            If ``z`` is empty, holds NaN or inf, or is all zero.
+        """
+        z = np.asarray(z, dtype=float).reshape(-1)
+        if z.size == 0 or not np.isfinite(z).all():
+            raise ValueError("residuals must be a non-empty array of finite values")
+        s2 = float(np.mean(z**2))
+        if not s2 > 0:
+            raise ValueError("residuals are all zero")
+        z = z / np.sqrt(s2)
+        z2m1 = z**2 - 1.0
+        return cls(int(z.size), float(np.mean(z * z2m1)), float(np.mean(z2m1**2)))
+
+    @property
+    def var_factor(self) -> float:
+        """``sqrt(m4 / 2)``: ``var_se_robust / var_se``."""
+        return float(np.sqrt(self.m4 / 2.0))
+
+    @property
+    def add_var_cor(self) -> float:
+        """``m3 / sqrt(m4)``: the correlation of the sampling errors of ``add`` and ``var``."""
+        if not self.m4 > 0:
+            return 0.0
+        return float(np.clip(self.m3 / np.sqrt(self.m4), -MAX_CORRELATION, MAX_CORRELATION))
+
+
+def robust_statistics(add, add_se, var, var_se, moments: ResidualMoments) -> dict:
+    """The robust columns of a block of SNPs from their model-based estimates and standard errors.
+
+    Parameters
+    ----------
+    add, add_se, var, var_se : array_like, shape (b,)
+        Estimates and model-based standard errors (NaN where a SNP has none).
+    moments : ResidualMoments
+        Of the phenotype's null model.
+
+    Returns
+    -------
+    dict of str to ndarray, shape (b,)
+        ``var_se_robust``, ``add_var_cor`` and the chi-square statistics ``var_chi2_robust``
+        (1 df) and ``av_chi2_robust`` (2 df).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> mom = ResidualMoments(1000, 0.5, 4.0)
+    >>> out = robust_statistics([0.1], [0.05], [0.2], [0.1], mom)
+    >>> round(float(out["var_se_robust"][0]), 4), round(float(out["add_var_cor"][0]), 2)
+    (0.1414, 0.25)
+    """
+    add, add_se, var, var_se = (np.asarray(a, dtype=float) for a in (add, add_se, var, var_se))
+    se = var_se * moments.var_factor
+    rho = moments.add_var_cor
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ta, tb = add / add_se, var / se
+        av = (ta**2 - 2.0 * rho * ta * tb + tb**2) / (1.0 - rho**2)
+    return {"var_se_robust": se, "add_var_cor": np.where(np.isfinite(se), rho, np.nan),
+            "var_chi2_robust": tb**2, "av_chi2_robust": av}
+
+__all__ = ["hlm_sandwich", "hlm_sandwich_classes", "ResidualMoments", "robust_statistics"]
 
 
 def hlm_sandwich(y, X, V, alpha, beta) -> np.ndarray:

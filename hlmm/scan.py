@@ -59,6 +59,9 @@ STATUS = {"ok": 0, "maf": 1, "missing": 2, "no_calls": 3, "multiallelic": 4, "fa
 
 #: Statistics every scanner returns per SNP (arrays of length b).
 STAT_KEYS = ("n", "frequency", "likelihood", "add", "add_se", "var", "var_se")
+#: With robust standard errors (``--robust``), also the model-based ones, for the robust columns
+#: (:func:`hlmm.robust.robust_statistics` starts from the model-based standard errors).
+MODEL_SE_KEYS = ("add_se_model", "var_se_model")
 
 
 @dataclass(frozen=True)
@@ -421,8 +424,8 @@ def class_moments(block: GenotypeBlock, models: list, powers: int) -> list:
             for c in class_sums(block, parts)]
 
 
-def _empty(b: int) -> dict:
-    out = {k: np.full(b, np.nan) for k in STAT_KEYS}
+def _empty(b: int, robust: bool = False) -> dict:
+    out = {k: np.full(b, np.nan) for k in STAT_KEYS + (MODEL_SE_KEYS if robust else ())}
     out["n"] = np.zeros(b, dtype=np.int64)
     out["status"] = np.full(b, STATUS["no_calls"], dtype=np.int8)
     out["test"] = np.full(b, "wald")
@@ -432,7 +435,7 @@ def _empty(b: int) -> dict:
 
 def _summarised(block: GenotypeBlock, mom: ClassMoments, n: int, settings: ScanSettings) -> dict:
     """Empty statistics with n, frequency and status filled in."""
-    out = _empty(block.n_variants)
+    out = _empty(block.n_variants, settings.robust)
     out["n"] = mom.n_called
     out["frequency"], out["A1_frequency"], out["status"] = filters(mom.n_called, mom.a1_copies, n, settings.min_maf,
                                                                      settings.max_missing)
@@ -504,11 +507,12 @@ class HLMClassScanner(Scanner):
         values = None if moms[0].values is None else np.concatenate([mom.values[i] for mom, i in zip(moms, idx)])
         fit = _fast_hlm.fit_classes(cnt, s1, s2, values)
         if robust:
+            fit["add_se_model"], fit["var_se_model"] = fit["add_se"], fit["var_se"]
             fit["add_se"], fit["var_se"] = self._sandwich_se(moms, idx, fit)
         k = 0
         for o, i in zip(outs, idx):
             sl = slice(k, k + i.size)
-            for key in ("likelihood", "add", "add_se", "var", "var_se"):
+            for key in ("likelihood", "add", "add_se", "var", "var_se") + (MODEL_SE_KEYS if robust else ()):
                 o[key][i] = fit[key][sl]
             bad = i[~fit["success"][sl]]
             o["status"][bad] = STATUS["failed"]
@@ -533,6 +537,8 @@ class HLMClassScanner(Scanner):
         o["add_se"][good], o["var_se"][good] = np.sqrt(fit[good, 5]), np.sqrt(fit[good, 6])
         if robust:
             from hlmm.robust import hlm_sandwich_classes
+
+            o["add_se_model"][good], o["var_se_model"][good] = o["add_se"][good], o["var_se"][good]
 
             for j in good:
                 seg = slice(mom.offsets[j], mom.offsets[j + 1])
@@ -738,7 +744,7 @@ class ScoreScanner(Scanner):
             st = null.from_products(lin, sq, cube, robust=self.settings.robust)
         else:
             st = null.from_products(lin, sq, cube, self._gtdinv(p, m, block, ok, gbar), robust=self.settings.robust)
-        for key in ("add", "add_se", "var", "var_se", "av_chi2"):
+        for key in ("add", "add_se", "var", "var_se", "av_chi2") + (MODEL_SE_KEYS if self.settings.robust else ()):
             o[key][ok] = st[key]
         bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]
         o["status"][bad] = STATUS["failed"]
@@ -786,7 +792,7 @@ class ScoreScanner(Scanner):
                 if not sel[j]:
                     continue
                 for key in ("n", "frequency", "A1_frequency", "likelihood", "add", "add_se", "var", "var_se",
-                            "status", "test"):
+                            "status", "test") + tuple(key for key in MODEL_SE_KEYS if key in o):
                     o[key][j] = e[key][k]
                 o["av_chi2"][j] = np.nan
             o["problems"] += [(int(union[k]), why) for k, why in e["problems"] if sel[union[k]]]
@@ -826,6 +832,7 @@ def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = Fal
         from hlmm.robust import hlm_sandwich
 
         cov = hlm_sandwich(y[called], Xl, Vl, fit["alpha"], fit["beta"])
+        est["add_se_model"], est["var_se_model"] = est["add_se"], est["var_se"]
         est["add_se"], est["var_se"] = np.sqrt(cov[Xl.shape[1] - 1, Xl.shape[1] - 1]), np.sqrt(cov[-1, -1])
     if not all(np.isfinite(v) for v in est.values()):
         return None, "non-finite estimate or standard error"

@@ -325,6 +325,10 @@ class HLMNull:
         ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` are all that the statistics need of the genotypes."""
         return self._p.columns(robust)
 
+    def standardised_residuals(self) -> np.ndarray:
+        """``z_i = e_i / sqrt(P_ii)`` (``r_i / sqrt(d_i)`` for the HLM), of variance 1 under the model."""
+        return self._p.e / np.sqrt(self._p.Pdiag)
+
     def from_products(self, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, *, robust: bool = False) -> dict:
         """Score tests from precomputed block products ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` of
         :meth:`columns` (for example from per-genotype-class sums): the same numbers as
@@ -484,6 +488,11 @@ class HLMMNull:
         ``(g^2)' Q`` and ``(g^3)' K``, with ``Z = G' D^-1 g``, are all that the statistics need."""
         return self._p.columns(robust)
 
+    def standardised_residuals(self) -> np.ndarray:
+        """``z_i = e_i / sqrt(P_ii)`` with ``e = Sigma^-1 r``: of variance 1 under the model, and close
+        to the noise ``epsilon_i / sqrt(d_i)`` when l << n."""
+        return self._p.e / np.sqrt(self._p.Pdiag)
+
     def from_products(self, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, GtDinv_g: np.ndarray, *,
                       robust: bool = False) -> dict:
         """Score tests from precomputed block products (see :meth:`columns`) and ``Z``: the same
@@ -542,7 +551,8 @@ def score_test(
         ``add``, ``add_se``, ``add_t``, ``var``, ``var_se``, ``var_t``, ``av_chi2``: the one-step
         estimates ``U / I``, their standard errors, the score statistics (approximately N(0, 1)
         under the null) and the 2-df statistic (approximately chi^2_2). NaN for SNPs in the
-        span of the covariates (for example monomorphic ones).
+        span of the covariates (for example monomorphic ones). With ``robust``, also
+        ``add_se_model`` and ``var_se_model``, the model-based standard errors ``I^-1/2``.
 
     Raises
     ------
@@ -723,6 +733,8 @@ def _statistics(p: _PerIndividual, lin: np.ndarray, sq: np.ndarray, cube: np.nda
         Vbb = np.where(Vbb > 0, Vbb, np.nan)
         out["add"] = Ua / Ia
         out["add_se"] = np.sqrt(Vaa) / Ia
+        out["add_se_model"] = 1.0 / np.sqrt(Ia)
+        out["var_se_model"] = 1.0 / np.sqrt(Ib)
         out["add_t"] = Ua / np.sqrt(Vaa)
         out["var"] = Ub_adj / Ib
         out["var_se"] = np.sqrt(Vbb) / Ib

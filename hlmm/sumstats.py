@@ -56,18 +56,27 @@ import numpy as np
 from hlmm import __version__
 from hlmm.columns import Column
 
-__all__ = ["EFFECTS", "COLUMNS", "SSF_VERSION", "ssf_chromosome", "p_value_text", "gwas_ssf_table",
+__all__ = ["EFFECTS", "ROBUST_EFFECTS", "SE_CHOICES", "effect_columns", "COLUMNS", "SSF_VERSION", "ssf_chromosome",
+           "p_value_text", "gwas_ssf_table",
            "format_gwas_ssf", "metadata_yaml", "metadata_path"]
 
 #: The ``file_type`` written in the metadata.
 SSF_VERSION = "GWAS-SSF v1.0"
 
-#: Effect name -> (estimate, standard error, −log10 p) columns of a results table.
+#: Effect name -> (estimate, standard error, −log10 p) columns of a results table, with model-based
+#: standard errors (``se="model"``).
 EFFECTS = {
     "add": ("add", "add_se", "add_pval"),
     "var": ("var", "var_se", "var_pval"),
     "dispersion": ("dispersion", "dispersion_se", "dispersion_pval"),
 }
+#: The columns with standard errors valid for non-normal traits (``se="robust"``, the default):
+#: the variance effect's robust columns; the additive effect's model-based standard error is
+#: valid for non-normal traits already (:mod:`hlmm.robust`), and the dispersion columns of
+#: hlmm_dispersion's default method use the robust ones.
+ROBUST_EFFECTS = {**EFFECTS, "var": ("var", "var_se_robust", "var_pval_robust")}
+#: Choices of standard errors.
+SE_CHOICES = ("robust", "model")
 
 #: What ``beta`` is, for each effect (the metadata's ``author_notes`` and the documentation).
 EFFECT_DOC = {
@@ -168,7 +177,31 @@ def p_value_text(neglog10, digits: int = 6) -> np.ndarray:
     return out.astype(str)
 
 
-def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False) -> tuple[dict, list]:
+def effect_columns(results, effect: str, se: str = "robust") -> tuple[str, str, str, str | None]:
+    """The estimate, standard error and −log10 p columns of an effect that a results table has.
+
+    Returns
+    -------
+    estimate, standard_error, pvalue : str
+        Column names.
+    note : str or None
+        Set when robust columns were asked for but the results lack them (an earlier version's):
+        the model-based columns are used instead.
+    """
+    if effect not in EFFECTS:
+        raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, got {effect!r}")
+    if se not in SE_CHOICES:
+        raise ValueError(f"se must be one of {', '.join(SE_CHOICES)}, got {se!r}")
+    est, se_col, pval = (ROBUST_EFFECTS if se == "robust" else EFFECTS)[effect]
+    if se == "robust" and (se_col not in results or pval not in results):
+        est, se_col, pval = EFFECTS[effect]
+        return est, se_col, pval, (f"the results have no {ROBUST_EFFECTS[effect][1]} column (an earlier version's):"
+                                   f" standard_error and p_value are the model-based {se_col} and {pval}, which"
+                                   f" assume normal residuals")
+    return est, se_col, pval, None
+
+
+def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False, se: str = "robust") -> tuple[dict, list]:
     """The GWAS-SSF data table of one effect of a results table.
 
     Parameters
@@ -180,6 +213,10 @@ def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False) -> tu
     effect : {"add", "var", "dispersion"}
     keep_missing : bool
         Keep rows without an estimate (their beta, standard error and p-value ``NA``).
+    se : {"robust", "model"}
+        ``robust``: for ``var``, ``var_se_robust`` and ``var_pval_robust`` (:data:`ROBUST_EFFECTS`;
+        ``var_se`` and ``var_pval``, with a note, for results without them); ``model``: the
+        documented columns (:data:`EFFECTS`).
 
     Returns
     -------
@@ -194,17 +231,17 @@ def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False) -> tu
     ValueError
         For an unknown effect or missing columns (naming them).
     """
-    if effect not in EFFECTS:
-        raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, got {effect!r}")
-    est, se, pval = EFFECTS[effect]
-    missing = [c for c in ("SNP", "n", "chr", "pos", "A1", "A2", est, se, pval) if c not in results]
+    notes = []
+    est, se_col, pval, note = effect_columns(results, effect, se)
+    if note:
+        notes.append(note)
+    missing = [c for c in ("SNP", "n", "chr", "pos", "A1", "A2", est, se_col, pval) if c not in results]
     if missing:
         raise ValueError(f"missing columns {', '.join(missing)}")
-    notes = []
     m = len(results["SNP"])
     chrom = ssf_chromosome(results["chr"])
     pos = np.asarray(results["pos"], dtype=np.int64)
-    beta, beta_se, neglog10 = (np.asarray(results[c], dtype=float) for c in (est, se, pval))
+    beta, beta_se, neglog10 = (np.asarray(results[c], dtype=float) for c in (est, se_col, pval))
     keep = np.ones(m, dtype=bool)
     unplaced = chrom == 0
     if unplaced.any():
@@ -283,7 +320,7 @@ def metadata_path(data_path: str) -> str:
 
 def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, genome_assembly: str | None = None,
                   trait: str | None = None, ancestry: str | None = None, genotyping_technology: str | None = None,
-                  date: str | None = None) -> str:
+                  date: str | None = None, columns: tuple[str, str] | None = None) -> str:
     """The GWAS-SSF metadata (YAML) of a data file.
 
     Fields the results do not determine (genome assembly, trait, ancestry, genotyping technology)
@@ -303,6 +340,8 @@ def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, ge
     genome_assembly, trait, ancestry, genotyping_technology : str, optional
     date : str, optional
         ``date_metadata_last_modified``, ISO format (default today).
+    columns : (str, str), optional
+        The results' standard error and −log10 p columns the table was made from, for the notes.
 
     Returns
     -------
@@ -317,11 +356,14 @@ def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, ge
              "genotyping_technology": genotyping_technology}
     unknown = [k for k, v in given.items() if v is None]
     n = int(np.max(table["n"])) if len(table["n"]) else 0
+    notes = f"beta is the {EFFECT_DOC[effect]}; n is the number of individuals per variant"
+    if columns:
+        notes += f"; standard_error and p_value are the results columns {columns[0]} and {columns[1]}"
     lines = ["# GWAS-SSF metadata written by hlmm_sumstats."]
     if unknown:
         lines.append(f"# Not reported (NR); fill in before submitting: {', '.join(unknown)}.")
     lines += [
-        f"author_notes: {q(f'beta is the {EFFECT_DOC[effect]}; n is the number of individuals per variant')}",
+        f"author_notes: {q(notes)}",
         f"date_metadata_last_modified: {date or datetime.date.today().isoformat()}",
         "trait_description:",
         f"  - {q(trait or 'NR')}",

@@ -48,9 +48,9 @@ def test_slope__is_statsmodels_huber_through_origin():
     assert slope == pytest.approx(fit.params[0], rel=1e-12)
 
 
-def test_dispersion__detects_known_effect_and_calibrated_elsewhere():
+def test_dispersion_1_2_0a1__detects_known_effect_and_calibrated_elsewhere():
     add, add_se, var, var_se = simulated_effects(seed=1)
-    out = estimate_dispersion(add, add_se, var, var_se)
+    out = estimate_dispersion(add, add_se, var, var_se, method="1.2.0a1")
     assert out["dispersion"][0] == pytest.approx(0.5, abs=0.1)
     assert out["dispersion_pval"][0] > 10
     np.testing.assert_allclose(out["dispersion_se"], np.sqrt(var_se**2 + out["r"] ** 2 * add_se**2))
@@ -63,22 +63,28 @@ def test_dispersion__detects_known_effect_and_calibrated_elsewhere():
     assert ks_test((var / var_se)[1:])[1] < 1e-6
 
 
-def test_dispersion__nan_rows_stay_nan():
+@pytest.mark.parametrize("method", ["moment", "1.2.0a1"])
+def test_dispersion__nan_rows_stay_nan(method):
     add, add_se, var, var_se = simulated_effects(m=200, seed=2)
     add[5] = add_se[5] = var[5] = var_se[5] = np.nan
-    out = estimate_dispersion(add, add_se, var, var_se)
+    out = estimate_dispersion(add, add_se, var, var_se, method=method)
     assert np.isnan(out["dispersion"][5]) and np.isnan(out["dispersion_pval"][5])
     assert np.isfinite(out["dispersion"][np.arange(200) != 5]).all()
 
 
-def _write_models(path, add, add_se, var, var_se, chrom="1", first=0, test=None):
+def _write_models(path, add, add_se, var, var_se, chrom="1", first=0, test=None, cor=0.0, earlier=False):
+    """A results table; its robust columns as for a normal trait (``var_se_robust = var_se``) with the
+    correlation ``cor``, or, with ``earlier``, without them (an earlier version's 19 columns)."""
     m = len(add)
-    rows = ["\t".join(COLUMNS)]
+    columns = COLUMNS[:19] if earlier else COLUMNS
+    rows = ["\t".join(columns)]
     for j in range(m):
         t_a, t_v = add[j] / add_se[j], var[j] / var_se[j]
-        rows.append("\t".join(map(str, [f"rs{first + j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j],
-                                         var_se[j], t_v, 1.0, 1.0, chrom, 100 * j + 1, "A", "G", 0.3,
-                                         test[j] if test is not None else "wald"])))
+        values = [f"rs{first + j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j], var_se[j], t_v, 1.0, 1.0,
+                  chrom, 100 * j + 1, "A", "G", 0.3, test[j] if test is not None else "wald"]
+        if not earlier:
+            values += [var_se[j], 1.0, 1.0, cor]
+        rows.append("\t".join(map(str, values)))
     with gzip.open(path, "wt") as f:
         f.write("\n".join(rows) + "\n")
     return str(path)
@@ -149,11 +155,11 @@ def test_summary__medians_lambdas_slopes_and_ks_as_measured(tmp_path, capsys):
     from scipy import stats
 
     paths, (add, add_se, var, var_se) = _two_files(tmp_path)
-    assert hlmm_dispersion.main(paths + ["-o", str(tmp_path / "all.dispersion.gz")]) == 0
+    assert hlmm_dispersion.main(paths + ["-o", str(tmp_path / "all.dispersion.gz"), "--method", "1.2.0a1"]) == 0
     err = capsys.readouterr().err
     null_median = stats.chi2.ppf(0.5, 1)
     med_add, lam_add, med_var, lam_var = _log_numbers(
-        err, r"median add_t\^2 = ([\d.e+-]+) \(lambda_GC ([\d.e+-]+)\), median var_t\^2 = ([\d.e+-]+) "
+        err, r"median add_t\^2 = ([\d.e+-]+) \(lambda_GC ([\d.e+-]+)\), median \(var / var_se\)\^2 = ([\d.e+-]+) "
              r"\(lambda_GC ([\d.e+-]+)\)")
     t_add, t_var = add / add_se, var / var_se
     assert med_add == pytest.approx(np.median(t_add**2), rel=1e-3)
@@ -161,7 +167,7 @@ def test_summary__medians_lambdas_slopes_and_ks_as_measured(tmp_path, capsys):
     assert med_var == pytest.approx(np.median(t_var**2), rel=1e-3)
     assert lam_var == pytest.approx(np.median(t_var**2) / null_median, rel=1e-3)
     slope, robust, adjustment = _log_numbers(
-        err, r"mean-variance slope = ([\d.e+-]+): robust regression slope ([\d.e+-]+) times ([\d.e+-]+)")
+        err, r"mean-variance slope \(1.2.0a1\) = ([\d.e+-]+): robust regression slope ([\d.e+-]+) times ([\d.e+-]+)")
     import statsmodels.api as sm
 
     huber = sm.RLM(var, add[:, None], M=sm.robust.norms.HuberT()).fit().params[0]

@@ -168,7 +168,7 @@ def test_missing_estimates__left_out_or_na_with_keep_missing(tmp_path, caplog):
 def test_missing_a1_frequency__one_warning(tmp_path):
     inp = write(tmp_path / "x.models.gz", table(["1", "2"], [1, 2]))
     r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_sumstats.py"), inp, "-o", str(tmp_path / "x.tsv"),
-                        "--effect", "var"], capture_output=True, text=True)
+                        "--effect", "var", "--se", "model"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     warnings = [line for line in r.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "A1_frequency" in warnings[0]

@@ -126,10 +126,27 @@ def run(args) -> None:
     log.info(f"Wrote {summary.rows} rows to {', '.join(summary.outputs)} in {summary.elapsed:.1f} s"
              f" ({c.get('failed', 0)} failed fits; filtered: {c.get('maf', 0)} by MAF, {c.get('missing', 0)} by"
              f" missingness, {c.get('no_calls', 0)} without calls, {c.get('multiallelic', 0)} multi-allelic)")
+    for out, tally in zip(summary.outputs, summary.tallies):
+        log_tally(out if len(summary.outputs) > 1 else "", tally)
     n_rows = summary.rows * len(summary.outputs)
     if n_rows and c.get("ok", 0) == 0:
         log.warning(f"every one of the {summary.rows} variants was filtered or failed: the results hold no estimates"
                     f" (--min_maf {args.min_maf}, --max_missing {args.max_missing})")
+
+
+def log_tally(what: str, tally) -> None:
+    """λGC and the top variants of a scan's rows, as calibrated p-values give them (the variance effects'
+    robust ones), with the model-based variance λGC beside them."""
+    label = f"{what}: " if what else ""
+    if not tally.n["add"]:
+        return
+    lam = {k: tally.lambda_gc(k) for k in tally.columns}
+    log.info(f"{label}lambda_GC over {tally.n['add']:,} variants: add {lam['add']:.3f}, var {lam['var']:.3f}"
+             f" (var_pval_robust; with the model-based var_se {lam['var (model-based SE)']:.3f});"
+             f" p < 5e-8: {tally.significant['add']:,} add, {tally.significant['var']:,} var")
+    for k in ("add", "var"):
+        top = ", ".join(f"{snp} ({p:.3g})" for snp, p in tally.top_variants(k))
+        log.info(f"{label}top {k} variants (-log10 p{', robust' if k == 'var' else ''}): {top}")
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,16 @@ import sys
 from hlmm.cli._common import check_output, log, parser, read_results, run_main
 from hlmm.io import InputError
 from hlmm.results import write_atomic
-from hlmm.sumstats import EFFECT_DOC, EFFECTS, format_gwas_ssf, gwas_ssf_table, metadata_path, metadata_yaml
+from hlmm.sumstats import (
+    EFFECT_DOC,
+    EFFECTS,
+    SE_CHOICES,
+    effect_columns,
+    format_gwas_ssf,
+    gwas_ssf_table,
+    metadata_path,
+    metadata_yaml,
+)
 
 
 def build_parser():
@@ -22,6 +31,10 @@ def build_parser():
     p.add_argument("--effect", required=True, choices=list(EFFECTS),
                    help="the effect written as beta: " + "; ".join(f"{k}: {v}" for k, v in EFFECT_DOC.items())
                         + " (dispersion needs a .dispersion.gz)")
+    p.add_argument("--se", choices=SE_CHOICES, default="robust",
+                   help="robust (default): standard errors and p-values valid for non-normal traits (for --effect var,"
+                        " the columns var_se_robust and var_pval_robust); model: the model-based columns (var_se,"
+                        " var_pval), which assume normal residuals. add and dispersion are the same either way")
     p.add_argument("--keep_missing", action="store_true",
                    help="keep rows without an estimate, with NA (GWAS-SSF's mandatory fields may not be NA, so they "
                         "are left out by default)")
@@ -45,7 +58,7 @@ def run(args) -> None:
         raise InputError(f"results file {args.results}: no dispersion columns; --effect dispersion needs the output"
                          f" of hlmm_dispersion (X.dispersion.gz)")
     try:
-        table, notes = gwas_ssf_table(res, args.effect, keep_missing=args.keep_missing)
+        table, notes = gwas_ssf_table(res, args.effect, keep_missing=args.keep_missing, se=args.se)
     except ValueError as e:
         raise InputError(f"results file {args.results}: {e}") from None
     for note in notes:
@@ -54,10 +67,13 @@ def run(args) -> None:
     if args.out.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     write_atomic(args.out, data)
+    _, se_col, pval, _ = effect_columns(res, args.effect, args.se)
     meta = metadata_yaml(os.path.basename(args.out), hashlib.md5(data).hexdigest(), table, args.effect,
-                         args.genome_assembly, args.trait, args.ancestry, args.genotyping_technology)
+                         args.genome_assembly, args.trait, args.ancestry, args.genotyping_technology,
+                         columns=(se_col, pval))
     write_atomic(metadata_path(args.out), meta.encode(), "metadata file")
-    log.info(f"wrote {args.out} ({len(table['snp_id']):,} rows, beta = {args.effect}) and {metadata_path(args.out)}")
+    log.info(f"wrote {args.out} ({len(table['snp_id']):,} rows, beta = {args.effect}, standard errors and p-values"
+             f" from {se_col} and {pval}) and {metadata_path(args.out)}")
 
 
 def main(argv=None) -> int:
