@@ -39,14 +39,19 @@ CHI2_2_CRIT = float(stats.chi2.ppf(0.95, 2))
 
 
 def standardized_noise(rng: np.random.Generator, n: int, dist: str) -> np.ndarray:
-    """Mean 0, variance 1 draws: normal, t5 (excess kurtosis 6) or chi^2_3 (skewness 1.63, kurtosis 4)."""
+    """Mean 0, variance 1 draws: normal, t5 (excess kurtosis 6), chi^2_3 (skewness 1.63, kurtosis 4),
+    lognormal (exp(z): skewness 6.2, kurtosis 111) or expscale (exp(0.3 z): skewness 0.95, kurtosis 1.6)."""
     if dist == "normal":
         return rng.standard_normal(n)
     if dist == "t5":
         return rng.standard_t(5, n) / np.sqrt(5.0 / 3.0)
     if dist == "chisq3":
         return (rng.chisquare(3, n) - 3.0) / np.sqrt(6.0)
-    raise ValueError(f"unknown distribution {dist!r}: use normal, t5 or chisq3")
+    if dist in ("lognormal", "expscale"):
+        s = 1.0 if dist == "lognormal" else 0.3
+        mean, var = np.exp(s * s / 2), (np.exp(s * s) - 1.0) * np.exp(s * s)
+        return (np.exp(s * rng.standard_normal(n)) - mean) / np.sqrt(var)
+    raise ValueError(f"unknown distribution {dist!r}: use normal, t5, chisq3, lognormal or expscale")
 
 
 def genotypes(rng: np.random.Generator, n: int, m: int, missing: float = 0.0) -> np.ndarray:
