@@ -386,7 +386,7 @@ def _phenotype_model(mt: _Matched, p: int, inputs: Inputs, options: ScanOptions,
     fit = PhenotypeFit(name, [i for i, s in zip(mt.ids, sel) if s], covariate_fit, mean, var,
                        None if options.no_h2_estimate else h2, *kurt, moments)
     model = ScanModel(name, np.flatnonzero(sel), y_scan, Xs, Vs, G, G_center, G_scale, h2_start,
-                      covariate_fit["beta"] if options.fit_covariates else None, null)
+                      covariate_fit["beta"] if options.fit_covariates else None, null, moments)
     return fit, model
 
 

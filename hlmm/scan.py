@@ -131,6 +131,8 @@ class ScanModel:
         Starting variance effects of the covariates (the null fit), with ``X``/``V``.
     null : dict, optional
         The null fit of ``(y, X, V[, G])`` (``alpha``, ``beta`` and ``h2``), for the score test.
+    moments : hlmm.robust.ResidualMoments, optional
+        Of the null model's residuals: the robust p-values that decide score-test refits.
     """
 
     name: str
@@ -144,6 +146,7 @@ class ScanModel:
     h2_start: float = 0.05
     beta_start: np.ndarray | None = None
     null: dict | None = None
+    moments: object = None
 
     @property
     def n(self) -> int:
@@ -774,14 +777,20 @@ class ScoreScanner(Scanner):
 
     def _refit(self, block: GenotypeBlock, outs: list) -> None:
         from hlmm.results import neglog10_pval
+        from hlmm.robust import robust_statistics
 
         threshold = self.settings.refit
         chosen = []
-        for o in outs:
+        for o, m in zip(outs, self.models):
             with np.errstate(invalid="ignore", divide="ignore"):
-                top = np.fmax(np.fmax(neglog10_pval((o["add"] / o["add_se"]) ** 2, 1),
-                                      neglog10_pval((o["var"] / o["var_se"]) ** 2, 1)),
-                              neglog10_pval(o["av_chi2"], 2))
+                stats = [(o["add"] / o["add_se"]) ** 2, (o["var"] / o["var_se"]) ** 2]
+                joint = o["av_chi2"]
+                if m.moments is not None:  # the p-values that are read: robust for the variance
+                    rob = robust_statistics(o["add"], o.get("add_se_model", o["add_se"]), o["var"],
+                                            o.get("var_se_model", o["var_se"]), m.moments)
+                    stats[1], joint = rob["var_chi2_robust"], rob["av_chi2_robust"]
+                top = np.fmax(np.fmax(neglog10_pval(stats[0], 1), neglog10_pval(stats[1], 1)),
+                              neglog10_pval(joint, 2))
             chosen.append((o["status"] == STATUS["ok"]) & (top >= threshold))
         union = np.flatnonzero(np.any(chosen, axis=0))
         if not union.size:

@@ -15,6 +15,7 @@ from datasets import make_dataset
 
 from hlmm import runner
 from hlmm.cli import hlmm_chr, hlmm_merge
+from hlmm.columns import MODELS
 from hlmm.results import read_models
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_kill_9_then_resume__identical_to_uninterrupted_run(ds, tmp_path):
     # what the killed run left is a valid gzip of complete rows
     partial = gzip.decompress(Path(f"{killed}.models.gz.partial").read_bytes()).decode().splitlines()
     assert partial[0].startswith("SNP\t") and len(partial) - 1 >= state["position"]
-    assert all(len(line.split("\t")) == len(partial[0].split("\t")) == 19 for line in partial)
+    assert all(len(line.split("\t")) == len(partial[0].split("\t")) == len(MODELS) for line in partial)
     r = subprocess.run(cmd + ["--resume"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert "resuming" in r.stderr

@@ -71,8 +71,9 @@ def build_parser():
                    help="wald (default): fit each variant's model by maximum likelihood; score: score tests under "
                         "the null model, far faster (a genome screen), with one-step estimates and likelihood NaN")
     p.add_argument("--refit", type=neglog10_threshold, default=None, metavar="PVAL",
-                   help="With --test score: fit exactly (Wald) every variant whose add, var or av -log10 p-value is at "
-                        "least PVAL (e.g. 5 for p <= 1e-5), and write that row instead of the score row")
+                   help="With --test score: fit exactly (Wald) every variant whose add, var (robust) or av (robust)"
+                        " -log10 p-value is at least PVAL (e.g. 5 for p <= 1e-5), and write that row instead of the"
+                        " score row")
     p.add_argument("--robust", action="store_true", default=False,
                    help="Standard errors valid for non-normal traits: sandwich (Huber-White) for Wald fits of HLMs, "
                         "the empirical score variance for --test score. Not available for Wald fits of mixed models "

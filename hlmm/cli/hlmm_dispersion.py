@@ -117,7 +117,7 @@ def run(args) -> None:
                          + (f" over {fit.clusters} clusters of {CLUSTER_BP // 1_000_000} Mb" if fit.clusters else "")
                          + f"), mostly from the {fit.informative:,} SNPs with |add_t| >= {WEIGHT_T:g} (evidence of"
                          f" additive effects z = {fit.z:.3g}); errors of add and var correlated"
-                         f" {np.nanmedian(res['add_var_cor']) if robust else 0.0:.3g}")
+                         f" {np.nanmedian(res['add_var_cor']) if robust else 0.0:.3f}")
         else:
             lines.append(f"no additive effects stand out of the noise (weighted evidence z = {fit.z:.3g} <"
                          f" {MIN_Z:g}): no mean-variance relation to estimate, slope 0, dispersion effects are the"

@@ -1,0 +1,151 @@
+"""The model of a scan, decided once: :class:`ModelSpec`.
+
+A scan fits, for every variant and phenotype, a heteroskedastic linear (mixed) model. Everything
+that defines that model and how it is tested is one immutable :class:`ModelSpec`, made once from
+the options (:meth:`ModelSpec.from_options`) and validated there. The pipeline, every engine
+(:mod:`hlmm.engines`), :func:`hlmm.pipeline.fit_model` and the run description read it; nothing
+else decides these things, and library callers get the same rules as the command line.
+
+What the spec holds
+-------------------
+* the model: HLM, or HLMM with random effects (``random_effects``);
+* the mode: the default mode (``fit_covariates=False``: the phenotype adjusted by the null model,
+  each variant's model with an intercept) or covariates fitted for each variant;
+* how the variant enters the model: its terms in the mean (``mean_terms``) and in the
+  log-variance (``variance_terms``), ``("g",)`` in both for 1.2.0a1's model;
+* the test (``"wald"`` maximum likelihood fits or ``"score"`` tests under the null, with
+  ``refit`` for exact refits of the score rows that matter) and the standard errors of the
+  documented columns (model-based, or ``robust``: sandwich / empirical score variance);
+* the genotypes: dosages, or ``hard_calls`` (dosages rounded to the nearest genotype);
+* the variant filters (``min_maf``, ``max_missing``), the engine, and the starting h2.
+
+Examples
+--------
+>>> spec = ModelSpec(random_effects=True, test="score", robust=True)
+>>> spec.kind, spec.default_mode, spec.mean_terms
+('HLMM', True, ('g',))
+>>> try:
+...     ModelSpec(random_effects=True, robust=True)
+... except ValueError as e:
+...     print(str(e)[:58])
+--robust with --random_gts: sandwich standard errors of th
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from hlmm.io import InputError
+
+__all__ = ["ModelSpec", "ENGINES", "TESTS", "check_filters"]
+
+ENGINES = ("fast", "reference")
+TESTS = ("wald", "score")
+
+
+def check_filters(min_maf: float, max_missing: float) -> None:
+    """The variant filters' ranges (``ValueError`` naming the value)."""
+    if not 0 <= min_maf < 0.5:
+        raise ValueError(f"min_maf must be a fraction in [0, 0.5), got {min_maf}")
+    if not 0 < max_missing <= 100:
+        raise ValueError(f"max_missing must be a percentage in (0, 100], got {max_missing}")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The per-variant models of a scan and how they are tested.
+
+    Attributes
+    ----------
+    random_effects : bool
+        HLMM (random effects for a set of variables) rather than HLM.
+    fit_covariates : bool
+        Fit the covariates for each variant; otherwise (the default mode) the phenotype is
+        adjusted by the null model and each variant's model has an intercept.
+    test : {"wald", "score"}
+    refit : float, optional
+        With the score test: refit exactly every variant with any −log10 p-value at least this.
+    robust : bool
+        Sandwich standard errors (Wald HLM) or empirical score variances (score tests) in the
+        documented columns.
+    hard_calls : bool
+        Round dosages to the nearest genotype.
+    engine : {"fast", "reference"}
+    min_maf : float
+        Variants with minor allele frequency at or below this get NaN estimates.
+    max_missing : float
+        Variants with at least this percentage of missing calls get NaN estimates.
+    h2_init : float
+        Starting h2 of the null mixed model.
+    no_h2_estimate : bool
+        Start each variant's h2 at ``h2_init`` instead of the null model's estimate.
+    mean_terms, variance_terms : tuple of str
+        How the variant enters the mean and the log-variance: ``"g"`` (its genotype).
+    """
+
+    random_effects: bool = False
+    fit_covariates: bool = False
+    test: str = "wald"
+    refit: float | None = None
+    robust: bool = False
+    hard_calls: bool = False
+    engine: str = "fast"
+    min_maf: float = 0.05
+    max_missing: float = 5.0
+    h2_init: float = 0.05
+    no_h2_estimate: bool = False
+    mean_terms: tuple = ("g",)
+    variance_terms: tuple = ("g",)
+
+    def __post_init__(self) -> None:
+        try:
+            if self.engine not in ENGINES:
+                raise ValueError(f"unknown engine '{self.engine}'; choose from {ENGINES}")
+            if self.test not in TESTS:
+                raise ValueError(f"unknown test '{self.test}'; choose from {TESTS}")
+            check_filters(self.min_maf, self.max_missing)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        if self.h2_init < 0 or not np.isfinite(self.h2_init):
+            raise InputError(f"--h2_init must be finite and non-negative, got {self.h2_init}")
+        if self.refit is not None and self.test != "score":
+            raise InputError("--refit refits score-test rows: it needs --test score")
+        if self.robust and self.random_effects and (self.test == "wald" or self.refit is not None):
+            raise InputError("--robust with --random_gts: sandwich standard errors of the mixed model's fits are not"
+                             " valid (the individuals' scores are correlated through the random effects); use --test"
+                             " score (robust score test) without --refit")
+        if self.mean_terms != ("g",) or self.variance_terms != ("g",):
+            raise InputError(f"unknown variant terms {self.mean_terms} (mean), {self.variance_terms} (variance)")
+
+    @classmethod
+    def from_options(cls, options, random_effects: bool) -> "ModelSpec":
+        """The spec of a scan from its options (:class:`hlmm.pipeline.ScanOptions`)."""
+        s = options.settings
+        return cls(random_effects=random_effects, fit_covariates=options.fit_covariates, test=s.test,
+                   refit=s.refit, robust=s.robust, hard_calls=s.hard_calls, engine=s.engine, min_maf=s.min_maf,
+                   max_missing=s.max_missing, h2_init=options.h2_init, no_h2_estimate=options.no_h2_estimate)
+
+    @property
+    def default_mode(self) -> bool:
+        """The phenotype adjusted by the null model, each variant's model with an intercept only."""
+        return not self.fit_covariates
+
+    @property
+    def kind(self) -> str:
+        """``"HLMM"`` or ``"HLM"``."""
+        return "HLMM" if self.random_effects else "HLM"
+
+    @property
+    def se(self) -> str:
+        """``"robust"`` or ``"model"``: the standard errors of the documented columns."""
+        return "robust" if self.robust else "model"
+
+    def wald(self) -> "ModelSpec":
+        """The same model fitted exactly (for the refits of score rows)."""
+        return replace(self, test="wald", refit=None)
+
+    def describe(self) -> dict:
+        """The fields as a JSON-able dict (the run description)."""
+        return asdict(self)
