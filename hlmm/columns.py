@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "MODELS", "DISPERSION", "by_name", "names", "DOCUMENTED", "rst_table"]
+__all__ = ["Column", "MODELS", "DISPERSION", "by_name", "names", "DOCUMENTED", "rst_table", "STATS", "INTERNAL"]
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Column:
 #: Columns of ``outprefix.models.gz``, in file order.
 MODELS = (
     Column("SNP", "str", "variant ID from the genotype file", "variant"),
-    Column("n", "int", "number of individuals with a call used for the SNP", "stats"),
+    Column("n", "int", "number of individuals with a call (Wald fits use only them; score tests set the others"
+           " to the variant's mean, so they add nothing to its scores)", "stats"),
     Column("frequency", "float", "minor allele frequency among them", "stats"),
     Column("likelihood", "float", "maximum of the log-likelihood (NaN for score-test rows)", "stats"),
     Column("add", "float", "additive effect of a copy of A1 on the mean", "stats"),
@@ -82,6 +83,18 @@ DISPERSION = (
 )
 
 _ALL = {c.name: c for c in MODELS + DISPERSION}
+
+#: The columns a scanner computes per variant (:mod:`hlmm.engines`), in file order.
+STATS = tuple(c.name for c in MODELS if c.source == "stats")
+
+#: Per-variant keys of a scanner's results that are not written as columns: name -> what they hold.
+INTERNAL = {
+    "status": "filter or fit status code of the variant (hlmm.engines.STATUS)",
+    "problems": "list of (index within the block, reason) of failed fits",
+    "av_chi2": "score tests: the joint 2-df statistic where it is not add_t^2 + var_t^2 (robust score tests)",
+    "add_se_model": "with robust standard errors: the model-based add_se, from which the robust columns start",
+    "var_se_model": "with robust standard errors: the model-based var_se, from which the robust columns start",
+}
 
 #: Names of the 13 columns documented by 1.2.0a1, in order.
 DOCUMENTED = [c.name for c in MODELS if c.since == "1.2.0a1"]

@@ -87,7 +87,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import stats
 
-from hlmm.results import neglog10_pval
+from hlmm.pvalues import lambda_gc, neglog10_pval
 
 __all__ = ["estimate_dispersion", "mean_variance_slope", "moment_slope", "MomentSlope", "ks_test", "summarize",
            "METHODS"]
@@ -361,8 +361,6 @@ def summarize(add_t, var_t, dispersion_t) -> dict:
     >>> round(s["lambda_var"] / s["lambda_add"], 6)
     4.0
     """
-    from hlmm.plots import lambda_gc
-
     add_t, var_t, dispersion_t = (np.asarray(a, dtype=float) for a in (add_t, var_t, dispersion_t))
     ks_statistic, ks_pvalue = ks_test(dispersion_t)
     return {

@@ -10,12 +10,11 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from hlmm.results import neglog10_pval
+from hlmm.pvalues import CHI2_1_MEDIAN, lambda_from_neglog10, lambda_gc, neglog10_pval
 
 __all__ = ["add_var_scatter", "qq_plot", "qq_data", "pvalue_columns", "lambda_from_neglog10", "manhattan",
            "genome_positions", "chromosome_key", "lambda_gc", "CHI2_1_MEDIAN"]
 
-CHI2_1_MEDIAN = 0.454936423119572  # median of chi-square(1)
 STATISTICS = ("add", "var", "dispersion")
 COLOURS = {"add": "C0", "var": "C1", "dispersion": "C2"}
 MANHATTAN_COLOURS = ("#1f4e79", "#7fa7cf")  # alternate chromosomes
@@ -49,19 +48,6 @@ def _thin(x: np.ndarray, y: np.ndarray, x_range: float, y_range: float, pixels: 
     return np.sort(np.unique(cells, return_index=True)[1])
 
 
-def lambda_gc(t) -> float:
-    """Genomic control inflation: median of t^2 over the median of chi-square(1); NaNs dropped.
-
-    Examples
-    --------
-    >>> round(lambda_gc([0.5, -1.0, 2.0, float("nan")]), 4)
-    2.1981
-    """
-    t = np.asarray(t, dtype=float)
-    t = t[np.isfinite(t)]
-    return float(np.median(t**2) / CHI2_1_MEDIAN) if t.size else float("nan")
-
-
 def pvalue_columns(res: dict) -> dict:
     """The −log10 p-value column of each statistic a results table has: ``add_pval``,
     ``var_pval_robust`` (``var_pval`` for results without it) and ``dispersion_pval``.
@@ -78,20 +64,6 @@ def pvalue_columns(res: dict) -> dict:
                 out[name] = col
                 break
     return out
-
-
-def lambda_from_neglog10(neglog10) -> float:
-    """λGC of −log10 p-values of 1-df tests: the chi-square(1) quantile of the median p over the
-    median of chi-square(1); NaNs dropped.
-
-    Examples
-    --------
-    >>> round(lambda_from_neglog10([0.5, 1.0, 2.0]), 4) == round(float(stats.chi2.isf(0.1, 1)) / CHI2_1_MEDIAN, 4)
-    True
-    """
-    x = np.asarray(neglog10, dtype=float)
-    x = x[np.isfinite(x)]
-    return float(stats.chi2.isf(10.0 ** -np.median(x), 1) / CHI2_1_MEDIAN) if x.size else float("nan")
 
 
 def qq_data(t=None, level: float = 0.95, *, neglog10=None) -> dict:

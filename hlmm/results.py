@@ -13,10 +13,10 @@ import os
 import zlib
 
 import numpy as np
-from scipy.special import log_ndtr
 
 from hlmm import columns as C
 from hlmm.io import OutputError, os_reason
+from hlmm.pvalues import neglog10_pval
 from hlmm.robust import robust_statistics
 
 __all__ = [
@@ -33,37 +33,8 @@ __all__ = [
     "Tally",
 ]
 
-LN10 = float(np.log(10.0))
 TEXT = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "str"}
 INTEGER = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "int"}
-
-
-def neglog10_pval(chi2_stat, df: int) -> np.ndarray:
-    """-log10 of the chi-square upper tail probability, without underflow.
-
-    For 1 degree of freedom ``p = 2 Phi(-sqrt(x))`` via ``log_ndtr``; for 2, ``p = exp(-x/2)``.
-    A p-value of 1e-400 gives 400, not inf.
-
-    Parameters
-    ----------
-    chi2_stat : array_like
-    df : {1, 2}
-
-    Returns
-    -------
-    ndarray
-
-    Examples
-    --------
-    >>> float(neglog10_pval(3.841458820694124, 1).round(6))
-    1.30103
-    """
-    x = np.asarray(chi2_stat, dtype=float)
-    if df == 1:
-        return -(np.log(2.0) + log_ndtr(-np.sqrt(x))) / LN10
-    if df == 2:
-        return x / (2.0 * LN10)
-    raise ValueError(f"df must be 1 or 2, got {df}")
 
 
 def stats_table(variant_info: dict, stats: dict, moments=None) -> dict:

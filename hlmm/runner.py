@@ -20,10 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from hlmm._linalg import blas_threads_for
+from hlmm.engines.base import empty_results
 from hlmm.io import InputError
-from hlmm.scan import STAT_KEYS, STATUS
 
-__all__ = ["ScanJob", "compute_block", "run_blocks"]
+__all__ = ["ScanJob", "compute_block", "run_blocks", "open_executor"]
 
 log = logging.getLogger("hlmm")
 
@@ -60,20 +60,15 @@ def compute_block(job: ScanJob, b0: int, b1: int) -> list:
 
 def failed_block(job: ScanJob, b: int, error: str) -> list:
     """NaN rows for a block that failed twice."""
-    outs = []
-    for _ in job.scanner.models:
-        o = {k: np.full(b, np.nan) for k in STAT_KEYS}
-        o["n"] = np.zeros(b, dtype=np.int64)
-        o["status"] = np.full(b, STATUS["failed"], dtype=np.int8)
-        o["problems"] = []
-        outs.append(o)
-    return outs
+    return [empty_results(b, job.scanner.spec, status="failed") for _ in job.scanner.models]
 
 
 # ----------------------------------------------------------------------------------------------
 # Executors
 # ----------------------------------------------------------------------------------------------
 class _Serial:
+    window = 1
+
     def __init__(self, job):
         self.job, self.fn = job, compute_block
 
@@ -120,9 +115,10 @@ class _Processes:
         import os
 
         self.job, self.n_jobs, self.fn = job, n_jobs, compute_block
+        self.window = 2 * n_jobs
         self.threads = max(1, (os.cpu_count() or 1) // n_jobs)
         self.ctx = mp.get_context("spawn")
-        self._start()
+        self.pool = None  # started at the first block: nothing to start for a finished run
 
     def _start(self):
         from concurrent.futures import ProcessPoolExecutor
@@ -131,6 +127,8 @@ class _Processes:
                                         initargs=(self.job, self.threads))
 
     def submit(self, b0, b1):
+        if self.pool is None:
+            self._start()
         return self.pool.submit(_worker_call, self.fn, b0, b1)
 
     def result(self, fut):
@@ -148,6 +146,8 @@ class _Processes:
             return ("error", f"{type(e).__name__}: {e}")
 
     def close(self, cancel: bool = False):
+        if self.pool is None:
+            return
         if cancel:  # interrupted: stop the workers now rather than finishing their blocks
             for p in list(getattr(self.pool, "_processes", {}).values()):
                 p.terminate()
@@ -156,6 +156,8 @@ class _Processes:
 
 class _Dask:
     """Blocks as tasks on an existing Dask cluster; the job is scattered to workers once."""
+
+    window = 64
 
     def __init__(self, job, address):
         try:
@@ -182,7 +184,18 @@ class _Dask:
         self.client.close()
 
 
-def run_blocks(job: ScanJob, blocks: list, on_block, n_jobs: int = 1, dask_scheduler: str | None = None) -> list:
+def open_executor(job: ScanJob, n_jobs: int = 1, dask_scheduler: str | None = None, n_blocks: int = 2):
+    """Where blocks are computed: a Dask cluster (connected now, so that a bad address fails before
+    anything is written), worker processes (started at the first block) or this process."""
+    if dask_scheduler:
+        return _Dask(job, dask_scheduler)
+    if n_jobs > 1 and n_blocks > 1:
+        return _Processes(job, n_jobs)
+    return _Serial(job)
+
+
+def run_blocks(job: ScanJob, blocks: list, on_block, n_jobs: int = 1, dask_scheduler: str | None = None,
+               executor=None) -> list:
     """Compute ``blocks`` and call ``on_block(b0, b1, outs, failure)`` for each, in order.
 
     Parameters
@@ -194,19 +207,16 @@ def run_blocks(job: ScanJob, blocks: list, on_block, n_jobs: int = 1, dask_sched
         the error (its results are then NaN rows).
     n_jobs : int
     dask_scheduler : str, optional
+    executor : optional
+        From :func:`open_executor` (instead of ``n_jobs`` and ``dask_scheduler``); closed here.
 
     Returns
     -------
     list
         ``[b0, b1, error]`` of the blocks that failed twice.
     """
-    if dask_scheduler:
-        ex = _Dask(job, dask_scheduler)
-    elif n_jobs > 1 and len(blocks) > 1:
-        ex = _Processes(job, n_jobs)
-    else:
-        ex = _Serial(job)
-    window = 64 if dask_scheduler else (2 * n_jobs if n_jobs > 1 else 1)
+    ex = executor if executor is not None else open_executor(job, n_jobs, dask_scheduler, len(blocks))
+    window = ex.window
     attempts, failed = {}, []
     pending, todo = deque(), deque(blocks)
     interrupted = True

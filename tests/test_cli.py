@@ -314,16 +314,16 @@ def test_log__reports_individuals_read_matched_and_dropped(ds, tmp_path, capsys)
 
 
 def test_failed_fit__keeps_row_with_nan_and_run_goes_on(ds, tmp_path, monkeypatch, capsys):
-    from hlmm import scan
+    from hlmm.engines import reference
 
-    real = scan.reference_fit
+    real = reference.reference_fit
     calls = {"k": 0}
 
     def flaky(*a, **k):
         calls["k"] += 1
         return (None, "forced failure") if calls["k"] == 2 else real(*a, **k)
 
-    monkeypatch.setattr(scan, "reference_fit", flaky)
+    monkeypatch.setattr(reference, "reference_fit", flaky)
     assert hlmm_chr.main([ds.bed, "0", "3", ds.pheno, str(tmp_path / "o"), "--engine", "reference"]) == 0
     res = read_models(str(tmp_path / "o.models.gz"))
     assert np.isfinite(res["add"][0]) and np.isnan(res["add"][1]) and np.isfinite(res["add"][2])

@@ -4,7 +4,8 @@ import numdifftools as nd
 import numpy as np
 import pytest
 
-from hlmm import _fast_hlm, hetlm, robust
+from hlmm import hetlm, robust
+from hlmm.engines import _hlm_fits
 
 
 def simulate(n, seed, covariates=True, dist="normal"):
@@ -95,7 +96,7 @@ def fit_snps(y, G):
     """Full-model MLEs and model-based SEs of many SNPs by the class engine, with sandwich covariances."""
     counts = np.stack([(G == k).sum(0) for k in range(3)], -1).astype(float)
     ps = class_power_sums(y, G)
-    fit = _fast_hlm.fit_classes(counts, ps[..., 1], ps[..., 2])
+    fit = _hlm_fits.fit_classes(counts, ps[..., 1], ps[..., 2])
     gbar = (counts[:, 1] + 2 * counts[:, 2]) / counts.sum(1)
     alpha = np.column_stack([np.full(G.shape[1], np.nan), fit["add"]])
     # the class engine reports the SNP effects; recover the intercepts from the class sums

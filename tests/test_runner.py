@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 
 from hlmm import runner
+from hlmm.engines import STATUS, make_scanner
 from hlmm.io import ArraySource
-from hlmm.scan import STATUS, ScanModel, ScanSettings, make_scanner
+from hlmm.model import ModelSpec
+from hlmm.scan import ScanModel
 
 
 def job(m=30):
@@ -13,7 +15,7 @@ def job(m=30):
     g = rng.binomial(2, 0.3, (200, m)).astype(float)
     y = rng.standard_normal(200)
     model = ScanModel("y", np.arange(200), y)
-    return runner.ScanJob(ArraySource(g), np.arange(200), make_scanner([model], ScanSettings()), np.arange(m))
+    return runner.ScanJob(ArraySource(g), np.arange(200), make_scanner(ModelSpec(), [model]), np.arange(m))
 
 
 def collect(j, blocks, **kw):

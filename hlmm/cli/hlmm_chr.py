@@ -20,9 +20,9 @@ from hlmm.cli._common import (
     positive_int,
     run_main,
 )
-from hlmm.io import InputError
+from hlmm.model import ENGINES, TESTS
 from hlmm.pipeline import Inputs, ScanOptions, prepare_scan, run_scan
-from hlmm.scan import ENGINES, TESTS, ScanSettings
+from hlmm.scan import ScanSettings
 
 
 def build_parser():
@@ -97,21 +97,14 @@ def build_parser():
 
 
 def run(args) -> None:
-    if args.resume and args.append:
-        raise InputError("--resume and --append cannot be combined")
     inputs = Inputs(args.phenofile, args.genofile, args.phen_index, args.all_phenotypes, args.mean_covar,
                     args.var_covar, args.random_gts, args.random_gts_txt, args.missing_char, args.sample,
                     args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp)
-    if args.refit is not None and args.test != "score":
-        raise InputError("--refit refits score-test rows: it needs --test score")
     settings = ScanSettings(args.min_maf, args.max_missing, args.engine, args.test, args.refit, args.robust,
                             args.hard_calls)
     options = ScanOptions(args.start, args.end, args.whole_chr, settings, args.fit_covariates, args.h2_init,
                           args.no_h2_estimate, args.block_size)
-    from hlmm.runstate import RunState
-
-    RunState(args.outprefix).check_paths()
-    prepared = prepare_scan(inputs, options)
+    prepared = prepare_scan(inputs, options, outprefix=args.outprefix)
     for note in prepared.notes:
         log.warning(note)
     n = len(prepared.variants)

@@ -18,7 +18,7 @@ from hlmm import columns as C
 from hlmm.cli._common import check_output, log, parser, probability, read_results, run_main
 from hlmm.dispersion import CLUSTER_BP, METHODS, MIN_Z, WEIGHT_T, clusters_of, estimate_dispersion, summarize
 from hlmm.io import InputError
-from hlmm.plots import CHI2_1_MEDIAN
+from hlmm.pvalues import CHI2_1_MEDIAN
 from hlmm.results import write_table
 
 NEEDED = ("SNP", "add", "add_se", "var", "var_se", "add_t", "var_t")

@@ -152,7 +152,7 @@ class GenotypeBlock:
         if self.codes is None:
             if self.packed is None:
                 raise ValueError("a block of dosages has no hard calls; read it with hard_calls=True")
-            from hlmm._kernels import decode_packed
+            from hlmm.io._kernels import decode_packed
 
             self.codes = decode_packed(self.packed, np.ascontiguousarray(self.rows, dtype=np.int64), self.n_file)
         return self.codes

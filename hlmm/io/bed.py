@@ -1,7 +1,7 @@
 """PLINK 1 binary filesets (.bed/.bim/.fam): reading, and writing for simulations and tests.
 
 Genotypes count copies of A1, the .bim's 5th column, as PLINK does. The scan engines read the
-packed 2-bit bytes directly (:mod:`hlmm._kernels`); decoding them to counts is a short compiled
+packed 2-bit bytes directly (:mod:`hlmm.io._kernels`); decoding them to counts is a short compiled
 loop, so no third-party reader is needed for this fixed, simple format.
 """
 
@@ -50,7 +50,7 @@ class BedSource(GenotypeSource):
         return np.frombuffer(raw, dtype=np.uint8).reshape(stop - start, self.n_bytes)
 
     def read_codes(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
-        from hlmm._kernels import decode_packed
+        from hlmm.io._kernels import decode_packed
 
         return decode_packed(self.read_packed(start, stop), np.ascontiguousarray(rows, dtype=np.int64), self.n_samples)
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from hlmm import _kernels, _optimize
+from hlmm import _optimize
 from hlmm._linalg import LOG_2PI
+from hlmm.engines import _kernels_hlm
 
 K = np.arange(3.0)
 
@@ -213,7 +214,7 @@ class CovariateSNP:
             return self._val
         val = None
         with np.errstate(over="ignore", invalid="ignore"):
-            s_eta, M, rhs, _, _, _ = _kernels.covariate_pass(
+            s_eta, M, rhs, _, _, _ = _kernels_hlm.covariate_pass(
                 self.y, self.Xc, self.Vc, self.geno, self.gmean, beta, beta, False)
             if np.isfinite(s_eta) and np.all(np.isfinite(M)):
                 try:
@@ -222,7 +223,7 @@ class CovariateSNP:
                 except np.linalg.LinAlgError:
                     alpha = None
                 if alpha is not None:
-                    s_wr2, _, _, grad, Hv, A = _kernels.covariate_pass(
+                    s_wr2, _, _, grad, Hv, A = _kernels_hlm.covariate_pass(
                         self.y, self.Xc, self.Vc, self.geno, self.gmean, beta, alpha, True)
                     F = s_eta + s_wr2
                     if np.isfinite(F):

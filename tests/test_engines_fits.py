@@ -4,7 +4,8 @@ import numdifftools as nd
 import numpy as np
 import pytest
 
-from hlmm import _fast_hlm, _fast_hlmm, hetlm, hetlmm
+from hlmm import hetlm, hetlmm
+from hlmm.engines import _hlm_fits, _hlmm_fits
 
 
 def class_sums_dense(G, y):
@@ -12,7 +13,7 @@ def class_sums_dense(G, y):
                        else (G[:, j] == k).sum() for k in range(3)] for j in range(G.shape[1])]) for p in range(3)]
 
 
-def test_fast_hlm__matches_hetlm_on_many_snps():
+def test_hlm_fits__matches_hetlm_on_many_snps():
     rng = np.random.default_rng(5)
     n, b = 2000, 40
     freqs = np.concatenate([[0.003, 0.5], rng.uniform(0.01, 0.5, b - 2)])
@@ -21,7 +22,7 @@ def test_fast_hlm__matches_hetlm_on_many_snps():
     G[:3, 0] = 1.0  # 3 carriers
     y = 0.2 * G[:, 1] + rng.standard_normal(n) * np.exp(0.3 * G[:, 2])
     cnt, s1, s2 = class_sums_dense(G, y)
-    fit = _fast_hlm.fit_classes(cnt, s1, s2)
+    fit = _hlm_fits.fit_classes(cnt, s1, s2)
     for j in range(b):
         gc = G[:, j] - G[:, j].mean()
         X = np.column_stack([np.ones(n), gc])
@@ -33,8 +34,8 @@ def test_fast_hlm__matches_hetlm_on_many_snps():
             rtol=1e-7, atol=1e-9)
 
 
-def test_fast_hlm__one_class_is_not_fitted():
-    fit = _fast_hlm.fit_classes(np.array([[100.0, 0, 0]]), np.array([[3.0, 0, 0]]), np.array([[110.0, 0, 0]]))
+def test_hlm_fits__one_class_is_not_fitted():
+    fit = _hlm_fits.fit_classes(np.array([[100.0, 0, 0]]), np.array([[3.0, 0, 0]]), np.array([[110.0, 0, 0]]))
     assert not fit["success"][0] and np.isnan(fit["add"][0])
 
 
@@ -52,11 +53,11 @@ def snp_case():
     X = np.column_stack([np.ones(called.sum()), gc])
     ref = hetlmm.model(y[called], X, X, G[called])
     codes = np.where(np.isnan(g), -1, g).astype(np.int8)
-    cs = _fast_hlmm.class_stats(_fast_hlmm.totals(y, G), codes)
+    cs = _hlmm_fits.class_stats(_hlmm_fits.totals(y, G), codes)
     return ref, cs
 
 
-def test_fast_hlmm__class_stats_match_dense_sums(snp_case):
+def test_hlmm_fits__class_stats_match_dense_sums(snp_case):
     ref, cs = snp_case
     gc = ref.X[:, 1]
     for k in range(3):
@@ -67,10 +68,10 @@ def test_fast_hlmm__class_stats_match_dense_sums(snp_case):
 
 
 @pytest.mark.parametrize("theta", [[0.1, -0.2, 0.4], [-0.3, 0.25, 0.0], [0.0, 0.0, 2.0]])
-def test_fast_hlmm__likelihood_gradient_hessian_match_reference(snp_case, theta):
+def test_hlmm_fits__likelihood_gradient_hessian_match_reference(snp_case, theta):
     ref, cs = snp_case
     theta = np.array(theta)
-    cm = _fast_hlmm.ClassModel(cs)
+    cm = _hlmm_fits.ClassModel(cs)
     F, grad = cm.fun_grad(theta)
     F_ref, grad_ref = ref.likelihood_and_gradient(theta[:2], theta[2])
     assert F == pytest.approx(F_ref * ref.n, rel=1e-12)
@@ -85,11 +86,11 @@ def test_fast_hlmm__likelihood_gradient_hessian_match_reference(snp_case, theta)
         np.testing.assert_allclose(H, 0.5 * (num + num.T), rtol=1e-5, atol=1e-5)
 
 
-def test_fast_hlmm__fit_matches_reference_optimize_model(snp_case):
+def test_hlmm_fits__fit_matches_reference_optimize_model(snp_case):
     ref, cs = snp_case
     r = ref.optimize_model(0.2)
     start = hetlm.model(ref.y, ref.X, ref.V).optimize_model()["beta"]
-    est, why = _fast_hlmm.fit_snp(cs, start, 0.2)
+    est, why = _hlmm_fits.fit_snp(cs, start, 0.2)
     assert why is None
     np.testing.assert_allclose(
         [est[k] for k in ("likelihood", "add", "add_se", "var", "var_se")],
@@ -108,7 +109,7 @@ def test_fast_covariates__matches_hetlm_and_same_nan_snps():
     y = Xc @ [1, 0.5, -0.3] + 0.2 * np.nan_to_num(G[:, 0]) + rng.standard_normal(n) * np.exp(
         0.5 * (0.2 * C[:, 0] + 0.3 * np.nan_to_num(G[:, 1])))
     null = hetlm.model(y, Xc, Vc).optimize_model()
-    fits = [_fast_hlm.fit_covariate_snp(y, Xc, Vc, np.ascontiguousarray(G[:, j]), null["beta"])[0] for j in range(b)]
+    fits = [_hlm_fits.fit_covariate_snp(y, Xc, Vc, np.ascontiguousarray(G[:, j]), null["beta"])[0] for j in range(b)]
     keys = ("likelihood", "add", "add_se", "var", "var_se")
     fit = {k: np.array([f[k] if f else np.nan for f in fits]) for k in keys}
     fit["success"] = np.array([f is not None for f in fits])
@@ -139,16 +140,16 @@ def test_integer_totals__match_float_totals_and_fall_back_for_non_integers():
     G, kept, center, scale = random_effects_design(raw, return_scaling=True)
     np.testing.assert_allclose(G, (np.where(np.isnan(raw), center, raw) - center) / scale, atol=1e-12)
     y = rng.standard_normal(n)
-    ti, tf = _fast_hlmm.totals(y, G, center, scale), _fast_hlmm.totals(y, G)
+    ti, tf = _hlmm_fits.totals(y, G, center, scale), _hlmm_fits.totals(y, G)
     assert ti.R is not None and tf.R is None
     np.testing.assert_allclose(ti.G, G, atol=1e-12)
     for freq in (0.05, 0.3, 0.5):
         codes = rng.binomial(2, freq, n).astype(np.int8)
         codes[rng.random(n) < 0.02] = -1
-        a, b = _fast_hlmm.class_stats(ti, codes), _fast_hlmm.class_stats(tf, codes)
+        a, b = _hlmm_fits.class_stats(ti, codes), _hlmm_fits.class_stats(tf, codes)
         for field in ("n", "S1", "S2", "G1", "Gy", "GG"):
             np.testing.assert_allclose(getattr(a, field), getattr(b, field), rtol=1e-10, atol=1e-9)
     # non-integer random effects (e.g. from a text file) use the float64 form
     noisy = raw + rng.normal(0, 0.01, raw.shape)
     G2, _, c2, s2 = random_effects_design(noisy, return_scaling=True)
-    assert _fast_hlmm.totals(y, G2, c2, s2).R is None
+    assert _hlmm_fits.totals(y, G2, c2, s2).R is None

@@ -92,22 +92,29 @@ class IntegerDesign:
     center: np.ndarray
     scale: np.ndarray
     _planes: tuple | None = None
+    _colsum: np.ndarray | None = None
 
     @property
     def n(self) -> int:
         return self.R.shape[0]
 
     def planes(self) -> tuple:
-        """Bit-planes of ``R'`` (see :func:`hlmm._kernels.bitplanes`), formed once."""
+        """Bit-planes of ``R'`` (see :func:`hlmm.engines._kernels_score.bitplanes`), formed once."""
         if self._planes is None:
-            from hlmm._kernels import bitplanes
+            from hlmm.engines._kernels_score import bitplanes
 
             self._planes = bitplanes(np.ascontiguousarray(self.R.T))
         return self._planes
 
+    def column_sums(self) -> np.ndarray:
+        """``R' 1`` as float64 (exact), formed once."""
+        if self._colsum is None:
+            self._colsum = self.R.sum(axis=0, dtype=np.int64).astype(np.float64)
+        return self._colsum
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_planes"] = None  # rebuilt where needed
+        state["_planes"] = state["_colsum"] = None  # rebuilt where needed
         return state
 
 
@@ -166,7 +173,7 @@ def _integer_gram(tot: Totals, idx: np.ndarray) -> np.ndarray:
     their order, and the BLAS's threads, cannot change a bit of the result. (numpy's sgemm for the
     full product was faster here than the rank-k update ``ssyrk``, and releases the GIL.)
     """
-    from hlmm._kernels import gather_rows_f32, integer_row_sums
+    from hlmm.engines._kernels_hlmm import gather_rows_f32, integer_row_sums
 
     l = tot.l  # noqa: E741
     RR = np.zeros((l, l))

@@ -1,0 +1,242 @@
+"""Compiled per-genotype-class sums over the individuals of a block (numba): what the class engines
+and the score engine read of the genotypes.
+
+Packed PLINK .bed bytes are SNP-major, 2 bits per genotype: 0b00 two copies of A1, 0b01
+missing, 0b10 one copy, 0b11 no copy; the first individual of a byte is in its lowest two bits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+def class_moments_packed(packed, Yc):
+    """Per variant and genotype class: column sums of ``Yc`` over the individuals of the class.
+
+    Parameters
+    ----------
+    packed : ndarray of uint8, shape (b, n_bytes)
+        Packed genotypes of b variants.
+    Yc : ndarray of float64, shape (n_file, q)
+        Per individual of the file, the quantities to sum (e.g. an inclusion indicator, y and
+        y^2 for each phenotype; zero rows for individuals not included).
+
+    Returns
+    -------
+    ndarray of float64, shape (b, 4, q)
+        ``[variant, copies of A1 (0, 1, 2) or 3 for missing, column of Yc]``.
+
+    Notes
+    -----
+    With more than 8 columns, variants are taken in groups of 8 and individuals in chunks whose
+    rows of ``Yc`` fit in cache, so that each chunk is read from memory once per group rather than
+    once per variant; with few columns the plain loop over individuals per variant was faster
+    (measured at n = 100,000: 47-72 ms against 54-108 ms per 256 variants for 1-8 columns). Both
+    add the individuals in their order, so the sums are the same to the last bit.
+    """
+    if Yc.shape[1] > 8:
+        return _class_moments_tiled(packed, Yc)
+    return _class_moments_plain(packed, Yc)
+
+
+@njit(cache=True, parallel=True)
+def _class_moments_plain(packed, Yc):
+    b, n_bytes = packed.shape
+    n, q = Yc.shape
+    out = np.zeros((b, 4, q))
+    slot = np.array([2, 3, 1, 0])
+    for j in prange(b):
+        acc = np.zeros((4, q))
+        for byte in range(n_bytes):
+            v = packed[j, byte]
+            base = 4 * byte
+            for p in range(4):
+                i = base + p
+                if i >= n:
+                    break
+                k = slot[(v >> (2 * p)) & 3]
+                for c in range(q):
+                    acc[k, c] += Yc[i, c]
+        out[j] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def _class_moments_tiled(packed, Yc):
+    b, n_bytes = packed.shape
+    n, q = Yc.shape
+    out = np.zeros((b, 4, q))
+    # class index by 2-bit code: 00 -> 2 copies, 01 -> missing (3), 10 -> 1 copy, 11 -> 0 copies
+    slot = np.array([2, 3, 1, 0])
+    group = 8
+    chunk = max(16, 16384 // max(q, 1))  # bytes: 4 * chunk rows of Yc, about 512 KB
+    full = n // 4  # bytes holding 4 individuals
+    for grp in prange((b + group - 1) // group):
+        j0 = grp * group
+        j1 = min(j0 + group, b)
+        acc = np.zeros((j1 - j0, 4, q))
+        for c0 in range(0, n_bytes, chunk):
+            c1 = min(c0 + chunk, n_bytes)
+            for j in range(j0, j1):
+                a = acc[j - j0]
+                for byte in range(c0, min(c1, full)):
+                    v = packed[j, byte]
+                    base = 4 * byte
+                    for p in range(4):
+                        k = slot[(v >> (2 * p)) & 3]
+                        row = Yc[base + p]
+                        ak = a[k]
+                        for c in range(q):
+                            ak[c] += row[c]
+                if c1 > full:  # the last, partly filled byte
+                    v = packed[j, full]
+                    for p in range(n - 4 * full):
+                        k = slot[(v >> (2 * p)) & 3]
+                        for c in range(q):
+                            a[k, c] += Yc[4 * full + p, c]
+        out[j0:j1] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def class_moments_codes(codes, Yc):
+    """Like :func:`class_moments_packed`, from decoded hard calls ``codes`` (b, n), -1 missing,
+    with ``Yc`` of shape (n, q) over the same individuals."""
+    b, n = codes.shape
+    q = Yc.shape[1]
+    out = np.zeros((b, 4, q))
+    group = 8
+    chunk = max(64, 65536 // max(q, 1))
+    for grp in prange((b + group - 1) // group):
+        j0 = grp * group
+        j1 = min(j0 + group, b)
+        for i0 in range(0, n, chunk):
+            i1 = min(i0 + chunk, n)
+            for j in range(j0, j1):
+                for i in range(i0, i1):
+                    k = codes[j, i]
+                    if k < 0:
+                        k = 3
+                    for c in range(q):
+                        out[j, k, c] += Yc[i, c]
+    return out
+
+
+@njit(cache=True)
+def _distinct_sorted(row):
+    """Distinct called values of ``row`` (not NaN, not negative) in increasing order."""
+    n = row.shape[0]
+    vals = np.empty(n)
+    m = 0
+    for i in range(n):
+        if row[i] >= 0:  # False for NaN
+            vals[m] = row[i]
+            m += 1
+    vals = np.sort(vals[:m])
+    out = np.empty(m)
+    k = 0
+    for t in range(m):
+        if t == 0 or vals[t] != vals[t - 1]:
+            out[k] = vals[t]
+            k += 1
+    return out[:k]
+
+
+@njit(cache=True, parallel=True)
+def dosage_classes(dosages, Yc, denominator):
+    """Column sums of ``Yc`` over the individuals sharing each distinct dosage of each variant.
+
+    Ragged: variant j's classes are rows ``offsets[j]:offsets[j + 1]`` of ``values`` and
+    ``sums``, so that variants with many distinct dosages (fine .pgen grids) do not pad the
+    others. A variant whose dosages all lie on the grid ``k / denominator`` (to within 1e-6 of a
+    grid unit; ``denominator`` at most 65536) is binned by k; otherwise (or with ``denominator``
+    0) its distinct values are found by sorting. Both give the same classes for dosages on the
+    grid. Negative dosages count as missing, like NaN.
+
+    Returns
+    -------
+    offsets : ndarray of int64, shape (b + 1,)
+    values : ndarray, shape (K,)
+        Distinct dosages of each variant, increasing.
+    sums : ndarray, shape (K, q)
+    missing : ndarray, shape (b, q)
+    """
+    b, n = dosages.shape
+    q = Yc.shape[1]
+    grid = 0 < denominator <= 65536
+    width = 2 * denominator + 1 if grid else 1
+    present = np.zeros((b if grid else 0, width), dtype=np.bool_)
+    on_grid = np.zeros(b, dtype=np.bool_)
+    counts = np.zeros(b, dtype=np.int64)
+    for j in prange(b):
+        ok = grid
+        if grid:
+            for i in range(n):
+                d = dosages[j, i]
+                if d >= 0:  # False for NaN
+                    x = d * denominator
+                    k = int(x + 0.5)
+                    if abs(x - k) > 1e-6 or k >= width:
+                        ok = False
+                        break
+                    present[j, k] = True
+        on_grid[j] = ok
+        if ok:
+            counts[j] = np.count_nonzero(present[j])
+        else:
+            counts[j] = _distinct_sorted(dosages[j]).shape[0]
+    offsets = np.zeros(b + 1, dtype=np.int64)
+    for j in range(b):
+        offsets[j + 1] = offsets[j] + counts[j]
+    values = np.zeros(offsets[b])
+    sums = np.zeros((offsets[b], q))
+    missing = np.zeros((b, q))
+    for j in prange(b):
+        o = offsets[j]
+        if on_grid[j]:
+            slot = np.empty(width, dtype=np.int32)
+            k = 0
+            for v in range(width):
+                if present[j, v]:
+                    slot[v] = k
+                    values[o + k] = v / denominator
+                    k += 1
+            # class of each individual first (k: missing), then the sums in a local array:
+            # measured 35-50% faster than adding into ``sums`` while looking the classes up
+            keys = np.empty(n, dtype=np.int32)
+            for i in range(n):
+                d = dosages[j, i]
+                keys[i] = slot[int(d * denominator + 0.5)] if d >= 0 else k
+            acc = np.zeros((k + 1, q))
+            for i in range(n):
+                r = keys[i]
+                for c in range(q):
+                    acc[r, c] += Yc[i, c]
+            sums[o : o + k] = acc[:k]
+            missing[j] = acc[k]
+        else:
+            vals = _distinct_sorted(dosages[j])
+            values[o : o + vals.shape[0]] = vals
+            for i in range(n):
+                d = dosages[j, i]
+                if d >= 0:
+                    r = o + np.searchsorted(vals, d)
+                    for c in range(q):
+                        sums[r, c] += Yc[i, c]
+                else:
+                    for c in range(q):
+                        missing[j, c] += Yc[i, c]
+    return offsets, values, sums, missing
+
+
+@njit(cache=True, parallel=True)
+def segment_sums(offsets, x):
+    """Sums of the rows ``offsets[j]:offsets[j + 1]`` of ``x`` (K, q) for each j: (b, q)."""
+    b = offsets.shape[0] - 1
+    out = np.zeros((b, x.shape[1]))
+    for j in prange(b):
+        for k in range(offsets[j], offsets[j + 1]):
+            for c in range(x.shape[1]):
+                out[j, c] += x[k, c]
+    return out

@@ -1,0 +1,249 @@
+"""Compiled HLM fits (numba): one variant's likelihood pass with covariates (:mod:`hlmm.engines.hlm_covariates`)
+and Newton fits over the distinct dosages of every variant (:mod:`hlmm.engines.hlm_classes`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True, nogil=True)
+def covariate_pass(y, Xc, Vc, geno, gmean, beta, alpha, second):
+    """One pass of the HLM likelihood with covariates for one SNP, over its called individuals.
+
+    ``geno`` holds the SNP's genotypes (float64, NaN where missing; missing individuals are left
+    out). With x_i = (Xc_i, g_i), v_i = (Vc_i, g_i), g_i = geno_i - gmean and
+    w_i = exp(-v_i' beta):
+
+    * first pass (``second`` False): returns (sum eta_i, X'WX, X'Wy);
+    * second pass, at ``alpha``: returns (sum w_i r_i^2, sum v_i (1 - w_i r_i^2),
+      sum w_i r_i^2 v_i v_i', sum w_i r_i x_i v_i').
+
+    Non-finite sums signal overflow to the caller.
+    """
+    n = y.shape[0]
+    c = Xc.shape[1]
+    v = Vc.shape[1]
+    p, q = c + 1, v + 1
+    x = np.empty(p)
+    vv = np.empty(q)
+    s0 = 0.0
+    A1 = np.zeros((p, p))
+    b1 = np.zeros(p)
+    g2 = np.zeros(q)
+    H2 = np.zeros((q, q))
+    A2 = np.zeros((p, q))
+    for i in range(n):
+        if np.isnan(geno[i]):
+            continue
+        gi = geno[i] - gmean
+        for a in range(c):
+            x[a] = Xc[i, a]
+        x[c] = gi
+        eta = 0.0
+        for a in range(v):
+            vv[a] = Vc[i, a]
+            eta += Vc[i, a] * beta[a]
+        vv[v] = gi
+        eta += gi * beta[v]
+        w = np.exp(-eta)
+        if not second:
+            s0 += eta
+            for a in range(p):
+                wa = w * x[a]
+                b1[a] += wa * y[i]
+                for b in range(a + 1):
+                    A1[a, b] += wa * x[b]
+        else:
+            r = y[i]
+            for a in range(p):
+                r -= x[a] * alpha[a]
+            wr = w * r
+            wr2 = wr * r
+            s0 += wr2
+            d = 1.0 - wr2
+            for a in range(q):
+                g2[a] += vv[a] * d
+                for b in range(a + 1):
+                    H2[a, b] += wr2 * vv[a] * vv[b]
+            for a in range(p):
+                for b in range(q):
+                    A2[a, b] += wr * x[a] * vv[b]
+    for a in range(p):
+        for b in range(a):
+            A1[b, a] = A1[a, b]
+    for a in range(q):
+        for b in range(a):
+            H2[b, a] = H2[a, b]
+    return s0, A1, b1, g2, H2, A2
+
+
+@njit(cache=True, nogil=True)
+def _profile_classes(b0, b1, g, cnt, s1, s2, hessian, wk):
+    """F = -2L - n log 2pi of the SNP's HLM profiled over alpha, its gradient and Hessian in beta.
+
+    ``wk`` (K) is scratch space for the weights. Returns (F, grad0, grad1, H00, H01, H11,
+    alpha0, alpha1, Minv11); F = inf if infeasible.
+    """
+    m00 = m01 = m11 = r0 = r1 = 0.0
+    K = g.shape[0]
+    for k in range(K):
+        if cnt[k] == 0:
+            continue
+        w = np.exp(-(b0 + b1 * g[k]))
+        wk[k] = w
+        m00 += w * cnt[k]
+        m01 += w * cnt[k] * g[k]
+        m11 += w * cnt[k] * g[k] * g[k]
+        r0 += w * s1[k]
+        r1 += w * s1[k] * g[k]
+    det = m00 * m11 - m01 * m01
+    if not (det > 0) or not np.isfinite(det):
+        return np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, np.nan
+    a0 = (m11 * r0 - m01 * r1) / det
+    a1 = (m00 * r1 - m01 * r0) / det
+    F = 0.0
+    gr0 = gr1 = h00 = h01 = h11 = A00 = A01 = A11 = 0.0
+    for k in range(K):
+        if cnt[k] == 0:
+            continue
+        eta = b0 + b1 * g[k]
+        w = wk[k]
+        mu = a0 + a1 * g[k]
+        Q = max(s2[k] - 2.0 * mu * s1[k] + cnt[k] * mu * mu, 0.0)
+        wQ = w * Q
+        F += cnt[k] * eta + wQ
+        d = cnt[k] - wQ
+        gr0 += d
+        gr1 += d * g[k]
+        if hessian:
+            h00 += wQ
+            h01 += wQ * g[k]
+            h11 += wQ * g[k] * g[k]
+            wr = w * (s1[k] - cnt[k] * mu)
+            A00 += wr
+            A01 += wr * g[k]
+            A11 += wr * g[k] * g[k]
+    if not np.isfinite(F):
+        return np.inf, 0.0, 0.0, 0.0, 0.0, 0.0, a0, a1, np.nan
+    if hessian:
+        # H = sum wQ v v' - 2 A' M^-1 A with A symmetric [[A00, A01], [A01, A11]]
+        i00, i01, i11 = m11 / det, -m01 / det, m00 / det
+        x00 = i00 * A00 + i01 * A01
+        x01 = i00 * A01 + i01 * A11
+        x10 = i01 * A00 + i11 * A01
+        x11 = i01 * A01 + i11 * A11
+        h00 -= 2.0 * (A00 * x00 + A01 * x10)
+        h01 -= 2.0 * (A00 * x01 + A01 * x11)
+        h11 -= 2.0 * (A01 * x01 + A11 * x11)
+    return F, gr0, gr1, h00, h01, h11, a0, a1, m00 / det
+
+
+@njit(cache=True, parallel=True)
+def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol):
+    """The HLM ``y ~ N(a0 + a1 g, exp(b0 + b1 g))`` of every variant from its ragged classes.
+
+    Newton's method with a backtracking line search on the profile likelihood of (b0, b1), by the
+    stopping rules of :func:`hlmm._optimize.minimize_newton`; one compiled loop per variant.
+
+    Returns
+    -------
+    ndarray, shape (b, 8)
+        ``F, a0, a1, b0, b1, var(a1), var(b1), success`` per variant (NaN where not fitted).
+    """
+    b = offsets.shape[0] - 1
+    out = np.full((b, 8), np.nan)
+    for j in prange(b):
+        o0 = offsets[j]
+        o1 = offsets[j + 1]
+        c = cnt[o0:o1]
+        n = 0.0
+        sg = 0.0
+        present = 0
+        for k in range(o1 - o0):
+            n += c[k]
+            sg += c[k] * values[o0 + k]
+            if c[k] > 0:
+                present += 1
+        out[j, 7] = 0.0
+        if present < 2 or n <= 4:
+            continue
+        g = values[o0:o1] - sg / n
+        wk = np.empty(o1 - o0)
+        y1 = s1[o0:o1]
+        y2 = s2[o0:o1]
+        # start: ordinary least squares mean, homoskedastic variance
+        v00 = v01 = v11 = 0.0
+        r0 = r1 = 0.0
+        for k in range(o1 - o0):
+            v00 += c[k]
+            v01 += c[k] * g[k]
+            v11 += c[k] * g[k] * g[k]
+            r0 += y1[k]
+            r1 += y1[k] * g[k]
+        vdet = v00 * v11 - v01 * v01
+        a0 = (v11 * r0 - v01 * r1) / vdet
+        a1 = (v00 * r1 - v01 * r0) / vdet
+        rss = 0.0
+        for k in range(o1 - o0):
+            mu = a0 + a1 * g[k]
+            rss += max(y2[k] - 2.0 * mu * y1[k] + c[k] * mu * mu, 0.0)
+        b0 = np.log(max(rss / n, 1e-300))
+        b1 = 0.0
+        F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
+        ok = False
+        stalls = 0
+        last = np.inf
+        for _ in range(max_iter):
+            if not np.isfinite(F):
+                break
+            hd = h00 * h11 - h01 * h01
+            if h00 > 0 and hd > 0:
+                s0 = -(h11 * gr0 - h01 * gr1) / hd
+                s1_ = -(h00 * gr1 - h01 * gr0) / hd
+            else:
+                s0 = -(v11 * gr0 - v01 * gr1) / vdet
+                s1_ = -(v00 * gr1 - v01 * gr0) / vdet
+            dec = -(gr0 * s0 + gr1 * s1_)
+            scale = max(1.0, abs(F))
+            if not np.isfinite(dec):
+                break
+            if dec <= dec_rtol * scale:
+                ok = True
+                break
+            stalls = stalls + 1 if dec > 0.5 * last else 0
+            if stalls >= 3 and dec <= stall_rtol * scale:
+                ok = True
+                break
+            last = dec
+            local = dec <= local_rtol * scale
+            t = 1.0
+            moved = False
+            while t >= 1e-14:
+                nb0, nb1 = b0 + t * s0, b1 + t * s1_
+                Ft = _profile_classes(nb0, nb1, g, c, y1, y2, False, wk)[0]
+                accept = Ft <= F - 1e-4 * t * dec or (local and t == 1.0 and Ft <= F + noise_rtol * scale)
+                if np.isfinite(Ft) and accept:
+                    b0, b1 = nb0, nb1
+                    moved = True
+                    break
+                t *= 0.5
+            if not moved:
+                ok = dec <= stall_rtol * scale
+                break
+            F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
+        if not ok:
+            continue
+        F, _, _, _, _, _, a0, a1, minv11 = _profile_classes(b0, b1, g, c, y1, y2, False, wk)
+        var_b1 = 2.0 * v00 / vdet
+        if np.isfinite(F) and minv11 > 0 and var_b1 > 0:
+            out[j, 0] = F
+            out[j, 1] = a0
+            out[j, 2] = a1
+            out[j, 3] = b0
+            out[j, 4] = b1
+            out[j, 5] = minv11
+            out[j, 6] = var_b1
+            out[j, 7] = 1.0
+    return out

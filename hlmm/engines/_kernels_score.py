@@ -1,0 +1,157 @@
+"""Compiled exact integer products of the score engine (numba): ``G' D^-1 g`` for random effects and
+test variants from genotype files, by bit-plane popcounts (:mod:`hlmm.engines.score`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+from numba.extending import intrinsic
+
+
+@intrinsic
+def _popcount(typingctx, x):
+    """LLVM's ctpop on a uint64 (vectorised by LLVM where the CPU allows)."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context, builder, signature, args):
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@njit(cache=True, parallel=True)
+def bitplanes(codes):
+    """Two bit-planes of genotype codes: ``[code >= 1]`` and ``[code == 2]`` (missing, -1, as 0).
+
+    Parameters
+    ----------
+    codes : ndarray of int8, shape (k, n)
+
+    Returns
+    -------
+    low, high : ndarray of uint64, shape (k, ceil(n / 64))
+        Bit ``t`` of word ``w`` is individual ``64 w + t``; ``code = low + high`` for calls.
+    """
+    k, n = codes.shape
+    W = (n + 63) // 64
+    low = np.zeros((k, W), dtype=np.uint64)
+    high = np.zeros((k, W), dtype=np.uint64)
+    for j in prange(k):
+        for w in range(W):
+            lo = np.uint64(0)
+            hi = np.uint64(0)
+            for t in range(min(64, n - 64 * w)):
+                c = codes[j, 64 * w + t]
+                if c >= 1:
+                    lo |= np.uint64(1) << np.uint64(t)
+                if c == 2:
+                    hi |= np.uint64(1) << np.uint64(t)
+            low[j, w] = lo
+            high[j, w] = hi
+    return low, high
+
+
+@njit(cache=True, inline="always")
+def _plane_product(a, h, u, v):
+    """``popc(a&u) + popc(a&v) + popc(h&u) + popc(h&v)`` with three popcounts, as ``h`` is a
+    subset of ``a`` and ``v`` of ``u`` (bit-planes of codes): ``(a&v) & (h&u) = h&v``, so
+    ``popc(a&v) + popc(h&u) = popc((a&v) | (h&u)) + popc(h&v)``."""
+    return _popcount(a & u) + (_popcount(h & v) << np.uint64(1)) + _popcount((a & v) | (h & u))
+
+
+@njit(cache=True, parallel=True)
+def popcount_products(A, B, U, V):
+    """Exact ``R' C`` of two genotype matrices held as bit-planes (see :func:`bitplanes`).
+
+    With ``R = A + B`` (l variants) and ``C = U + V`` (b variants) over the same individuals,
+    ``(R'C)_js = popc(A_j & U_s) + popc(A_j & V_s) + popc(B_j & U_s) + popc(B_j & V_s)``, computed
+    with three popcounts per word (:func:`_plane_product`): integer arithmetic, so the result
+    does not depend on threads or order. Four test variants share each load of the random-effect
+    planes.
+
+    Returns
+    -------
+    ndarray of int64, shape (l, b)
+    """
+    l, W = A.shape
+    b = U.shape[0]
+    out = np.zeros((l, b), dtype=np.int64)
+    n_groups = (b + 3) // 4
+    for grp in prange(n_groups):
+        s0 = 4 * grp
+        s1 = min(s0 + 4, b)
+        if s1 - s0 == 4:
+            for j in range(l):
+                c0 = np.uint64(0)
+                c1 = np.uint64(0)
+                c2 = np.uint64(0)
+                c3 = np.uint64(0)
+                for w in range(W):
+                    a = A[j, w]
+                    h = B[j, w]
+                    c0 += _plane_product(a, h, U[s0, w], V[s0, w])
+                    c1 += _plane_product(a, h, U[s0 + 1, w], V[s0 + 1, w])
+                    c2 += _plane_product(a, h, U[s0 + 2, w], V[s0 + 2, w])
+                    c3 += _plane_product(a, h, U[s0 + 3, w], V[s0 + 3, w])
+                out[j, s0] = c0
+                out[j, s0 + 1] = c1
+                out[j, s0 + 2] = c2
+                out[j, s0 + 3] = c3
+        else:
+            for s in range(s0, s1):
+                for j in range(l):
+                    c = np.uint64(0)
+                    for w in range(W):
+                        c += _plane_product(A[j, w], B[j, w], U[s, w], V[s, w])
+                    out[j, s] = c
+    return out
+
+
+@njit(cache=True, parallel=True)
+def missing_row_sums(R, codes):
+    """``sum_{i missing in s} R_i`` for each test variant s: (l, b) int64 from R (n, l) int8."""
+    b, n = codes.shape
+    l = R.shape[1]
+    out = np.zeros((l, b), dtype=np.int64)
+    for s in prange(b):
+        acc = np.zeros(l, dtype=np.int64)
+        for i in range(n):
+            if codes[s, i] < 0:
+                for j in range(l):
+                    acc[j] += R[i, j]
+        out[:, s] = acc
+    return out
+
+
+@njit(cache=True, parallel=True)
+def sparse_centred_products(indptr, indices, data, l, codes, gbar):
+    """``E' g~`` for a CSR matrix E (n, l) and centred, mean-imputed codes: (l, b) float64.
+
+    ``g~_is = codes_si - gbar_s`` for a call, 0 for a missing one. Each nonzero of E is read
+    once per chunk of 64 variants, whose centred genotypes it multiplies together.
+    """
+    b, n = codes.shape
+    out = np.zeros((l, b))
+    chunk = 64
+    for c0 in prange((b + chunk - 1) // chunk):
+        s0 = c0 * chunk
+        s1 = min(s0 + chunk, b)
+        g = np.empty(s1 - s0)
+        for i in range(n):
+            if indptr[i] == indptr[i + 1]:
+                continue
+            for s in range(s0, s1):
+                c = codes[s, i]
+                g[s - s0] = 0.0 if c < 0 else c - gbar[s]
+            for p in range(indptr[i], indptr[i + 1]):
+                j = indices[p]
+                v = data[p]
+                for s in range(s0, s1):
+                    out[j, s] += v * g[s - s0]
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# Dosages: distinct values as classes, in a ragged layout, and the HLM fit over them
+# ----------------------------------------------------------------------------------------------

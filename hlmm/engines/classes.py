@@ -1,0 +1,273 @@
+"""Genotype-class statistics of a block: per variant, sums of per-individual columns over the
+individuals of each genotype class (0, 1, 2 copies of A1, or each distinct dosage), from one
+compiled pass over the block (:mod:`hlmm.engines._kernels_classes`).
+
+The class engines fit from these sums, the score engine computes its statistics from them, and
+every engine reads calls, allele frequencies and filters from them. :class:`ClassStatistics`
+belongs to one scanner and keeps, per thread, the per-individual columns it built for the last
+blocks (scanners pass the same phenotype arrays for every block; building the columns once saves
+more than the compiled pass over a block of 10 phenotypes costs per variant).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from hlmm.engines import _kernels_classes
+from hlmm.io import GenotypeBlock
+
+__all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis"]
+
+
+class _Layout:
+    """Per-class arrays of a block: padded (b, K, ...) for hard calls, or ragged (K_total, ...)
+    with variant j's classes in rows ``offsets[j]:offsets[j + 1]`` for dosages. Subclasses hold
+    ``offsets`` (None when padded) and ``values`` (None for hard calls)."""
+
+    @property
+    def ragged(self) -> bool:
+        return self.offsets is not None
+
+    def reduce(self, x: np.ndarray) -> np.ndarray:
+        """Per-variant sums over the classes of ``x`` ((b, K[, q]) padded or (K[, q]) ragged)."""
+        if not self.ragged:
+            return x.sum(axis=1)
+        two = np.ascontiguousarray(x.reshape(x.shape[0], -1), dtype=np.float64)
+        out = _kernels_classes.segment_sums(self.offsets, two)
+        return out[:, 0] if x.ndim == 1 else out
+
+    def class_values(self) -> np.ndarray:
+        """Genotype value of each class: (b, K) padded, (K,) ragged."""
+        if self.values is not None:
+            return self.values
+        return np.broadcast_to(np.arange(3.0), self._shape())
+
+    def per_class(self, per_variant: np.ndarray) -> np.ndarray:
+        """A per-variant value repeated for each of its classes."""
+        if not self.ragged:
+            return per_variant[:, None]
+        return np.repeat(per_variant, np.diff(self.offsets))
+
+
+@dataclass
+class ClassMoments(_Layout):
+    """Per-SNP genotype-class statistics of one phenotype.
+
+    Attributes
+    ----------
+    counts : ndarray, shape (b, K) or (K_total,)
+        Individuals per class.
+    sums : ndarray, shape (b, K, powers) or (K_total, powers)
+        Sums of y, y^2, ... per class.
+    values : ndarray, shape (b, K) or (K_total,), or None
+        Genotype value of each class; None for hard calls (classes 0, 1, 2).
+    n_missing : ndarray, shape (b,)
+    offsets : ndarray, shape (b + 1,), or None
+        The ragged layout of dosages (see :class:`_Layout`).
+    """
+
+    counts: np.ndarray
+    sums: np.ndarray
+    values: np.ndarray | None
+    n_missing: np.ndarray
+    offsets: np.ndarray | None = None
+
+    def _shape(self):
+        return self.counts.shape
+
+    @property
+    def n_called(self) -> np.ndarray:
+        return np.rint(self.reduce(self.counts)).astype(np.int64)
+
+    @property
+    def a1_copies(self) -> np.ndarray:
+        if self.values is None:
+            return self.counts[:, 1] + 2 * self.counts[:, 2]
+        return self.reduce(self.counts * self.values)
+
+
+@dataclass
+class ClassSums(_Layout):
+    """Per-SNP sums of per-individual columns over the individuals of each genotype class.
+
+    Attributes
+    ----------
+    sums : ndarray, shape (b, K, q) or (K_total, q)
+        Column sums per class (K = 3 classes 0, 1, 2 copies of A1 for hard calls; the distinct
+        dosages of each variant for dosages, in the ragged layout of :class:`_Layout`).
+    values : ndarray, shape (b, K) or (K_total,), or None
+        Genotype value of each class; None for hard calls.
+    missing : ndarray, shape (b, q)
+        Column sums over the individuals without a call.
+    offsets : ndarray, shape (b + 1,), or None
+    """
+
+    sums: np.ndarray
+    values: np.ndarray | None
+    missing: np.ndarray
+    offsets: np.ndarray | None = None
+
+    def _shape(self):
+        return self.sums.shape[:-1]
+
+
+class _IdentityCache:
+    """The last few values computed from given objects, found again by identity (``is``).
+
+    The objects are kept alive with the value, so that their ids cannot be reused. Scanners pass
+    the same phenotype arrays for every block; building the per-individual columns once saves
+    more than the compiled pass over a block of 10 phenotypes costs per variant."""
+
+    def __init__(self, size: int = 4) -> None:
+        self.size, self.entries = size, []
+
+    def get(self, objects: tuple, check, make):
+        for k, (objs, value) in enumerate(self.entries):
+            if len(objs) == len(objects) and all(a is b for a, b in zip(objs, objects)) and check(value):
+                self.entries.insert(0, self.entries.pop(k))
+                return value
+        value = make()
+        self.entries = [(objects, value)] + self.entries[: self.size - 1]
+        return value
+
+
+def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[np.ndarray, list]:
+    """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
+    rows, and each part's columns in it."""
+    packed = block.packed is not None
+
+    def make():
+        n_rows = block.n_file if packed else len(block.rows)
+        # A column of ones over the same individuals (the counts) is summed once for all parts.
+        columns, index, ones = [], [], []
+        for subset, cols in parts:
+            r = block.rows[subset] if block.packed is not None else subset
+            idx = []
+            for c in range(cols.shape[1]):
+                if np.all(cols[:, c] == 1.0):
+                    same = next((k for rr, k in ones if rr is r or np.array_equal(rr, r)), None)
+                    if same is not None:
+                        idx.append(same)
+                        continue
+                    ones.append((r, len(columns)))
+                idx.append(len(columns))
+                columns.append((r, cols[:, c]))
+            # a run of consecutive columns is taken as a view
+            contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else True
+            index.append(slice(idx[0], idx[0] + len(idx)) if contiguous and idx else np.array(idx, dtype=np.intp))
+        Yc = np.zeros((n_rows, len(columns)))
+        for k, (r, col) in enumerate(columns):
+            Yc[r, k] = col
+        return packed, n_rows, block.rows.copy(), Yc, index
+
+    objects = tuple(a for part in parts for a in part)
+    value = cache.get(objects, lambda v: v[0] == packed and v[1] == (block.n_file if packed else len(block.rows))
+                         and np.array_equal(v[2], block.rows), make)
+    return value[3], value[4]
+
+
+class ClassStatistics:
+    """Class sums and moments of blocks, with the caches of one scanner.
+
+    The caches are per thread: the threads of a Dask worker share the worker's copy of a scanner
+    and compute blocks at once. A pickled (sent) scanner starts with empty caches.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def _caches(self) -> tuple[_IdentityCache, _IdentityCache]:
+        local = self._local
+        if not hasattr(local, "designs"):
+            local.designs, local.parts = _IdentityCache(), _IdentityCache()
+        return local.designs, local.parts
+
+    def __getstate__(self) -> dict:
+        return {}
+
+    def __setstate__(self, state: dict) -> None:
+        self._local = threading.local()
+
+    def sums(self, block: GenotypeBlock, parts: list) -> list:
+        """Sums of per-individual columns over each genotype class of every variant of a block.
+
+        One compiled pass over the block serves every part (phenotype).
+
+        Parameters
+        ----------
+        block : GenotypeBlock
+        parts : list of (subset, columns)
+            Positions within ``block.rows`` and a matrix (len(subset), q) of per-individual values.
+
+        Returns
+        -------
+        list of ClassSums
+        """
+        Yc, index = _design(self._caches()[0], block, parts)
+        if block.packed is not None:
+            mom = _kernels_classes.class_moments_packed(block.packed, Yc)
+        elif block.dosages is None:
+            mom = _kernels_classes.class_moments_codes(block.codes, Yc)
+        else:
+            seg, values, sums, missing = _kernels_classes.dosage_classes(block.dosages, Yc, block.denominator or 0)
+            return [ClassSums(sums[:, idx], values, missing[:, idx], seg) for idx in index]
+        return [ClassSums(mom[:, :3][:, :, idx], None, mom[:, 3][:, idx]) for idx in index]
+
+    def moments(self, block: GenotypeBlock, models: list, powers: int) -> list:
+        """Genotype-class counts and sums of powers of y of every variant of a block, for each model.
+
+        Parameters
+        ----------
+        block : GenotypeBlock
+        models : list of (subset, y)
+            Positions within ``block.rows`` and the response of each phenotype.
+        powers : int
+            Highest power of y summed (0 for counts alone).
+
+        Returns
+        -------
+        list of ClassMoments
+        """
+        parts = self._caches()[1].get(tuple(a for m in models for a in m) + (powers,), lambda v: True, lambda: [
+            (subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models])
+        return [ClassMoments(c.sums[..., 0], c.sums[..., 1:], c.values, c.missing[:, 0], c.offsets)
+                for c in self.sums(block, parts)]
+
+
+def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
+    """Columns of ``A`` that span the others, and the coefficients that give them back.
+
+    Greedy in column order (so the first column is always kept): a column is kept when its
+    residual after projection on the kept columns exceeds ``tol`` times its norm.
+
+    Returns
+    -------
+    basis : ndarray, shape (n, r)
+        The kept columns of ``A``, unchanged.
+    coef : ndarray, shape (r, q)
+        ``A = basis @ coef`` to rounding: unit vectors for the kept columns, least-squares
+        coefficients for the others. If the others are not reproduced to 1e-12 of their size,
+        every column is kept.
+    """
+    A = np.asarray(A, dtype=np.float64)
+    n, q = A.shape
+    keep, Q = [], np.empty((n, 0))
+    for j in range(q):
+        a = A[:, j]
+        r = a - Q @ (Q.T @ a)
+        r -= Q @ (Q.T @ r)
+        norm_a, norm_r = np.linalg.norm(a), np.linalg.norm(r)
+        if not keep or norm_r > tol * norm_a:
+            keep.append(j)
+            if norm_r > 0:
+                Q = np.column_stack([Q, r / norm_r])
+    basis = A[:, keep]
+    coef = np.linalg.lstsq(basis, A, rcond=None)[0]
+    coef[:, keep] = np.eye(len(keep))
+    scale = np.maximum(np.abs(A).max(axis=0), np.finfo(float).tiny)
+    if np.max(np.abs(basis @ coef - A) / scale) > 1e-12:
+        return A.copy(), np.eye(q)
+    return np.ascontiguousarray(basis), coef

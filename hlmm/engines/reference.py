@@ -1,0 +1,70 @@
+"""The reference engine: one :meth:`hlmm.hetlm.model.optimize_model` (or hetlmm's) per variant, the
+straightforward algorithm of hlmm 1.2.0a1 (``--engine reference``, and the mixed model with
+covariates fitted per variant)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hlmm import hetlm, hetlmm
+from hlmm.engines.base import PerVariant, genotype_row
+from hlmm.io import GenotypeBlock
+from hlmm.robust import hlm_sandwich
+
+__all__ = ["ReferenceScanner", "reference_fit"]
+
+
+class ReferenceScanner(PerVariant):
+    """One ``optimize_model`` per variant (hlmm 1.2.0a1's algorithm)."""
+
+    block_size = 16
+
+    def __init__(self, spec, models: list) -> None:
+        super().__init__(spec, models)
+        if spec.random_effects:
+            self.block_size, self.per_core = 1, True
+
+    def fit_model(self, p: int, block: GenotypeBlock, todo: np.ndarray) -> list:
+        m = self.models[p]
+        return [reference_fit(m.y, m.X, m.V, genotype_row(block, j, m.subset), m.G, m.h2_start, self.spec.robust)
+                for j in todo]
+
+
+def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = False) -> tuple[dict | None, str | None]:
+    """Fit one variant's model by :meth:`hlmm.hetlm.model.optimize_model` (or hetlmm's).
+
+    With ``robust`` (HLM only) the standard errors are the sandwich estimator's
+    (:func:`hlmm.robust.hlm_sandwich`), and the model-based ones ``add_se_model`` and
+    ``var_se_model``.
+
+    Returns
+    -------
+    (dict, None) or (None, reason)
+    """
+    called = ~np.isnan(g)
+    gc = g[called] - g[called].mean()
+    Xl = np.column_stack([X[called], gc])
+    Vl = np.column_stack([V[called], gc])
+    try:
+        if G is None:
+            fit = hetlm.model(y[called], Xl, Vl).optimize_model()
+        else:
+            fit = hetlmm.model(y[called], Xl, Vl, G[called]).optimize_model(h2_start)
+    except ValueError as e:
+        return None, str(e)
+    if not fit["success"]:
+        return None, fit.get("message", "optimisation failed")
+    est = {
+        "likelihood": fit["likelihood"],
+        "add": fit["alpha"][-1],
+        "add_se": fit["alpha_se"][-1],
+        "var": fit["beta"][-1],
+        "var_se": fit["beta_se"][-1],
+    }
+    if robust:
+        cov = hlm_sandwich(y[called], Xl, Vl, fit["alpha"], fit["beta"])
+        est["add_se_model"], est["var_se_model"] = est["add_se"], est["var_se"]
+        est["add_se"], est["var_se"] = np.sqrt(cov[Xl.shape[1] - 1, Xl.shape[1] - 1]), np.sqrt(cov[-1, -1])
+    if not all(np.isfinite(v) for v in est.values()):
+        return None, "non-finite estimate or standard error"
+    return est, None

@@ -1,0 +1,145 @@
+"""Score tests of every variant under the null model (:mod:`hlmm.score`), with optional exact refits.
+
+Everything the statistics need of a variant's genotypes is a sum, over its genotype classes, of
+per-individual weights of the null model: one compiled pass gives them for every phenotype
+(:class:`hlmm.engines.classes.ClassStatistics`). Missing calls are mean-imputed. A mixed model
+also needs ``Z = G' D^-1 g``: in the default mode, with random effects and test variants from
+genotype files (small integers), it is computed exactly by bit-plane popcounts
+(:mod:`hlmm.engines._kernels_score`); otherwise by a floating-point product.
+
+With ``spec.refit``, every variant with any of its -log10 p-values (``add_pval``,
+``var_pval_robust``, ``av_pval_robust``) at least ``refit`` is fitted again by the Wald scanner of
+the same model, whose row replaces the score row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from hlmm import score
+from hlmm.columns import STATS
+from hlmm.engines import _hlmm_fits, _kernels_score
+from hlmm.engines.base import MODEL_SE_KEYS, STATUS, Scanner, genotype_row, summarised
+from hlmm.engines.classes import ClassMoments, ClassSums, column_basis
+from hlmm.io import GenotypeBlock
+from hlmm.pvalues import neglog10_pval
+from hlmm.robust import robust_statistics
+
+__all__ = ["ScoreScanner"]
+
+
+class ScoreScanner(Scanner):
+    """Score tests of every variant under the null model, with optional exact refits (module docstring)."""
+
+    block_size = 512
+
+    def __init__(self, spec, models: list, has_dosages: bool = False) -> None:
+        super().__init__(spec, models)
+        self.nulls, self.forms, self.columns = [], [], []
+        for m in models:
+            if m.null is None:
+                raise ValueError(f"phenotype '{m.name}': the score test needs the null model's fit")
+            form = None
+            if not spec.random_effects:
+                null = score.HLMNull(m.y, m.X, m.V, m.null.alpha, m.null.beta)
+            else:
+                null = score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
+                if spec.default_mode and m.G_center is not None:
+                    form = _hlmm_fits.integer_design(m.G, m.G_center, m.G_scale)
+            self.nulls.append(null)
+            self.forms.append(form)
+            self.columns.append(null.columns(spec.robust))
+        # the class sums need only a basis of the columns [1 | L | Q | K]: in the default mode most
+        # are constant or multiples of one another (15 columns, 4 independent, for the mixed model)
+        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols]))
+                      for m, cols in zip(models, self.columns)]
+        self.refit = None
+        if spec.refit is not None:
+            from hlmm.engines import make_scanner
+
+            self.refit = make_scanner(spec.wald(), models, has_dosages)
+
+    def scan(self, block: GenotypeBlock) -> list:
+        parts = [(m.subset, basis) for m, (basis, _) in zip(self.models, self.bases)]
+        outs = []
+        for p, (m, cs) in enumerate(zip(self.models, self.classes.sums(block, parts))):
+            coef = self.bases[p][1]
+            cs = replace(cs, sums=cs.sums @ coef, missing=cs.missing @ coef)
+            mom = ClassMoments(cs.sums[..., 0], cs.sums[..., 1:2], cs.values, cs.missing[:, 0], cs.offsets)
+            o = summarised(block, mom, m.n, self.spec)
+            ok = np.flatnonzero(o["status"] == STATUS["ok"])
+            if ok.size:
+                self._score(p, block, cs, mom, o, ok)
+            outs.append(o)
+        if self.refit is not None:
+            self._refit(block, outs)
+        return outs
+
+    def _score(self, p: int, block: GenotypeBlock, cs: ClassSums, mom: ClassMoments, o: dict, ok: np.ndarray) -> None:
+        kL, kQ = self.columns[p][0].shape[1], self.columns[p][1].shape[1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gbar_all = mom.a1_copies / mom.n_called
+        vals = mom.class_values()
+        gk = np.where(mom.counts > 0, vals - cs.per_class(gbar_all), 0.0)
+        S = cs.sums
+        lin = cs.reduce(gk[..., None] * S[..., 1 : 1 + kL])[ok]
+        sq = cs.reduce((gk**2)[..., None] * S[..., 1 + kL : 1 + kL + kQ])[ok]
+        cube = cs.reduce((gk**3)[..., None] * S[..., 1 + kL + kQ :])[ok]
+        null = self.nulls[p]
+        robust = self.spec.robust
+        if not self.spec.random_effects:
+            st = null.from_products(lin, sq, cube, robust=robust)
+        else:
+            st = null.from_products(lin, sq, cube, self._gtdinv(p, block, ok, gbar_all[ok]), robust=robust)
+        for key in ("add", "add_se", "var", "var_se", "av_chi2") + (MODEL_SE_KEYS if robust else ()):
+            o[key][ok] = st[key]
+        bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]
+        o["status"][bad] = STATUS["failed"]
+        o["problems"] += [(int(j), "no information about the effect (collinear with the covariates)") for j in bad]
+
+    def _gtdinv(self, p: int, block: GenotypeBlock, ok: np.ndarray, gbar: np.ndarray) -> np.ndarray:
+        """``Z = G' D^-1 g`` of the centred, mean-imputed genotypes of variants ``ok``."""
+        m, form = self.models[p], self.forms[p]
+        if form is None or not block.integral_rows()[ok].all():
+            g = np.column_stack([genotype_row(block, j, m.subset) for j in ok])
+            return self.nulls[p].gtdinv(score.mean_impute(g))
+        codes = block.hard_codes(ok)
+        codes = np.ascontiguousarray(codes[:, m.subset]) if len(m.subset) != codes.shape[1] else codes
+        A, B = form.planes()
+        U, V = _kernels_score.bitplanes(codes)
+        RC = _kernels_score.popcount_products(A, B, U, V).astype(np.float64)  # R' codes (missing as 0), exact
+        Rm = _kernels_score.missing_row_sums(form.R, codes).astype(np.float64)  # R' 1_missing
+        E = form.E
+        Eg = _kernels_score.sparse_centred_products(E.indptr, E.indices, E.data, form.R.shape[1], codes, gbar)
+        Gg = (RC - gbar[None, :] * (form.column_sums()[:, None] - Rm) + Eg) / form.scale[:, None]
+        w = float(np.exp(-m.null.beta[0]))  # default mode: D = exp(beta_0) I
+        return w * Gg
+
+    def _refit(self, block: GenotypeBlock, outs: list) -> None:
+        threshold = self.spec.refit
+        chosen = []
+        for o, m in zip(outs, self.models):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                stats = [(o["add"] / o["add_se"]) ** 2, (o["var"] / o["var_se"]) ** 2]
+                joint = o["av_chi2"]
+                if m.moments is not None:  # the p-values that are read: robust for the variance
+                    rob = robust_statistics(o["add"], o.get("add_se_model", o["add_se"]), o["var"],
+                                            o.get("var_se_model", o["var_se"]), m.moments)
+                    stats[1], joint = rob["var_chi2_robust"], rob["av_chi2_robust"]
+                top = np.fmax(np.fmax(neglog10_pval(stats[0], 1), neglog10_pval(stats[1], 1)),
+                              neglog10_pval(joint, 2))
+            chosen.append((o["status"] == STATUS["ok"]) & (top >= threshold))
+        union = np.flatnonzero(np.any(chosen, axis=0))
+        if not union.size:
+            return
+        exact = self.refit.scan(block.take(union))
+        for o, sel, e in zip(outs, chosen, exact):
+            for k, j in enumerate(union):
+                if not sel[j]:
+                    continue
+                for key in STATS + tuple(key for key in MODEL_SE_KEYS if key in o) + ("status",):
+                    o[key][j] = e[key][k]
+                o["av_chi2"][j] = np.nan
+            o["problems"] += [(int(union[k]), why) for k, why in e["problems"] if sel[union[k]]]

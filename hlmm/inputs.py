@@ -1,0 +1,206 @@
+"""Inputs and matching: the input files of an analysis (:class:`Inputs`), reading the phenotype,
+covariate and random-effect tables, matching their individuals with the genotype file's
+(:func:`match_inputs`) and selecting the variants (:func:`select_variants`).
+
+Errors are one-line :class:`hlmm.io.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hlmm.io import (
+    IdRole,
+    InputError,
+    match_samples,
+    open_genotypes,
+    read_random_effects,
+    read_sample_list,
+    read_table,
+    read_variant_list,
+)
+
+__all__ = ["Inputs", "Matched", "match_inputs", "select_variants"]
+
+log = logging.getLogger("hlmm")
+
+
+@dataclass
+class Inputs:
+    """The input files of an analysis.
+
+    Attributes
+    ----------
+    phenotypes : str
+        Phenotype file ``FID IID y1 y2 ...``.
+    genotypes : str, optional
+        Genotype file to scan (``.bed``, ``.pgen``, ``.bgen``).
+    phen_index : list of int
+        Phenotype columns (1-based); ``all_phenotypes`` takes every column.
+    mean_covar, var_covar : str, optional
+        Covariate files ``FID IID x1 x2 ...``.
+    random_gts : str, optional
+        Genotype file (or, with ``random_gts_txt``, a text table) of the random effects.
+    sample : str, optional
+        ``.sample`` file of a ``.bgen``.
+    keep, remove : str, optional
+        Individuals to keep or remove (``FID IID`` per line).
+    extract, exclude : str, optional
+        Variant IDs to keep or remove (one per line).
+    chrom : str, optional
+    from_bp, to_bp : int, optional
+        Keep variants of this chromosome and base-pair range.
+    """
+
+    phenotypes: str
+    genotypes: str | None = None
+    phen_index: list = field(default_factory=lambda: [1])
+    all_phenotypes: bool = False
+    mean_covar: str | None = None
+    var_covar: str | None = None
+    random_gts: str | None = None
+    random_gts_txt: bool = False
+    missing_char: str = "NA"
+    sample: str | None = None
+    keep: str | None = None
+    remove: str | None = None
+    extract: str | None = None
+    exclude: str | None = None
+    chrom: str | None = None
+    from_bp: int | None = None
+    to_bp: int | None = None
+
+
+
+def _phenotype_columns(table, inputs: Inputs) -> list:
+    k = table.values.shape[1]
+    cols = list(range(1, k + 1)) if inputs.all_phenotypes else list(inputs.phen_index)
+    for c in cols:
+        if not 1 <= c <= k:
+            raise InputError(f"phenotype file {table.path}: --phen_index {c} is out of range"
+                             f" (the file has {k} phenotype{'s' if k > 1 else ''})")
+    if len(set(cols)) != len(cols):
+        raise InputError(f"--phen_index: phenotype columns {cols} repeat")
+    return cols
+
+
+def _tables(inputs: Inputs) -> dict:
+    """Phenotype and covariate tables by role."""
+    out = {"phenotype": read_table(inputs.phenotypes, inputs.missing_char, "phenotype file")}
+    if inputs.mean_covar:
+        out["mean_covar"] = read_table(inputs.mean_covar, inputs.missing_char, "mean covariate file")
+    if inputs.var_covar:
+        out["var_covar"] = read_table(inputs.var_covar, inputs.missing_char, "variance covariate file")
+    return out
+
+
+@dataclass
+class Matched:
+    """The individuals used, in the reference order, and their data from every input."""
+
+    ids: list
+    rows: np.ndarray  # into the reference
+    phenotype: np.ndarray  # (n, P) values
+    names: list
+    mean: np.ndarray | None
+    var: np.ndarray | None
+    mean_names: list | None
+    var_names: list | None
+    random: np.ndarray | None  # raw random-effect values (n, l0), NaN missing
+    random_files: object = None  # the random-effect genotype file's files (for fingerprints), or its text table
+
+
+def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str) -> Matched:
+    """Read the phenotype, covariate and random-effect inputs and match their individuals with the
+    reference's (the genotype file's samples; the phenotype file if ``reference_ids`` is None)."""
+    tables = _tables(inputs)
+    pheno = tables["phenotype"]
+    cols = _phenotype_columns(pheno, inputs)
+    pvals = pheno.values[:, [c - 1 for c in cols]]
+    roles = {"phenotype": IdRole(pheno.ids, f"phenotype file {pheno.path}", ~np.isnan(pvals).all(axis=1))}
+    for role in ("mean_covar", "var_covar"):
+        if role in tables:
+            t = tables[role]
+            roles[role] = IdRole(t.ids, f"{t.what} {t.path}", ~np.isnan(t.values).any(axis=1))
+    random_source = random_table = None
+    if inputs.random_gts:
+        if inputs.random_gts_txt:
+            random_table = read_table(inputs.random_gts, inputs.missing_char, "random effects file")
+            roles["random"] = IdRole(random_table.ids, f"random effects file {inputs.random_gts}")
+        else:
+            random_source = open_genotypes(inputs.random_gts, what="random effects file")
+            roles["random"] = IdRole(random_source.samples, f"random effects file {random_source.path}")
+    if reference_ids is None:
+        reference_ids, reference_what = pheno.ids, f"phenotype file {pheno.path}"
+    keep = read_sample_list(inputs.keep, "--keep file") if inputs.keep else None
+    remove = read_sample_list(inputs.remove, "--remove file") if inputs.remove else None
+    m = match_samples(reference_ids, reference_what, roles, keep, remove,
+                      f"--keep {inputs.keep}", f"--remove {inputs.remove}")
+    for line in m.log:
+        log.info(line)
+    random = None
+    if random_source is not None:
+        idx = m.index["random"]
+        order = np.argsort(idx, kind="stable")
+        random = np.empty((len(idx), random_source.n_variants))
+        random[order] = read_random_effects(random_source, idx[order])
+    elif random_table is not None:
+        random = random_table.values[m.index["random"]]
+    return Matched(
+        m.ids, m.rows, pvals[m.index["phenotype"]], [pheno.names[c - 1] for c in cols],
+        tables["mean_covar"].values[m.index["mean_covar"]] if "mean_covar" in tables else None,
+        tables["var_covar"].values[m.index["var_covar"]] if "var_covar" in tables else None,
+        tables["mean_covar"].names if "mean_covar" in tables else None,
+        tables["var_covar"].names if "var_covar" in tables else None,
+        random,
+        random_source.files() if random_source is not None else inputs.random_gts,
+    )
+
+
+def select_variants(source, inputs: Inputs, start: int = 0, end: int | None = None,
+                    whole_chr: bool = False) -> tuple[np.ndarray, int, int]:
+    """Indices of the variants to scan (range, then --extract, --exclude, --chr, --from_bp, --to_bp),
+    and the range's start and stop."""
+    m = source.n_variants
+    if whole_chr:
+        start, stop = 0, m
+    else:
+        stop = m if end is None else end
+        if start < 0:
+            raise InputError(f"genotype file {source.path}: start {start} is negative")
+        if start >= m:
+            raise InputError(f"genotype file {source.path}: start {start} is past the last variant"
+                             f" (the file has {m} variants, indices 0..{m - 1})")
+        if start >= stop:
+            raise InputError(f"genotype file {source.path}: start {start} is not before end {stop}")
+        if stop > m:
+            log.info(f"end {stop} is past the last variant; clipped to {m}")
+            stop = m
+    idx = np.arange(start, stop)
+    var = source.variants
+    steps = []
+    if inputs.extract:
+        keep = read_variant_list(inputs.extract, "--extract file")
+        idx = idx[np.isin(var.id[idx], list(keep))]
+        steps.append(f"--extract {inputs.extract}")
+    if inputs.exclude:
+        drop = read_variant_list(inputs.exclude, "--exclude file")
+        idx = idx[~np.isin(var.id[idx], list(drop))]
+        steps.append(f"--exclude {inputs.exclude}")
+    if inputs.chrom is not None:
+        idx = idx[var.chrom[idx] == str(inputs.chrom)]
+        steps.append(f"--chr {inputs.chrom}")
+    if inputs.from_bp is not None:
+        idx = idx[var.pos[idx] >= inputs.from_bp]
+        steps.append(f"--from_bp {inputs.from_bp}")
+    if inputs.to_bp is not None:
+        idx = idx[var.pos[idx] <= inputs.to_bp]
+        steps.append(f"--to_bp {inputs.to_bp}")
+    if steps:
+        log.info(f"{len(idx)} of variants {start}..{stop - 1} kept by " + ", ".join(steps))
+        if len(idx) == 0:
+            raise InputError(f"no variants of {source.path} in {start}..{stop - 1} remain after " + ", ".join(steps))
+    return idx, start, stop
