@@ -27,6 +27,7 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import threading
 import zlib
 
 import numpy as np
@@ -134,6 +135,7 @@ class BgenSource(GenotypeSource):
             raise
 
     def _open(self) -> None:
+        self._threads = threading.local()  # per-thread decompressors (the map itself is shared, read-only)
         self._size = os.path.getsize(self.path)
         self._file = open(self.path, "rb")
         self._mm = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ) if self._size else b""
@@ -150,7 +152,7 @@ class BgenSource(GenotypeSource):
     def __getstate__(self) -> dict:
         """Picklable (for worker processes): the file is mapped again where it is unpickled."""
         state = dict(self.__dict__)
-        state["_file"], state["_mm"], state["_zstd"] = None, None, None
+        state["_file"], state["_mm"], state["_threads"] = None, None, None
         state["_inflate"] = None
         return state
 
@@ -158,8 +160,6 @@ class BgenSource(GenotypeSource):
         self.__dict__.update(state)
         self._inflate = _inflate
         self._open()
-        if self._compression == 2:
-            self._zstd = _zstd_decompressor()
 
     # ------------------------------------------------------------------------------------------
     def _parse(self, size: int) -> None:
@@ -182,8 +182,7 @@ class BgenSource(GenotypeSource):
         if self._compression == 3:
             raise InputError(f"genotype file {path}: unknown compression code 3 in the header flags")
         if self._compression == 2:
-            self._zstd = _zstd_decompressor()
-            if self._zstd is None:
+            if _zstd_decompressor() is None:
                 raise InputError(f"genotype file {path}: zstd-compressed (BGEN v1.3) needs the 'zstandard' package")
         if n == 0:
             raise InputError(f"genotype file {path}: has no samples")
@@ -286,8 +285,11 @@ class BgenSource(GenotypeSource):
         try:
             if self._compression == 1:
                 out = self._inflate(data, bufsize=d)
-            else:
-                out = self._zstd.decompress(data, max_output_size=d)
+            else:  # a ZstdDecompressor is not thread-safe: one per thread
+                local = self._threads
+                if not hasattr(local, "zstd"):
+                    local.zstd = _zstd_decompressor()
+                out = local.zstd.decompress(data, max_output_size=d)
         except Exception as e:
             raise InputError(f"genotype file {self.path}: variant {j + 1} cannot be decompressed ({e})") from None
         if len(out) != d:

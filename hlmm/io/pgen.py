@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import threading
 
 import numpy as np
 
@@ -253,28 +254,43 @@ class PgenSource(GenotypeSource):
             offsets = np.zeros(m + 1, dtype=np.uintp)
             offsets[1:] = np.cumsum(self.variants.n_alleles)
         self._offsets = offsets
-        self._reader = None
-        self._open_reader()  # checks that pgenlib accepts the file
+        self._init_readers()
+        self._reader()  # checks that pgenlib accepts the file
 
-    def _open_reader(self) -> None:
-        import pgenlib
+    def _init_readers(self) -> None:
+        # A pgenlib reader is stateful (its sample subset, its buffers): one per thread, so that the
+        # threads of a Dask worker sharing this source cannot mix their blocks.
+        self._threads = threading.local()
+        self._open_readers: list = []
+        self._lock = threading.Lock()
 
-        try:
-            self._reader = pgenlib.PgenReader(self.path.encode(), raw_sample_ct=len(self.samples),
-                                              variant_ct=len(self.variants), allele_idx_offsets=self._offsets)
-        except Exception as e:  # pgenlib raises RuntimeError with a multi-line text
-            msg = " ".join(str(e).split())
-            raise InputError(f"genotype file {self.path}: pgenlib cannot open it: {msg}") from None
-        self._rows: np.ndarray | None = None  # current pgenlib sample subset (None = all)
+    def _reader(self):
+        """This thread's reader, opened on first use."""
+        local = self._threads
+        if getattr(local, "reader", None) is None:
+            import pgenlib
+
+            try:
+                local.reader = pgenlib.PgenReader(self.path.encode(), raw_sample_ct=len(self.samples),
+                                                  variant_ct=len(self.variants), allele_idx_offsets=self._offsets)
+            except Exception as e:  # pgenlib raises RuntimeError with a multi-line text
+                msg = " ".join(str(e).split())
+                raise InputError(f"genotype file {self.path}: pgenlib cannot open it: {msg}") from None
+            local.rows = None  # the reader's current sample subset (None = all)
+            with self._lock:
+                self._open_readers.append(local.reader)
+        return local.reader
 
     def __getstate__(self) -> dict:
-        """Picklable (for worker processes): the reader is reopened where it is unpickled."""
+        """Picklable (for worker processes): readers are opened where it is unpickled."""
         state = dict(self.__dict__)
-        state["_reader"], state["_rows"] = None, None
+        for key in ("_threads", "_open_readers", "_lock"):
+            state.pop(key)
         return state
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
+        self._init_readers()
 
     # ------------------------------------------------------------------------------------------
     def files(self) -> list[str]:
@@ -282,9 +298,8 @@ class PgenSource(GenotypeSource):
         return [self.path, self.pvar_path, self.psam_path]
 
     def _select(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
-        """Validate arguments and point pgenlib at the sample subset ``rows``."""
-        if self._reader is None:
-            self._open_reader()
+        """Validate arguments and point this thread's reader at the sample subset ``rows``."""
+        reader, local = self._reader(), self._threads
         rows = np.asarray(rows)
         n, m = len(self.samples), len(self.variants)
         if not 0 <= start <= stop <= m:
@@ -296,13 +311,13 @@ class PgenSource(GenotypeSource):
         full = len(rows) == n
         if full:
             want = None
-        elif self._rows is not None and np.array_equal(self._rows, rows):
-            want = self._rows
+        elif local.rows is not None and np.array_equal(local.rows, rows):
+            want = local.rows
         else:
             want = rows.astype(np.uint32)
-        if len(rows) and (want is not self._rows):
-            self._reader.change_sample_subset(want)
-            self._rows = want
+        if len(rows) and (want is not local.rows):
+            reader.change_sample_subset(want)
+            local.rows = want
         return rows
 
     def read_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -325,7 +340,7 @@ class PgenSource(GenotypeSource):
         out = np.empty((stop - start, len(rows)), dtype=np.float64)
         if out.size == 0:
             return out
-        self._reader.read_dosages_range(start, stop, out)
+        self._threads.reader.read_dosages_range(start, stop, out)
         out[out < 0] = np.nan  # pgenlib writes -9 for missing
         out[self._multi[start:stop]] = np.nan
         return out
@@ -356,16 +371,18 @@ class PgenSource(GenotypeSource):
         out = np.empty((stop - start, len(rows)), dtype=np.int8)
         if out.size == 0:
             return out
-        self._reader.read_range(start, stop, out)
+        self._threads.reader.read_range(start, stop, out)
         out[out < 0] = -1
         out[self._multi[start:stop]] = -1
         return out
 
     def close(self) -> None:
-        """Release the pgenlib reader (idempotent)."""
-        if getattr(self, "_reader", None) is not None:
-            self._reader.close()
-            self._reader = None
+        """Release the pgenlib readers of every thread (idempotent)."""
+        with self._lock:
+            readers, self._open_readers = self._open_readers, []
+        for reader in readers:
+            reader.close()
+        self._threads = threading.local()
 
     def __enter__(self) -> PgenSource:
         return self
