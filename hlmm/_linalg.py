@@ -47,6 +47,15 @@ def weighted_gram(G: np.ndarray, a: np.ndarray | None = None) -> np.ndarray:
     return 0.5 * (out + out.T) if signed else out
 
 
+def class_outer_sum(weights: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``sum_k weights_k z_k z_k'`` with ``z_k = (1, g_k)`` over the genotype classes k of each
+    variant: shape (b, 2, 2) from ``weights`` and ``g`` of shape (b, K)."""
+    s0 = weights.sum(axis=1)
+    s1 = (weights * g).sum(axis=1)
+    s2 = (weights * g * g).sum(axis=1)
+    return np.stack([np.stack([s0, s1], -1), np.stack([s1, s2], -1)], -2)
+
+
 def rows_quadratic(G: np.ndarray, lower_factor: np.ndarray) -> np.ndarray:
     """``q_i = g_i' M^-1 g_i`` for every row of G, given the lower Cholesky factor of M.
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
+from hlmm.genome import chromosome_key
 from hlmm.pvalues import CHI2_1_MEDIAN, lambda_from_neglog10, lambda_gc, neglog10_pval
 
 __all__ = ["add_var_scatter", "qq_plot", "qq_data", "pvalue_columns", "lambda_from_neglog10", "manhattan",
@@ -155,21 +156,6 @@ def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95)
     ax.set_title(title or "QQ plot")
     ax.legend(loc="lower right", fontsize=8, frameon=False)
     return _save(plt, fig, path)
-
-
-def chromosome_key(label: str) -> tuple:
-    """Sort key putting chromosome labels in genomic order: 1-22, X, Y, XY, MT, then others.
-
-    Examples
-    --------
-    >>> sorted(["X", "10", "2", "MT", "chr1", "Y"], key=chromosome_key)
-    ['chr1', '2', '10', 'X', 'Y', 'MT']
-    """
-    c = label[3:] if label.lower().startswith("chr") else label
-    if c.isdigit():
-        return (0, int(c), "")
-    named = {"X": 23, "Y": 24, "XY": 25, "MT": 26, "M": 26}
-    return (0, named[c.upper()], "") if c.upper() in named else (1, 0, c)
 
 
 def genome_positions(chrom, pos, gap: float = 0.02) -> tuple[np.ndarray, list, list]:

@@ -289,8 +289,21 @@ def read_models(path: str) -> dict:
     return out
 
 
-def write_atomic(path: str, data: bytes, what: str = "output file") -> None:
+def write_atomic(path: str, data, what: str = "output file") -> tuple[int, int]:
     """Write ``data`` to ``path`` so that the file appears only when complete.
+
+    Parameters
+    ----------
+    path : str
+    data : bytes or iterable of bytes
+        The content, whole or in chunks (streamed, for large files).
+    what : str
+        What the file is, for messages.
+
+    Returns
+    -------
+    size, crc32 : int
+        Of the content written.
 
     Raises
     ------
@@ -298,11 +311,16 @@ def write_atomic(path: str, data: bytes, what: str = "output file") -> None:
         One line naming the path and the problem (disk full, a directory in the way, ...).
     """
     tmp = path + ".partial"
+    chunks = (data,) if isinstance(data, bytes | bytearray | memoryview) else data
+    size = crc = 0
     try:
         if os.path.isdir(path):
             raise IsADirectoryError(21, "is a directory")
         with open(tmp, "wb") as f:
-            f.write(data)
+            for chunk in chunks:
+                f.write(chunk)
+                size += len(chunk)
+                crc = zlib.crc32(chunk, crc)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -312,6 +330,7 @@ def write_atomic(path: str, data: bytes, what: str = "output file") -> None:
         except OSError:
             pass
         raise OutputError(f"{what} {path}: cannot write: {os_reason(e)}") from None
+    return size, crc
 
 
 def write_table(path: str, cols: dict, columns: list) -> None:

@@ -99,6 +99,7 @@ import numpy as np
 from scipy import linalg
 
 from hlmm._checks import as_design, as_parameter, as_response
+from hlmm._linalg import class_outer_sum
 
 #: Correlations of add and var beyond this are capped (a sample of identical squared residuals).
 MAX_CORRELATION = 0.999
@@ -309,13 +310,13 @@ def hlm_sandwich_classes(g, power_sums, alpha, beta) -> np.ndarray:
     c_ab = 0.5 * (R[..., 3] * w**2 - R[..., 1] * w)
     c_bb = 0.25 * (R[..., 4] * w**2 - 2.0 * R[..., 2] * w + cnt)
     B = np.empty((g.shape[0], 4, 4))
-    B[:, :2, :2] = _outer_sum(c_aa, g)
-    B[:, :2, 2:] = _outer_sum(c_ab, g)
+    B[:, :2, :2] = class_outer_sum(c_aa, g)
+    B[:, :2, 2:] = class_outer_sum(c_ab, g)
     B[:, 2:, :2] = np.swapaxes(B[:, :2, 2:], 1, 2)
-    B[:, 2:, 2:] = _outer_sum(c_bb, g)
+    B[:, 2:, 2:] = class_outer_sum(c_bb, g)
     A = np.zeros_like(B)
-    A[:, :2, :2] = _outer_sum(cnt * w, g)
-    A[:, 2:, 2:] = 0.5 * _outer_sum(cnt, g)
+    A[:, :2, :2] = class_outer_sum(cnt * w, g)
+    A[:, 2:, 2:] = 0.5 * class_outer_sum(cnt, g)
     cov = np.linalg.solve(A, np.swapaxes(np.linalg.solve(A, B), 1, 2))
     out[ok] = 0.5 * (cov + np.swapaxes(cov, 1, 2))
     return out
@@ -331,11 +332,3 @@ def _central_sums(ps: np.ndarray, mu: np.ndarray) -> np.ndarray:
         for j in range(p + 1):
             R[..., p] += binom[p][j] * m ** (p - j) * ps[..., j]
     return R
-
-
-def _outer_sum(weights: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """``sum_k weights_k z_k z_k'`` with ``z_k = (1, g_k)``, per SNP: shape (b, 2, 2)."""
-    s0 = weights.sum(axis=1)
-    s1 = (weights * g).sum(axis=1)
-    s2 = (weights * g * g).sum(axis=1)
-    return np.stack([np.stack([s0, s1], -1), np.stack([s1, s2], -1)], -2)

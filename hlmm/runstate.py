@@ -36,6 +36,14 @@ def description_path(models_path: str) -> str:
     return (models_path[: -len(".gz")] if models_path.endswith(".gz") else models_path) + ".json"
 
 
+#: Options that say which range of a genotype file a run covers: results of one analysis differ
+#: in them when another range is appended (--append) ...
+RANGE_OPTIONS = ("start", "end", "whole_chr")
+#: ... and, when results are merged (hlmm_merge: other files or selections), also in the
+#: chromosome and base-pair selection.
+SELECTION_OPTIONS = RANGE_OPTIONS + ("chr", "from_bp", "to_bp")
+
+
 def fingerprint(files: dict, options: dict) -> dict:
     """What a run is: its input files and the options that affect its results.
 
@@ -300,9 +308,8 @@ class RunState:
             raise InputError(f"--append: {self.out} has no run description {self.out_desc} (not written by this"
                              " hlmm_chr, or not a results file); refusing to append to it")
         d = self._check_finished(run, "--append")
-        strip = {"start", "end", "whole_chr"}
-        a = {**d["run"], "options": {k: v for k, v in d["run"]["options"].items() if k not in strip}}
-        b = {**run, "options": {k: v for k, v in run["options"].items() if k not in strip}}
+        a = {**d["run"], "options": {k: v for k, v in d["run"]["options"].items() if k not in RANGE_OPTIONS}}
+        b = {**run, "options": {k: v for k, v in run["options"].items() if k not in RANGE_OPTIONS}}
         diff = differences(a, b)
         if diff:
             raise InputError(f"--append: {self.out} was made with different inputs or options ({', '.join(diff)});"

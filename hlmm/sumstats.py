@@ -55,6 +55,7 @@ import numpy as np
 
 from hlmm import __version__
 from hlmm.columns import Column
+from hlmm.genome import plink_code
 
 __all__ = ["EFFECTS", "ROBUST_EFFECTS", "SE_CHOICES", "effect_columns", "COLUMNS", "SSF_VERSION", "ssf_chromosome",
            "p_value_text", "gwas_ssf_table",
@@ -108,8 +109,9 @@ COLUMNS = (
 
 _RSID = re.compile(r"^rs[0-9]+$")
 _NUCLEOTIDES = re.compile(r"^[ACGTacgt]+$")
-_NAMED = {"X": 23, "Y": 24, "XY": 23, "PAR1": 23, "PAR2": 23, "M": 25, "MT": 25}
-_PLINK = {23: 23, 24: 24, 25: 23, 26: 25}
+#: GWAS-SSF's own chromosome codes from PLINK's (hlmm.genome): X 23, Y 24, and, as the
+#: specification has no code for the pseudo-autosomal regions, XY (in X coordinates) also 23; MT 25.
+_SSF_FROM_PLINK = {23: 23, 24: 24, 25: 23, 26: 25}
 
 
 def ssf_chromosome(labels) -> np.ndarray:
@@ -133,12 +135,8 @@ def ssf_chromosome(labels) -> np.ndarray:
     labels = np.asarray(labels, dtype=str)
     codes = {}
     for label in np.unique(labels):
-        c = label[3:] if label.lower().startswith("chr") else label
-        if c.isdigit():
-            k = int(c)
-            codes[label] = k if 1 <= k <= 22 else _PLINK.get(k, 0)
-        else:
-            codes[label] = _NAMED.get(c.upper(), 0)
+        k = plink_code(label)
+        codes[label] = k if k <= 22 else _SSF_FROM_PLINK[k]
     return np.array([codes[label] for label in labels], dtype=np.int64)
 
 

@@ -16,11 +16,10 @@ import sys
 import zlib
 
 from hlmm.cli._common import check_output, log, parser, run_main
-from hlmm.io import InputError, OutputError, os_reason
+from hlmm.genome import chromosome_key
+from hlmm.io import InputError, os_reason
 from hlmm.results import check_gzip_members, file_crc, write_atomic
-from hlmm.runstate import description_path, differences, load_description
-
-RANGE_KEYS = ("start", "end", "whole_chr", "chr", "from_bp", "to_bp")
+from hlmm.runstate import SELECTION_OPTIONS, description_path, differences, load_description
 
 
 def build_parser():
@@ -68,12 +67,7 @@ def parts_of(desc: dict) -> list:
 def _strip(run: dict) -> dict:
     """The run without what legitimately differs between merged inputs: ranges and genotype files."""
     return {"inputs": {k: v for k, v in run["inputs"].items() if not k.startswith("genotypes")},
-            "options": {k: v for k, v in run["options"].items() if k not in RANGE_KEYS}}
-
-
-def _chrom_key(c: str):
-    c = c[3:] if c.lower().startswith("chr") else c
-    return (0, int(c), "") if c.isdigit() else (1, 0, c)
+            "options": {k: v for k, v in run["options"].items() if k not in SELECTION_OPTIONS}}
 
 
 def _check_input(path: str) -> dict:
@@ -149,33 +143,19 @@ def run(args) -> None:
             cols = group[0]["header"].decode().rstrip("\n").split("\t")
             if not row or "chr" not in cols:
                 return ((2, 0, ""), 0)
-            return (_chrom_key(row[cols.index("chr")]), int(row[cols.index("pos")]))
+            return (chromosome_key(row[cols.index("chr")]), int(row[cols.index("pos")]))
         groups.sort(key=position)
     ordered = [it for g in groups for it in g]
-    tmp = args.out + ".partial"
-    crc = 0
-    try:
-        with open(tmp, "wb") as out:
-            with open(ordered[0]["path"], "rb") as f:
-                head = f.read(ordered[0]["hlen"])
-            out.write(head)
-            crc = zlib.crc32(head, crc)
-            for it in ordered:
-                with open(it["path"], "rb") as f:
-                    f.seek(it["hlen"])
-                    while chunk := f.read(1 << 20):
-                        out.write(chunk)
-                        crc = zlib.crc32(chunk, crc)
-            out.flush()
-            os.fsync(out.fileno())
-            size = out.tell()
-        os.replace(tmp, args.out)
-    except OSError as e:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise OutputError(f"output {args.out}: cannot write: {os_reason(e)}") from None
+    def content():
+        with open(ordered[0]["path"], "rb") as f:
+            yield f.read(ordered[0]["hlen"])  # one header
+        for it in ordered:
+            with open(it["path"], "rb") as f:
+                f.seek(it["hlen"])
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+    size, crc = write_atomic(args.out, content(), "output")
     parts = [p for it in ordered for p in it["parts"]]
     run_desc = {**ref["desc"]["run"], "options": {**ref["desc"]["run"]["options"], "start": None, "end": None,
                                                   "whole_chr": False}}

@@ -23,18 +23,10 @@ from __future__ import annotations
 import numpy as np
 
 from hlmm import _optimize
-from hlmm._linalg import LOG_2PI
+from hlmm._linalg import LOG_2PI, class_outer_sum
 from hlmm.engines import _kernels_hlm
 
 K = np.arange(3.0)
-
-
-def _outer_sum(weights: np.ndarray, g: np.ndarray) -> np.ndarray:
-    """sum_k weights_k (1, g_k)(1, g_k)' for each SNP, shape (b, 2, 2)."""
-    s0 = weights.sum(axis=1)
-    s1 = (weights * g).sum(axis=1)
-    s2 = (weights * g * g).sum(axis=1)
-    return np.stack([np.stack([s0, s1], -1), np.stack([s1, s2], -1)], -2)
 
 
 def _solve2(A: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -58,7 +50,7 @@ def _profile(beta, cnt, s1, s2, g, hessian: bool):
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         eta = beta[:, :1] + beta[:, 1:] * g
         w = np.exp(-eta)
-        M = _outer_sum(w * cnt, g)
+        M = class_outer_sum(w * cnt, g)
         rhs = np.stack([(w * s1).sum(1), (w * s1 * g).sum(1)], -1)
         alpha = _solve2(M, rhs)
         mu = alpha[:, :1] + alpha[:, 1:] * g
@@ -70,8 +62,8 @@ def _profile(beta, cnt, s1, s2, g, hessian: bool):
         grad = np.stack([d.sum(1), (d * g).sum(1)], -1)
         H = None
         if hessian:
-            A = _outer_sum(w * (s1 - cnt * mu), g)
-            H = _outer_sum(wQ, g) - 2.0 * np.einsum("bji,bjk->bik", A, np.einsum("bij,bjk->bik", _inv2(M), A))
+            A = class_outer_sum(w * (s1 - cnt * mu), g)
+            H = class_outer_sum(wQ, g) - 2.0 * np.einsum("bji,bjk->bik", A, np.einsum("bij,bjk->bik", _inv2(M), A))
     return F, grad, H, alpha, M
 
 
@@ -118,11 +110,11 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values:
     cnt, s1, s2, gi = counts[idx], sums[idx], sums2[idx], g[idx]
     # start: OLS mean, homoskedastic variance
     ones = np.ones_like(cnt)
-    alpha0 = _solve2(_outer_sum(cnt, gi), np.stack([s1.sum(1), (s1 * gi).sum(1)], -1))
+    alpha0 = _solve2(class_outer_sum(cnt, gi), np.stack([s1.sum(1), (s1 * gi).sum(1)], -1))
     mu0 = alpha0[:, :1] + alpha0[:, 1:] * gi
     rss = np.maximum(s2 - 2 * mu0 * s1 + cnt * mu0**2, 0).sum(1)
     beta = np.stack([np.log(np.maximum(rss / n[idx], 1e-300)), np.zeros(idx.size)], -1)
-    VtV = _outer_sum(cnt * ones, gi)
+    VtV = class_outer_sum(cnt * ones, gi)
     F, grad, H, _, _ = _profile(beta, cnt, s1, s2, gi, hessian=True)
     done = np.zeros(idx.size, dtype=bool)
     ok = np.zeros(idx.size, dtype=bool)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InputError", "OutputError", "VariantTable", "GenotypeBlock", "GenotypeSource", "os_reason"]
+__all__ = ["InputError", "OutputError", "VariantTable", "GenotypeBlock", "GenotypeSource", "os_reason", "hard_calls_of"]
 
 
 class InputError(ValueError):
@@ -222,6 +222,20 @@ class GenotypeSource:
 
     def close(self) -> None:
         """Release open file handles."""
+
+
+def hard_calls_of(dosages: np.ndarray) -> np.ndarray:
+    """Dosages rounded to the nearest genotype (0.5 and 1.5 round up, as plink2's hard-call
+    threshold does), -1 where missing: the one rounding of ``--hard_calls`` for every format.
+
+    Examples
+    --------
+    >>> hard_calls_of(np.array([[0.5, 1.49, 1.5, np.nan]])).tolist()
+    [[1, 1, 2, -1]]
+    """
+    codes = np.floor(dosages + 0.5)
+    codes[np.isnan(codes)] = -1
+    return codes.astype(np.int8)
 
 
 def contiguous_runs(index: np.ndarray) -> list:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, VariantTable
+from hlmm.io._base import GenotypeSource, VariantTable, hard_calls_of
 
 __all__ = ["ArraySource"]
 
@@ -55,5 +55,4 @@ class ArraySource(GenotypeSource):
         return np.ascontiguousarray(self._g[np.asarray(rows)][:, start:stop].T)
 
     def read_codes(self, rows, start, stop) -> np.ndarray:
-        d = self.read_dosages(rows, start, stop)
-        return np.where(np.isnan(d), -1, np.rint(np.nan_to_num(d))).astype(np.int8)
+        return hard_calls_of(self.read_dosages(rows, start, stop))

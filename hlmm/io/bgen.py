@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -399,10 +399,7 @@ class BgenSource(GenotypeSource):
             Dosages rounded to the nearest integer (halves round up); -1 where missing and for
             multi-allelic variants.
         """
-        d = self.read_dosages(rows, start, stop)
-        codes = np.floor(d + 0.5, out=d)
-        codes[np.isnan(codes)] = -1
-        return codes.astype(np.int8)
+        return hard_calls_of(self.read_dosages(rows, start, stop))
 
     def _check(self, rows: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
         rows = np.asarray(rows)

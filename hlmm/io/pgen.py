@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of
 
 __all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
 
@@ -363,10 +363,7 @@ class PgenSource(GenotypeSource):
             not plink2's stored hard calls (which are missing for dosages far from an integer).
         """
         if self.has_dosages:
-            d = self.read_dosages(rows, start, stop)
-            codes = np.floor(d + 0.5, out=d)
-            codes[np.isnan(codes)] = -1
-            return codes.astype(np.int8)
+            return hard_calls_of(self.read_dosages(rows, start, stop))
         rows = self._select(rows, start, stop)
         out = np.empty((stop - start, len(rows)), dtype=np.int8)
         if out.size == 0:
