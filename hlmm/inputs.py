@@ -23,7 +23,7 @@ from hlmm.io import (
     read_variant_list,
 )
 
-__all__ = ["Inputs", "Matched", "match_inputs", "select_variants"]
+__all__ = ["Inputs", "Matched", "match_inputs", "select_variants", "compact_random_effects", "random_effects_values"]
 
 log = logging.getLogger("hlmm")
 
@@ -109,7 +109,7 @@ class Matched:
     var: np.ndarray | None
     mean_names: list | None
     var_names: list | None
-    random: np.ndarray | None  # raw random-effect values (n, l0), NaN missing
+    random: np.ndarray | None  # raw random-effect values (n, l0): compact_random_effects' int8 or float64
     random_files: object = None  # the random-effect genotype file's files (for fingerprints), or its text table
 
 
@@ -147,6 +147,7 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         order = np.argsort(idx, kind="stable")
         random = np.empty((len(idx), random_source.n_variants))
         random[order] = read_random_effects(random_source, idx[order])
+        random = compact_random_effects(random)
     elif random_table is not None:
         random = random_table.values[m.index["random"]]
     return Matched(
@@ -158,6 +159,30 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         random,
         random_source.files() if random_source is not None else inputs.random_gts,
     )
+
+
+def compact_random_effects(values: np.ndarray) -> np.ndarray:
+    """Random-effect genotypes held once for the whole run: int8 copies of A1 (-1 missing) when they
+    are all whole numbers (hard calls, an eighth of the memory), else the float64 values (NaN
+    missing). :func:`random_effects_values` gives back the float values.
+
+    Examples
+    --------
+    >>> compact_random_effects(np.array([[0.0, np.nan], [2.0, 1.0]])).tolist()
+    [[0, -1], [2, 1]]
+    """
+    called = values[~np.isnan(values)]
+    if called.size and np.all(called == np.rint(called)) and called.min() >= 0 and called.max() <= 2:
+        return np.where(np.isnan(values), -1, values).astype(np.int8)
+    return values
+
+
+def random_effects_values(random: np.ndarray, sel: np.ndarray) -> np.ndarray:
+    """Float64 values (NaN missing) of the rows ``sel`` of :func:`compact_random_effects`' array."""
+    if random.dtype == np.int8:
+        sub = random[sel]
+        return np.where(sub < 0, np.nan, sub.astype(np.float64))
+    return random[sel]
 
 
 def select_variants(source, inputs: Inputs, start: int = 0, end: int | None = None,

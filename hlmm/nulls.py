@@ -36,7 +36,7 @@ from scipy import stats as sps
 
 from hlmm import hetlm, hetlmm
 from hlmm.covariates import Design, is_constant, make_design, random_effects_design
-from hlmm.inputs import Inputs, Matched, match_inputs
+from hlmm.inputs import Inputs, Matched, match_inputs, random_effects_values
 from hlmm.io import InputError
 from hlmm.model import ModelSpec
 from hlmm.robust import ResidualMoments
@@ -130,15 +130,25 @@ def _excess_kurtosis(z: np.ndarray) -> tuple[float, float]:
     return k, p
 
 
-def _random_design(raw: np.ndarray, sel: np.ndarray, path: str):
-    G, kept, center, scale = random_effects_design(raw[sel], copy=True, return_scaling=True)
+def _random_design(raw: np.ndarray, sel: np.ndarray, path: str, shared: dict | None = None):
+    """The random-effect design of the individuals ``sel``: ``(G, kept, center, scale)``. Phenotypes
+    with the same individuals share one design (``shared``, keyed by the selection), so that G is
+    held once for them all; other individuals give another G (z-scored over them)."""
+    key = sel.tobytes()
+    if shared is not None and key in shared:
+        return shared[key]
+    G, kept, center, scale = random_effects_design(random_effects_values(raw, sel), copy=False, return_scaling=True)
     if G.shape[1] == 0:
         raise InputError(f"random effects file {path}: no column has calls and variance")
+    if shared is not None:
+        shared[key] = (G, kept, center, scale)
     return G, kept, center, scale
 
 
-def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs) -> tuple[PhenotypeFit, ScanModel]:
-    """The null fits and the scan model of phenotype ``p`` (module docstring)."""
+def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs,
+                    shared: dict | None = None) -> tuple[PhenotypeFit, ScanModel]:
+    """The null fits and the scan model of phenotype ``p`` (module docstring). ``shared`` (a dict
+    kept by the caller over the phenotypes) lets phenotypes with the same individuals share G."""
     name = mt.names[p]
     yall = mt.phenotype[:, p]
     sel = ~np.isnan(yall)
@@ -150,7 +160,7 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs) -> tup
     X, V = _designs(mt, sel, inputs)
     G = G_center = G_scale = None
     if mt.random is not None:
-        G, kept, G_center, G_scale = _random_design(mt.random, sel, inputs.random_gts)
+        G, kept, G_center, G_scale = _random_design(mt.random, sel, inputs.random_gts, shared)
         if (~kept).any():
             log.info(f"dropped {int((~kept).sum())} random-effect columns with no calls or no variance")
         log.info(f"{G.shape[1]} random-effect columns, mean-imputed, z-scored and scaled by 1/sqrt({G.shape[1]})")

@@ -128,9 +128,9 @@ def prepare_scan(inputs: Inputs, options: ScanOptions, outprefix: str | None = N
     if outprefix is not None:
         for prefix in output_prefixes(outprefix, mt.names):
             RunState(prefix).check_paths()
-    fits, models, notes = [], [], []
+    fits, models, notes, shared = [], [], [], {}
     for p in range(len(mt.names)):
-        fit, model = phenotype_model(spec, mt, p, inputs)
+        fit, model = phenotype_model(spec, mt, p, inputs, shared)
         log_fit(fit)
         warning = kurtosis_warning(fit, model.n)
         if warning and not spec.robust:

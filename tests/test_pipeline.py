@@ -191,3 +191,22 @@ def test_dask_worker_with_two_threads__serial_rows(dask_cluster, dosage_pheno, t
     assert hlmm_chr.main([*base, str(tmp_path / "dask"), *opts, "--dask_scheduler", dask_cluster]) == 0
     for name in ("a", "b"):
         assert _text(tmp_path / f"serial.{name}.models.gz") == _text(tmp_path / f"dask.{name}.models.gz")
+
+
+def test_random_effects__held_once_for_phenotypes_with_the_same_individuals(ds, tmp_path):
+    """Two phenotypes of the same individuals share one G (score scanner: its null models'; class
+    scanner: the integer form of its totals), and the raw genotypes are held as int8; a phenotype
+    with other individuals gets its own G."""
+    pheno = tmp_path / "p.txt"
+    y = np.column_stack([ds.y, 2 * ds.y, np.where(np.arange(len(ds.y)) % 5 == 0, np.nan, 1) * ds.y])
+    ids = [(f"F{i}", f"I{i}") for i in range(len(ds.y))]
+    write_table(pheno, ids, y, header=["a", "b", "c"])
+    for test, check in (("score", lambda sc: (sc.nulls[0].G is sc.nulls[1].G, sc.nulls[0].G is sc.nulls[2].G)),
+                        ("wald", lambda sc: (sc.totals[0].R is sc.totals[1].R, sc.totals[0].R is sc.totals[2].R))):
+        prepared = prepare_scan(Inputs(str(pheno), ds.bed, phen_index=[1, 2, 3], random_gts=ds.random),
+                                ScanOptions(settings=ScanSettings(test=test)))
+        assert check(prepared.scanner) == (True, False), test
+    from hlmm.inputs import match_inputs
+
+    mt = match_inputs(Inputs(str(pheno), ds.bed, random_gts=ds.random), None, "")
+    assert mt.random.dtype == np.int8 and mt.random.shape == (len(ds.y), ds.random_genotypes.shape[1])

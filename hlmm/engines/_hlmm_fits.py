@@ -63,12 +63,13 @@ class Totals:
         return _integer_gram(self, idx)
 
 
-def totals(y: np.ndarray, G: np.ndarray, center=None, scale=None) -> Totals:
+def totals(y: np.ndarray, G: np.ndarray, center=None, scale=None, form: "IntegerDesign | None" = None) -> Totals:
     """Totals for the fast engine; integer mode if ``G = (genotypes - center) / scale`` with
-    integer genotypes (mean-imputed where missing) is recovered exactly."""
+    integer genotypes (mean-imputed where missing) is recovered exactly (or its integer form is
+    given: ``form``, shared by phenotypes with the same G)."""
     y = np.ascontiguousarray(y, dtype=float)
     if center is not None:
-        tot = _integer_totals(y, G, np.asarray(center, float), np.asarray(scale, float))
+        tot = _integer_totals(y, G, np.asarray(center, float), np.asarray(scale, float), form)
         if tot is not None:
             return tot
     A = np.empty((G.shape[0], G.shape[1] + 2))
@@ -142,9 +143,9 @@ def integer_design(G: np.ndarray, center, scale) -> IntegerDesign | None:
     return IntegerDesign(R, sparse.csr_matrix((center[cols], (rows, cols)), shape=(n, l)), center, scale)
 
 
-def _integer_totals(y, G, center, scale):
+def _integer_totals(y, G, center, scale, form=None):
     n, l = G.shape  # noqa: E741
-    form = integer_design(G, center, scale)
+    form = form if form is not None else integer_design(G, center, scale)
     if form is None or 4 * n >= 2**24:
         return None  # not integer genotypes, or single precision would not be exact
     tot = Totals(y, np.zeros((l + 2, l + 2)), R=form.R, E=form.E, center=form.center, scale=form.scale)

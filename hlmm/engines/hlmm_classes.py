@@ -27,7 +27,11 @@ class HLMMClassScanner(PerVariant):
     per_core = True
 
     def __init__(self, spec, models: list) -> None:
-        self.totals = [_hlmm_fits.totals(m.y, m.G, m.G_center, m.G_scale) for m in models]
+        forms = {}  # phenotypes with the same individuals share G, and its integer form
+        for m in models:
+            if id(m.G) not in forms and m.G_center is not None:
+                forms[id(m.G)] = _hlmm_fits.integer_design(m.G, m.G_center, m.G_scale)
+        self.totals = [_hlmm_fits.totals(m.y, m.G, m.G_center, m.G_scale, forms.get(id(m.G))) for m in models]
         # the totals keep what the engine needs of G: do not hold G itself (n x l) as well
         super().__init__(spec, [replace(m, G=None) for m in models])
 

@@ -38,6 +38,7 @@ class ScoreScanner(Scanner):
     def __init__(self, spec, models: list, has_dosages: bool = False) -> None:
         super().__init__(spec, models)
         self.nulls, self.forms, self.columns = [], [], []
+        shared = {}  # phenotypes with the same individuals share G, and its integer form
         for m in models:
             if m.null is None:
                 raise ValueError(f"phenotype '{m.name}': the score test needs the null model's fit")
@@ -47,7 +48,9 @@ class ScoreScanner(Scanner):
             else:
                 null = score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
                 if spec.default_mode and m.G_center is not None:
-                    form = _hlmm_fits.integer_design(m.G, m.G_center, m.G_scale)
+                    if id(m.G) not in shared:
+                        shared[id(m.G)] = _hlmm_fits.integer_design(m.G, m.G_center, m.G_scale)
+                    form = shared[id(m.G)]
             self.nulls.append(null)
             self.forms.append(form)
             self.columns.append(null.columns(spec.robust))
