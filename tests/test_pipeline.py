@@ -209,4 +209,4 @@ def test_random_effects__held_once_for_phenotypes_with_the_same_individuals(ds, 
     from hlmm.inputs import match_inputs
 
     mt = match_inputs(Inputs(str(pheno), ds.bed, random_gts=ds.random), None, "")
-    assert mt.random.dtype == np.int8 and mt.random.shape == (len(ds.y), ds.random_genotypes.shape[1])
+    assert mt.random.dtype == np.int8 and mt.random.shape == (len(mt.ids), ds.random_genotypes.shape[1])
