@@ -365,3 +365,20 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
         np.add.at(want, inv, Y[called])
         np.testing.assert_allclose(sums[seg], want, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(missing[j], Y[~called].sum(axis=0), rtol=1e-12, atol=1e-12)
+
+
+def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosages(data):
+    """The two Newton fits of the default-mode HLM (numpy over padded classes, numba per variant
+    over its distinct dosages) give the same fits for the same data: hard calls as codes, and as
+    whole-number dosages."""
+    m = default_model(data)
+    codes = block_of(data["g"])
+    assert codes.dosages is None
+    dos = GenotypeBlock(codes.index, codes.rows, dosages=np.ascontiguousarray(data["g"].T), denominator=1)
+    a = build(HLMClassScanner, [m]).scan(codes)[0]
+    b = build(HLMClassScanner, [m]).scan(dos)[0]
+    ok = a["status"] == STATUS["ok"]
+    assert ok.sum() >= 20
+    np.testing.assert_array_equal(a["status"], b["status"])
+    for k in KEYS:
+        np.testing.assert_allclose(a[k][ok], b[k][ok], rtol=1e-9, err_msg=k)
