@@ -19,6 +19,7 @@ from hlmm.io import (
     open_genotypes,
     read_random_effects,
     read_sample_list,
+    read_sex_file,
     read_table,
     read_variant_list,
 )
@@ -53,6 +54,11 @@ class Inputs:
     chrom : str, optional
     from_bp, to_bp : int, optional
         Keep variants of this chromosome and base-pair range.
+    pred : str, optional
+        regenie's step-1 prediction list (``<prefix>_pred.list``): leave-one-chromosome-out
+        predictions of the phenotypes.
+    sex : str, optional
+        A sex file (``FID IID sex``), instead of the genotype file's sex.
     """
 
     phenotypes: str
@@ -72,6 +78,8 @@ class Inputs:
     chrom: str | None = None
     from_bp: int | None = None
     to_bp: int | None = None
+    pred: str | None = None
+    sex: str | None = None
 
 
 
@@ -111,11 +119,15 @@ class Matched:
     var_names: list | None
     random: np.ndarray | None  # raw random-effect values (n, l0): compact_random_effects' int8 or float64
     random_files: object = None  # the random-effect genotype file's files (for fingerprints), or its text table
+    sex: np.ndarray | None = None  # PLINK sex codes of the individuals (1 male, 2 female, 0 unknown)
 
 
-def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str) -> Matched:
+def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str,
+                 reference_sex: np.ndarray | None = None) -> Matched:
     """Read the phenotype, covariate and random-effect inputs and match their individuals with the
-    reference's (the genotype file's samples; the phenotype file if ``reference_ids`` is None)."""
+    reference's (the genotype file's samples; the phenotype file if ``reference_ids`` is None).
+    The individuals' sex comes from ``--sex`` if given, else from ``reference_sex`` (the genotype
+    file's)."""
     tables = _tables(inputs)
     pheno = tables["phenotype"]
     cols = _phenotype_columns(pheno, inputs)
@@ -150,6 +162,14 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         random = compact_random_effects(random)
     elif random_table is not None:
         random = random_table.values[m.index["random"]]
+    sex = None
+    if inputs.sex:
+        codes = read_sex_file(inputs.sex)
+        sex = np.array([codes.get(i, 0) for i in m.ids], dtype=np.int8)
+        log.info(f"sex from {inputs.sex}: {int((sex == 1).sum())} males, {int((sex == 2).sum())} females,"
+                 f" {int((sex == 0).sum())} unknown among the {len(m.ids)} individuals used")
+    elif reference_sex is not None:
+        sex = reference_sex[m.rows]
     return Matched(
         m.ids, m.rows, pvals[m.index["phenotype"]], [pheno.names[c - 1] for c in cols],
         tables["mean_covar"].values[m.index["mean_covar"]] if "mean_covar" in tables else None,
@@ -158,6 +178,7 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         tables["var_covar"].names if "var_covar" in tables else None,
         random,
         random_source.files() if random_source is not None else inputs.random_gts,
+        sex,
     )
 
 

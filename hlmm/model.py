@@ -75,6 +75,14 @@ class ModelSpec:
         Start each variant's h2 at ``h2_init`` instead of the null model's estimate.
     mean_terms, variance_terms : tuple of str
         How the variant enters the mean and the log-variance: ``"g"`` (its genotype).
+    loco : {None, "covariate", "offset"}
+        Leave-one-chromosome-out predictions (``--pred``): for a variant on chromosome c, the
+        trait's chromosome-c prediction is a mean covariate with an estimated coefficient, or
+        (``"offset"``, ``--pred_offset``) is subtracted from the trait. Per-chromosome terms: the
+        null models are fitted per chromosome.
+    x_sex : bool
+        On chrX (not its pseudo-autosomal regions), sex in the mean and the variance null models
+        and individuals of unknown sex left out (``--no_x_sex`` turns it off).
     """
 
     random_effects: bool = False
@@ -90,6 +98,8 @@ class ModelSpec:
     no_h2_estimate: bool = False
     mean_terms: tuple = ("g",)
     variance_terms: tuple = ("g",)
+    loco: str | None = None
+    x_sex: bool = True
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -109,16 +119,23 @@ class ModelSpec:
                              " maximum-likelihood fits are not valid (the individuals' scores are correlated"
                              " through the random effects); for a scan, use --test score (robust score test)"
                              " without --refit")
+        if self.loco not in (None, "covariate", "offset"):
+            raise InputError(f"unknown LOCO mode '{self.loco}'; choose covariate or offset")
         if self.mean_terms != ("g",) or self.variance_terms != ("g",):
             raise InputError(f"unknown variant terms {self.mean_terms} (mean), {self.variance_terms} (variance)")
 
     @classmethod
-    def from_options(cls, options, random_effects: bool) -> "ModelSpec":
-        """The spec of a scan from its options (:class:`hlmm.pipeline.ScanOptions`)."""
+    def from_options(cls, options, random_effects: bool, loco: bool = False) -> "ModelSpec":
+        """The spec of a scan from its options (:class:`hlmm.pipeline.ScanOptions`), with random
+        effects and LOCO predictions if the inputs have them."""
         s = options.settings
+        if options.pred_offset and not loco:
+            raise InputError("--pred_offset subtracts the --pred predictions: it needs --pred")
         return cls(random_effects=random_effects, fit_covariates=options.fit_covariates, test=s.test,
                    refit=s.refit, robust=s.robust, hard_calls=s.hard_calls, engine=s.engine, min_maf=s.min_maf,
-                   max_missing=s.max_missing, h2_init=options.h2_init, no_h2_estimate=options.no_h2_estimate)
+                   max_missing=s.max_missing, h2_init=options.h2_init, no_h2_estimate=options.no_h2_estimate,
+                   loco=("offset" if options.pred_offset else "covariate") if loco else None,
+                   x_sex=not options.no_x_sex)
 
     @property
     def default_mode(self) -> bool:

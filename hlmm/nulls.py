@@ -42,7 +42,7 @@ from hlmm.model import ModelSpec
 from hlmm.robust import ResidualMoments
 from hlmm.scan import NullFit, ScanModel
 
-__all__ = ["PhenotypeFit", "phenotype_model", "fit_model", "log_fit", "kurtosis_warning"]
+__all__ = ["PhenotypeFit", "phenotype_model", "fit_model", "log_fit", "kurtosis_warning", "GroupTerms"]
 
 log = logging.getLogger("hlmm")
 
@@ -98,12 +98,56 @@ def _check_phenotype(y: np.ndarray, name: str, path: str) -> None:
                          f" {spread:.3g}, beyond what its squares can hold; rescale it (e.g. to other units)")
 
 
-def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs) -> tuple[Design, Design]:
+@dataclass(frozen=True)
+class GroupTerms:
+    """What the variants of one group of chromosomes add to the null models of every phenotype.
+
+    The variants of a scan fall into groups with the same null model: with ``--pred`` one per
+    chromosome (its LOCO prediction), and on chrX, with sex, the sex-adjusted models. Values are
+    over the matched individuals (:class:`hlmm.inputs.Matched`'s rows); per-phenotype values (a
+    trait's own LOCO predictions) are a 2-D array with one column per phenotype.
+
+    Attributes
+    ----------
+    label : str
+        For the log ("chromosome 3", "chrX").
+    mean, variance : tuple of (name, values)
+        Extra covariates of the mean and of the log-variance.
+    offset : ndarray, optional
+        Subtracted from the phenotype.
+    exclude : ndarray of bool, optional
+        Individuals left out of the group's models (no prediction, unknown sex on X) ...
+    why_excluded : str
+        ... and why, for the log.
+    """
+
+    label: str = ""
+    mean: tuple = ()
+    variance: tuple = ()
+    offset: np.ndarray | None = None
+    exclude: np.ndarray | None = None
+    why_excluded: str = ""
+
+    def column(self, values: np.ndarray, p: int) -> np.ndarray:
+        return values[:, p] if values.ndim == 2 else values
+
+
+NO_TERMS = GroupTerms()
+
+
+def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs, terms: GroupTerms = NO_TERMS,
+             p: int = 0) -> tuple[Design, Design]:
     n = int(sel.sum())
+
+    def values(table, names, extra):
+        cols = [] if table is None else [table[sel]]
+        cols += [terms.column(v, p)[sel][:, None] for _, v in extra]
+        labels = (list(names) if table is not None else []) + [name for name, _ in extra]
+        return (np.column_stack(cols) if cols else None), (labels or None)
+
     try:
-        X = make_design(None if mt.mean is None else mt.mean[sel], mt.mean_names, n,
-                        f"mean covariate file {inputs.mean_covar}")
-        V = make_design(None if mt.var is None else mt.var[sel], mt.var_names, n,
+        X = make_design(*values(mt.mean, mt.mean_names, terms.mean), n, f"mean covariate file {inputs.mean_covar}")
+        V = make_design(*values(mt.var, mt.var_names, terms.variance), n,
                         f"variance covariate file {inputs.var_covar}")
     except ValueError as e:
         raise InputError(str(e)) from None
@@ -145,19 +189,29 @@ def _random_design(raw: np.ndarray, sel: np.ndarray, path: str, shared: dict | N
     return G, kept, center, scale
 
 
-def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs,
-                    shared: dict | None = None) -> tuple[PhenotypeFit, ScanModel]:
-    """The null fits and the scan model of phenotype ``p`` (module docstring). ``shared`` (a dict
-    kept by the caller over the phenotypes) lets phenotypes with the same individuals share G."""
+def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs, shared: dict | None = None,
+                    terms: GroupTerms = NO_TERMS, h2_init: float | None = None) -> tuple[PhenotypeFit, ScanModel]:
+    """The null fits and the scan model of phenotype ``p`` (module docstring), for the variants of
+    a group with extra ``terms`` (:class:`GroupTerms`). ``shared`` (a dict kept by the caller over
+    the phenotypes and groups) lets models of the same individuals share G; ``h2_init`` (the
+    previous group's h2) replaces the spec's starting h2 of the null mixed model."""
     name = mt.names[p]
     yall = mt.phenotype[:, p]
     sel = ~np.isnan(yall)
     n_missing = int((~sel).sum())
     if n_missing and len(mt.names) > 1:
         log.info(f"phenotype '{name}': dropped {n_missing} individuals missing it; {int(sel.sum())} used")
+    if terms.exclude is not None:
+        out = sel & terms.column(terms.exclude, p)
+        if out.any():
+            sel &= ~out
+            log.info(f"phenotype '{name}', {terms.label}: left out {int(out.sum())} individuals"
+                     f" ({terms.why_excluded}); {int(sel.sum())} used")
     y = yall[sel]
+    if terms.offset is not None:
+        y = y - terms.column(terms.offset, p)[sel]
     _check_phenotype(y, name, inputs.phenotypes)
-    X, V = _designs(mt, sel, inputs)
+    X, V = _designs(mt, sel, inputs, terms, p)
     G = G_center = G_scale = None
     if mt.random is not None:
         G, kept, G_center, G_scale = _random_design(mt.random, sel, inputs.random_gts, shared)
@@ -169,8 +223,9 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs,
         raise _null_failure(hlm, y, X, V, inputs, "model")
     z = (y - X.matrix @ hlm["alpha"]) * np.exp(-0.5 * (V.matrix @ hlm["beta"]))
     kurt = _excess_kurtosis(z)
+    h2_init = spec.h2_init if h2_init is None else h2_init
     if spec.fit_covariates and G is not None:
-        covariate_fit = hetlmm.model(y, X.matrix, V.matrix, G).optimize_model(spec.h2_init)
+        covariate_fit = hetlmm.model(y, X.matrix, V.matrix, G).optimize_model(h2_init)
         if not covariate_fit["success"]:
             raise _null_failure(covariate_fit, y, X, V, inputs, "mixed model")
     else:
@@ -192,7 +247,7 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs,
         null = None
         if G is not None and (not spec.no_h2_estimate or score):
             log.info("Estimating h2 in the null model")
-            null = hetlmm.model(z, one, one, G).optimize_model(spec.h2_init)
+            null = hetlmm.model(z, one, one, G).optimize_model(h2_init)
             if not null["success"]:
                 raise InputError(f"the null mixed model of {inputs.phenotypes} with random effects"
                                  f" {inputs.random_gts} could not be fitted: {null.get('message')}")

@@ -27,10 +27,12 @@ import numpy as np
 from hlmm import results
 from hlmm.columns import MODELS, names
 from hlmm.engines import STATUS, make_scanner
+from hlmm.genome import plink_code
 from hlmm.inputs import Inputs, match_inputs, select_variants
 from hlmm.io import InputError, OutputError, open_genotypes
+from hlmm.io.loco import loco_line, read_loco, read_pred_list
 from hlmm.model import ModelSpec
-from hlmm.nulls import PhenotypeFit, fit_model, kurtosis_warning, log_fit, phenotype_model
+from hlmm.nulls import NO_TERMS, GroupTerms, PhenotypeFit, fit_model, kurtosis_warning, log_fit, phenotype_model
 from hlmm.runner import ScanJob, open_executor, run_blocks
 from hlmm.runstate import RunState, fingerprint
 from hlmm.scan import ScanSettings
@@ -61,6 +63,10 @@ class ScanOptions:
         Start each SNP's h2 at ``h2_init`` (and write no ``null_h2.txt``).
     block_size : int, optional
         SNPs per block (default: chosen by the scanner).
+    pred_offset : bool
+        Subtract the ``--pred`` predictions (coefficient 1) instead of fitting their coefficient.
+    no_x_sex : bool
+        No sex adjustment on chrX.
     """
 
     start: int = 0
@@ -71,11 +77,25 @@ class ScanOptions:
     h2_init: float = 0.05
     no_h2_estimate: bool = False
     block_size: int | None = None
+    pred_offset: bool = False
+    no_x_sex: bool = False
+
+
+@dataclass
+class VariantGroup:
+    """Variants whose models share their null models: all variants, or, with per-chromosome terms
+    (``--pred``, sex on chrX), those of one chromosome (:class:`hlmm.nulls.GroupTerms`)."""
+
+    terms: GroupTerms
+    fits: list  # PhenotypeFit per phenotype
+    models: list  # ScanModel per phenotype
+    scanner: object
 
 
 @dataclass
 class Prepared:
-    """A scan ready to run: the model, the genotype source, the selected variants and the scanner."""
+    """A scan ready to run: the model, the genotype source, the selected variants, their groups and
+    the scanner."""
 
     spec: ModelSpec
     source: object
@@ -83,18 +103,49 @@ class Prepared:
     start: int
     stop: int
     rows: np.ndarray  # sample rows of the scan (union over phenotypes)
-    fits: list  # PhenotypeFit per phenotype
-    scanner: object
+    groups: list  # VariantGroup
+    group_of: np.ndarray  # group of each selected variant
     inputs: Inputs
     options: ScanOptions
     random_files: object = None  # the random-effect inputs' files, for the fingerprint
     notes: list = field(default_factory=list)
     checked_outprefix: str | None = None  # whose outputs prepare_scan checked
+    loco_files: list = field(default_factory=list)  # the prediction list and files, for the fingerprint
 
     @property
     def has_dosages(self) -> bool:
         """Whether blocks hold dosages (the file has them and they are not rounded)."""
         return self.source.has_dosages and not self.spec.hard_calls
+
+    @property
+    def fits(self) -> list:
+        """The null fits of the phenotypes (of the first group: the null-effect files and the log)."""
+        return self.groups[0].fits
+
+    @property
+    def scanner(self):
+        """What computes a block: the group's scanner (blocks never span groups)."""
+        if len(self.groups) == 1:
+            return self.groups[0].scanner
+        return GroupedScanner([g.scanner for g in self.groups], self.variants, self.group_of)
+
+
+class GroupedScanner:
+    """Blocks of several groups of variants: each to its group's scanner (blocks never span groups)."""
+
+    def __init__(self, scanners: list, variants: np.ndarray, group_of: np.ndarray) -> None:
+        self.scanners = scanners
+        # runs of consecutive selected variants of one group: their first variant and group
+        starts = np.concatenate([[0], np.flatnonzero(np.diff(group_of)) + 1]).astype(np.int64)
+        self.run_first, self.run_group = variants[starts], group_of[starts]
+        first = scanners[0]
+        self.spec, self.models, self.block_size, self.per_core = first.spec, first.models, first.block_size, \
+            first.per_core
+        self.description = first.description
+
+    def scan(self, block) -> list:
+        run = int(np.searchsorted(self.run_first, block.index[0], side="right")) - 1
+        return self.scanners[int(self.run_group[run])].scan(block)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -121,28 +172,116 @@ def prepare_scan(inputs: Inputs, options: ScanOptions, outprefix: str | None = N
     InputError
         Any problem with the inputs or the options, in one line.
     """
-    spec = ModelSpec.from_options(options, random_effects=bool(inputs.random_gts))
+    spec = ModelSpec.from_options(options, random_effects=bool(inputs.random_gts), loco=bool(inputs.pred))
     source = open_genotypes(inputs.genotypes, inputs.sample)
     variants, start, stop = select_variants(source, inputs, options.start, options.end, options.whole_chr)
-    mt = match_inputs(inputs, source.samples, f"genotype file {source.path}")
+    mt = match_inputs(inputs, source.samples, f"genotype file {source.path}", source.sex)
     if outprefix is not None:
         for prefix in output_prefixes(outprefix, mt.names):
             RunState(prefix).check_paths()
-    fits, models, notes, shared = [], [], [], {}
-    for p in range(len(mt.names)):
-        fit, model = phenotype_model(spec, mt, p, inputs, shared)
-        log_fit(fit)
-        warning = kurtosis_warning(fit, model.n)
-        if warning and not spec.robust:
-            notes.append(warning)
-        fits.append(fit)
-        models.append(model)
-    try:
-        scanner = make_scanner(spec, models, source.has_dosages and not spec.hard_calls)
-    except ValueError as e:
-        raise InputError(str(e)) from None
-    return Prepared(spec, source, variants, start, stop, mt.rows, fits, scanner, inputs, options, mt.random_files,
-                    notes, outprefix)
+    keys = _group_keys(spec, source.variants.chrom[variants], mt)
+    order = list(dict.fromkeys(keys))  # in the order the variants meet them
+    group_of = np.array([order.index(k) for k in keys], dtype=np.int64) if len(order) > 1 else \
+        np.zeros(len(variants), dtype=np.int64)
+    loco, loco_files = _loco_predictions(spec, inputs, mt, order)
+    groups, notes, shared = [], [], {}
+    h2 = [None] * len(mt.names)  # each group's null mixed model starts from the previous one's h2
+    for key in order:
+        terms = _group_terms(spec, key, mt, loco)
+        fits, models = [], []
+        for p in range(len(mt.names)):
+            fit, model = phenotype_model(spec, mt, p, inputs, shared, terms, h2[p])
+            if fit.h2 is not None:
+                h2[p] = fit.h2[0]
+            if not groups:
+                log_fit(fit)
+                warning = kurtosis_warning(fit, model.n)
+                if warning and not spec.robust:
+                    notes.append(warning)
+            if terms.label:
+                _log_group_fit(terms.label, fit)
+            fits.append(fit)
+            models.append(model)
+        try:
+            scanner = make_scanner(spec, models, source.has_dosages and not spec.hard_calls)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        groups.append(VariantGroup(terms, fits, models, scanner))
+    return Prepared(spec, source, variants, start, stop, mt.rows, groups, group_of, inputs, options, mt.random_files,
+                    notes, outprefix, loco_files)
+
+
+def _group_keys(spec: ModelSpec, chrom: np.ndarray, mt) -> list:
+    """The group of each selected variant: ``(LOCO line or 0, sex-adjusted chrX)``."""
+    sexed = spec.x_sex and mt.sex is not None
+    labels = {c: ((loco_line(c) or 0) if spec.loco else 0, sexed and plink_code(c) == 23) for c in np.unique(chrom)}
+    if spec.loco:
+        lost = [c for c in labels if not loco_line(c)]
+        if lost:
+            raise InputError(f"--pred: regenie's predictions have no line for chromosome{'s' if len(lost) > 1 else ''}"
+                             f" {', '.join(lost)}; leave {'them' if len(lost) > 1 else 'it'} out (--chr, --extract)")
+    if spec.x_sex and mt.sex is None and any(x for x in (plink_code(c) == 23 for c in labels)):
+        log.warning("chrX variants but no sex information (the genotype file's samples have none; give --sex):"
+                    " they are analysed without the sex adjustment")
+    return [labels[c] for c in chrom.tolist()]
+
+
+def _loco_predictions(spec: ModelSpec, inputs: Inputs, mt, keys: list) -> tuple[list, list]:
+    """Per phenotype, the LOCO predictions of the lines the scan needs (read_loco), and the files."""
+    if not spec.loco:
+        return [], []
+    paths = read_pred_list(inputs.pred, mt.names)
+    lines = sorted({line for line, _ in keys})
+    preds = []
+    for name in mt.names:
+        pred = read_loco(paths[name], mt.ids, lines)
+        missing = int((~pred.present).sum())
+        if missing:
+            log.info(f"--pred: {missing} of the {len(mt.ids)} individuals have no prediction for '{name}' in"
+                     f" {paths[name]}; they are left out of its analysis")
+        preds.append(pred)
+    return preds, [inputs.pred] + [paths[name] for name in mt.names]
+
+
+def _group_terms(spec: ModelSpec, key: tuple, mt, loco: list) -> GroupTerms:
+    """The extra null-model terms of a group (module docstring of :mod:`hlmm.nulls`)."""
+    line, on_x = key
+    n, P = len(mt.ids), len(mt.names)
+    mean, variance, offset, labels = [], [], None, []
+    exclude = np.zeros((n, P), dtype=bool)
+    why = []
+    if line:
+        values = np.column_stack([pred.for_chromosome(line) for pred in loco])
+        exclude |= np.isnan(values)
+        why.append("no LOCO prediction")
+        values = np.where(np.isnan(values), 0.0, values)
+        if spec.loco == "covariate":
+            mean.append(("LOCO", values))
+        else:
+            offset = values
+        labels.append(f"chromosome {line if line < 23 else 'X/Y/MT (regenie line 23)'}")
+    if on_x:
+        unknown = mt.sex == 0
+        exclude |= unknown[:, None]
+        why.append("unknown sex on chrX")
+        male = (mt.sex == 1).astype(float)
+        if np.unique(mt.sex[~unknown]).size > 1:
+            mean.append(("sex", male))
+            variance.append(("sex", male))
+        else:
+            log.info("chrX: the individuals of known sex are all of one sex: no sex term")
+        labels.append("chrX")
+    return GroupTerms(", ".join(labels), tuple(mean), tuple(variance), offset,
+                      exclude if exclude.any() else None, " or ".join(why))
+
+
+def _log_group_fit(label: str, fit: PhenotypeFit) -> None:
+    """The group's own null terms (LOCO coefficient, sex effects) for the log."""
+    parts = []
+    for what, (names_, est, se) in (("mean", fit.mean_effects), ("variance", fit.variance_effects)):
+        parts += [f"{what} {k} {e:.4g} (se {s:.2g})" for k, e, s in zip(names_, est, se) if k in ("LOCO", "sex")]
+    h2 = f"; h2 {fit.h2[0]:.4g}" if fit.h2 is not None else ""
+    log.info(f"null model, {label} ({fit.name}): " + (", ".join(parts) or "offset") + h2)
 
 
 def output_prefixes(outprefix: str, phenotypes: list) -> list:
@@ -164,7 +303,8 @@ def run_options(prepared: Prepared) -> dict:
             "fit_covariates": s.fit_covariates, "h2_init": s.h2_init, "min_maf": s.min_maf,
             "max_missing": s.max_missing, "no_h2_estimate": s.no_h2_estimate, "engine": s.engine,
             "test": s.test, "refit": s.refit, "robust": s.robust, "hard_calls": s.hard_calls,
-            "random_gts_txt": i.random_gts_txt, "chr": i.chrom, "from_bp": i.from_bp, "to_bp": i.to_bp}
+            "random_gts_txt": i.random_gts_txt, "chr": i.chrom, "from_bp": i.from_bp, "to_bp": i.to_bp,
+            **({"loco": s.loco} if s.loco else {}), **({} if s.x_sex else {"x_sex": False})}
 
 
 def run_files(prepared: Prepared) -> dict:
@@ -175,6 +315,10 @@ def run_files(prepared: Prepared) -> dict:
              "exclude": i.exclude, "sample": i.sample}
     if i.random_gts:
         files["random_txt" if i.random_gts_txt else "random"] = prepared.random_files
+    if prepared.loco_files:
+        files["pred"] = prepared.loco_files
+    if i.sex:
+        files["sex"] = i.sex
     return files
 
 
@@ -228,13 +372,30 @@ def _variant_info(source, idx: np.ndarray) -> dict:
     return {"SNP": v.id[idx], "chr": v.chrom[idx], "pos": v.pos[idx], "A1": v.a1[idx], "A2": v.a2[idx]}
 
 
+def block_ranges(group_of: np.ndarray, first: int, block_size: int) -> list:
+    """``(b0, b1)`` blocks of the selected variants from ``first`` on, at most ``block_size`` long and
+    never spanning two groups.
+
+    Examples
+    --------
+    >>> block_ranges(np.array([0, 0, 0, 1, 1, 2]), 0, 2)
+    [(0, 2), (2, 3), (3, 5), (5, 6)]
+    """
+    total = len(group_of)
+    cuts = np.flatnonzero(np.diff(group_of)) + 1
+    edges = sorted({first, total, *[int(c) for c in cuts if c > first]})
+    blocks = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        blocks += [(b0, min(b0 + block_size, b)) for b0 in range(a, b, block_size)]
+    return blocks
+
+
 def _scan_blocks(prepared: Prepared, first: int, block_size: int, on_tables, *, n_jobs: int | None = None,
                  dask_scheduler: str | None = None, executor=None) -> list:
     """The block loop of every scan: blocks of the selected variants from ``first`` on, computed by
     the runner, turned into each phenotype's result columns and passed, in order, to
     ``on_tables(b0, b1, tables, outs, failure)``. Returns the blocks that failed twice."""
-    total = len(prepared.variants)
-    blocks = [(b0, min(b0 + block_size, total)) for b0 in range(first, total, block_size)]
+    blocks = block_ranges(prepared.group_of, first, block_size)
     job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
     if executor is None:
         if n_jobs is None:
@@ -243,7 +404,8 @@ def _scan_blocks(prepared: Prepared, first: int, block_size: int, on_tables, *, 
 
     def on_block(b0: int, b1: int, outs: list, failure: str | None) -> None:
         info = _variant_info(prepared.source, prepared.variants[b0:b1])
-        tables = [results.stats_table(info, o, fit.moments) for o, fit in zip(outs, prepared.fits)]
+        fits = prepared.groups[int(prepared.group_of[b0])].fits if b1 > b0 else prepared.fits
+        tables = [results.stats_table(info, o, fit.moments) for o, fit in zip(outs, fits)]
         on_tables(b0, b1, tables, outs, failure)
 
     return run_blocks(job, blocks, on_block, executor=executor)
@@ -300,13 +462,14 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
                           tallies=[results.Tally(TALLY_COLUMNS) for _ in states])
     block_size = prepared.options.block_size or prepared.scanner.block_size
     job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
+    n_blocks = len(block_ranges(prepared.group_of, 0, block_size))
     if n_jobs is None:
-        n_jobs = default_jobs(prepared.scanner, -(-total // block_size))
+        n_jobs = default_jobs(prepared.scanner, n_blocks)
     executor = None
     try:
         for st in states:
             st.lock()
-        executor = open_executor(job, n_jobs, dask_scheduler, -(-total // block_size))  # before anything is written
+        executor = open_executor(job, n_jobs, dask_scheduler, n_blocks)  # before anything is written
         plans = []
         for st, fit in zip(states, prepared.fits):
             run = fingerprint(files, {**run_options(prepared), "phenotype": fit.name})
@@ -443,7 +606,8 @@ def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
     except ValueError as e:
         raise InputError(str(e)) from None
     variants, start, stop = select_variants(source, inputs, options.start, options.end, options.whole_chr)
-    prepared = Prepared(spec, source, variants, start, stop, rows, [fit], scanner, inputs, options)
+    prepared = Prepared(spec, source, variants, start, stop, rows, [VariantGroup(NO_TERMS, [fit], [model], scanner)],
+                        np.zeros(len(variants), dtype=np.int64), inputs, options)
     parts = []
     _scan_blocks(prepared, 0, options.block_size or scanner.block_size, lambda b0, b1, tables, outs, failure:
                  parts.append(tables[0]), n_jobs=1)

@@ -66,8 +66,11 @@ def fingerprint(files: dict, options: dict) -> dict:
                     st = os.stat(path)
                     inputs[key] = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
                 else:
+                    digest = hashlib.sha256()
                     with open(path, "rb") as f:
-                        inputs[key] = {"path": os.path.abspath(path), "sha256": hashlib.sha256(f.read()).hexdigest()}
+                        while chunk := f.read(1 << 20):
+                            digest.update(chunk)
+                    inputs[key] = {"path": os.path.abspath(path), "sha256": digest.hexdigest()}
             except OSError as e:
                 raise InputError(f"{role} file {path}: cannot read: {os_reason(e)}") from None
     return {"inputs": inputs, "options": options}

@@ -79,6 +79,19 @@ def build_parser():
                         "the empirical score variance for --test score. Not available for Wald fits of mixed models "
                         "(their individuals' scores are correlated): with --random_gts use --test score without "
                         "--refit")
+    p.add_argument("--pred", type=str, default=None, metavar="PRED_LIST",
+                   help="regenie step 1's prediction list (<prefix>_pred.list): for a variant on chromosome c, the "
+                        "trait's leave-one-chromosome-out prediction for c is a mean covariate with an estimated "
+                        "coefficient (null models per chromosome); individuals without a prediction are left out")
+    p.add_argument("--pred_offset", action="store_true", default=False,
+                   help="With --pred: subtract the prediction from the trait (coefficient 1, regenie step 2's "
+                        "convention) instead of estimating its coefficient")
+    p.add_argument("--sex", type=str, default=None,
+                   help="Sex of the individuals, FID IID sex per line (1/M/male, 2/F/female, 0/NA unknown), instead "
+                        "of the genotype file's (.fam, .psam SEX, .sample sex)")
+    p.add_argument("--no_x_sex", action="store_true", default=False,
+                   help="On chrX, do not put sex in the mean and variance models nor leave out individuals of "
+                        "unknown sex (as plink2's no-x-sex)")
     p.add_argument("--engine", choices=ENGINES, default="fast",
                    help="Fitting engine: fast (default) or reference (one optimize_model per SNP, the "
                         "straightforward algorithm of hlmm 1.2.0a1); both give the same numbers")
@@ -99,11 +112,12 @@ def build_parser():
 def run(args) -> None:
     inputs = Inputs(args.phenofile, args.genofile, args.phen_index, args.all_phenotypes, args.mean_covar,
                     args.var_covar, args.random_gts, args.random_gts_txt, args.missing_char, args.sample,
-                    args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp)
+                    args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp,
+                    args.pred, args.sex)
     settings = ScanSettings(args.min_maf, args.max_missing, args.engine, args.test, args.refit, args.robust,
                             args.hard_calls)
     options = ScanOptions(args.start, args.end, args.whole_chr, settings, args.fit_covariates, args.h2_init,
-                          args.no_h2_estimate, args.block_size)
+                          args.no_h2_estimate, args.block_size, args.pred_offset, args.no_x_sex)
     prepared = prepare_scan(inputs, options, outprefix=args.outprefix)
     for note in prepared.notes:
         log.warning(note)

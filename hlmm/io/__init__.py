@@ -35,7 +35,7 @@ from hlmm.io._base import (
 from hlmm.io.arrays import ArraySource
 from hlmm.io.bed import BedSource, BedWriter, open_bed, write_bed
 from hlmm.io.matching import IdRole, Matched, match_samples
-from hlmm.io.text import Table, read_sample_list, read_table, read_variant_list
+from hlmm.io.text import Table, read_sample_list, read_sex_file, read_table, read_variant_list
 
 __all__ = [
     "InputError",
@@ -52,6 +52,7 @@ __all__ = [
     "Table",
     "read_table",
     "read_sample_list",
+    "read_sex_file",
     "read_variant_list",
     "IdRole",
     "Matched",

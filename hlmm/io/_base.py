@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InputError", "OutputError", "VariantTable", "GenotypeBlock", "GenotypeSource", "os_reason", "hard_calls_of"]
+__all__ = ["InputError", "OutputError", "VariantTable", "GenotypeBlock", "GenotypeSource", "os_reason", "hard_calls_of",
+           "sex_code", "MALE", "FEMALE", "UNKNOWN_SEX"]
 
 
 class InputError(ValueError):
@@ -174,6 +175,10 @@ class GenotypeSource:
         Whether genotypes may be non-integer dosages.
     dosage_denominator : int
         Dosages are multiples of ``1 / dosage_denominator`` (0 if unknown).
+    sex : ndarray of int8, shape (n,), or None
+        Sex of each sample (:data:`MALE`, :data:`FEMALE`, :data:`UNKNOWN_SEX`), from the .fam's
+        5th column, the .psam's ``SEX`` column or the .sample's ``sex`` column; None if the file
+        says nothing of sex.
     """
 
     format: str = ""
@@ -182,6 +187,7 @@ class GenotypeSource:
     variants: VariantTable
     has_dosages: bool = False
     dosage_denominator: int = 1
+    sex: np.ndarray | None = None
 
     @property
     def n_samples(self) -> int:
@@ -222,6 +228,22 @@ class GenotypeSource:
 
     def close(self) -> None:
         """Release open file handles."""
+
+
+#: Sex codes of :attr:`GenotypeSource.sex`, as PLINK's: 1 male, 2 female, 0 unknown.
+MALE, FEMALE, UNKNOWN_SEX = 1, 2, 0
+_SEX_WORDS = {"1": MALE, "M": MALE, "MALE": MALE, "2": FEMALE, "F": FEMALE, "FEMALE": FEMALE}
+
+
+def sex_code(token: str) -> int:
+    """PLINK's sex code of a field: 1/M/male, 2/F/female (any case); anything else (0, -9, NA) unknown.
+
+    Examples
+    --------
+    >>> [sex_code(t) for t in ("1", "2", "F", "male", "0", "NA", "-9")]
+    [1, 2, 2, 1, 0, 0, 0]
+    """
+    return _SEX_WORDS.get(token.upper(), UNKNOWN_SEX)
 
 
 def hard_calls_of(dosages: np.ndarray) -> np.ndarray:

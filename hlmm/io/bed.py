@@ -11,7 +11,15 @@ import os
 
 import numpy as np
 
-from hlmm.io._base import GenotypeBlock, GenotypeSource, InputError, VariantTable, contiguous_runs, os_reason
+from hlmm.io._base import (
+    GenotypeBlock,
+    GenotypeSource,
+    InputError,
+    VariantTable,
+    contiguous_runs,
+    os_reason,
+    sex_code,
+)
 from hlmm.io.text import check_unique, read_lines
 
 __all__ = ["BedSource", "open_bed", "BedWriter", "write_bed", "BED_MAGIC"]
@@ -29,8 +37,8 @@ class BedSource(GenotypeSource):
     has_dosages = False
     dosage_denominator = 1
 
-    def __init__(self, path: str, samples: list, variants: VariantTable) -> None:
-        self.path, self.samples, self.variants = path, samples, variants
+    def __init__(self, path: str, samples: list, variants: VariantTable, sex: np.ndarray | None = None) -> None:
+        self.path, self.samples, self.variants, self.sex = path, samples, variants, sex
         self.prefix = path[:-4]
         self.n_bytes = (len(samples) + 3) // 4
 
@@ -80,11 +88,12 @@ def open_bed(path: str, what: str = "genotype file") -> BedSource:
     for p in (bed, bim, fam):
         if not os.path.isfile(p):
             raise InputError(f"{what} {bed}: {p} does not exist")
-    ids = []
+    ids, sex = [], []
     for lineno, tok in read_lines(fam, what):
         if len(tok) != 6:
             raise InputError(f"{what} {fam}: line {lineno} has {len(tok)} columns, expected 6")
         ids.append((tok[0], tok[1]))
+        sex.append(sex_code(tok[4]))
     if not ids:
         raise InputError(f"{what} {fam}: file is empty")
     check_unique(ids, what, fam)
@@ -120,7 +129,7 @@ def open_bed(path: str, what: str = "genotype file") -> BedSource:
         )
     variants = VariantTable(np.array(snp, dtype=str), np.array(chrom, dtype=str), np.array(pos, dtype=np.int64),
                             np.array(a1, dtype=str), np.array(a2, dtype=str), np.full(m, 2, dtype=np.int64))
-    return BedSource(bed, ids, variants)
+    return BedSource(bed, ids, variants, np.array(sex, dtype=np.int8))
 
 
 # PLINK 2-bit codes for 2, 1, 0 copies of A1 and a missing call

@@ -32,7 +32,7 @@ import zlib
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of, sex_code
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -46,7 +46,7 @@ _U32 = struct.Struct("<I")
 
 
 def read_sample_file(path: str) -> list[tuple[str, str]]:
-    """(FID, IID) per line of an Oxford ``.sample`` file.
+    """(FID, IID) per line of an Oxford ``.sample`` file (:func:`read_sample_sex` gives the sex).
 
     Parameters
     ----------
@@ -81,6 +81,19 @@ def read_sample_file(path: str) -> list[tuple[str, str]]:
     shown = " ".join(lines[0][:3]) + " / " + " ".join(lines[1][:3])
     raise InputError(f"sample file {path}: bad header: expected 'ID_1 ID_2 ...' / '0 0 ...' (or 'ID ...' / '0 ...'), "
                      f"found '{shown}'")
+
+
+def read_sample_sex(path: str) -> np.ndarray | None:
+    """Sex codes (1 male, 2 female, 0 unknown) of the samples of a ``.sample`` file that has a ``sex``
+    column (any case; values 1/2, M/F or male/female), else None."""
+    with open(path, encoding="utf-8") as f:
+        lines = [line.split() for line in f]
+    lines = [fields for fields in lines if fields]
+    names = [c.upper() for c in lines[0]]
+    if "SEX" not in names:
+        return None
+    k = names.index("SEX")
+    return np.array([sex_code(fields[k]) if len(fields) > k else 0 for fields in lines[2:]], dtype=np.int8)
 
 
 def _zstd_decompressor():
@@ -198,6 +211,7 @@ class BgenSource(GenotypeSource):
                 embedded = self._embedded_ids(4 + lh + 8, n)
         if self.sample_path is not None:
             self.samples = read_sample_file(self.sample_path)
+            self.sex = read_sample_sex(self.sample_path)
             if len(self.samples) != n:
                 raise InputError(f"genotype file {path}: {n} samples but {self.sample_path} lists {len(self.samples)}")
         elif embedded is not None:

@@ -22,7 +22,7 @@ import threading
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of, sex_code
 
 __all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
 
@@ -95,10 +95,12 @@ def _read_pvar(path: str) -> VariantTable:
     )
 
 
-def _read_psam(path: str) -> list[tuple[str, str]]:
-    """(FID, IID) per sample of a .psam or .fam file; FID is ``"0"`` where the .psam has none."""
+def _read_psam(path: str) -> tuple[list[tuple[str, str]], np.ndarray | None]:
+    """(FID, IID) per sample of a .psam or .fam file (FID ``"0"`` where the .psam has none), and the
+    samples' sex codes (None for a .psam without a SEX column)."""
     samples: list[tuple[str, str]] = []
-    fid_col, iid_col = 0, 1  # .fam / headerless .psam
+    sex: list[int] = []
+    fid_col, iid_col, sex_col = 0, 1, 4  # .fam / headerless .psam
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
             fields = line.split()
@@ -113,11 +115,14 @@ def _read_psam(path: str) -> list[tuple[str, str]]:
                     raise InputError(f"sample file {path}: header line {lineno} has no IID column")
                 iid_col = names.index("IID")
                 fid_col = names.index("FID") if "FID" in names else None
+                sex_col = names.index("SEX") if "SEX" in names else None
                 continue
             if len(fields) <= max(iid_col, fid_col or 0):
                 raise InputError(f"sample file {path}: line {lineno} has {len(fields)} columns")
             samples.append(("0" if fid_col is None else fields[fid_col], fields[iid_col]))
-    return samples
+            if sex_col is not None:
+                sex.append(sex_code(fields[sex_col]) if len(fields) > sex_col else 0)
+    return samples, (np.array(sex, dtype=np.int8) if sex_col is not None and len(sex) == len(samples) else None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -226,7 +231,7 @@ class PgenSource(GenotypeSource):
         if self.psam_path is None:
             raise InputError(f"genotype file {path}: sample file {prefix}.psam not found (nor .fam)")
 
-        self.samples = _read_psam(self.psam_path)
+        self.samples, self.sex = _read_psam(self.psam_path)
         self.variants = _read_pvar(self.pvar_path)
         n, m = len(self.samples), len(self.variants)
         if n == 0:

@@ -191,3 +191,39 @@ def read_variant_list(path: str, what: str) -> set:
     if not out:
         raise InputError(f"{what} {path}: lists no variants")
     return out
+
+
+def read_sex_file(path: str, what: str = "--sex file") -> dict:
+    """Read a sex file: ``FID IID sex`` per line (sex 1/M/male, 2/F/female; 0, NA, -9 unknown), an
+    optional header line whose first field is ``FID`` or ``#FID``.
+
+    Returns
+    -------
+    dict of (str, str) to int
+        PLINK sex codes (1 male, 2 female, 0 unknown).
+
+    Raises
+    ------
+    InputError
+        One line naming the file and line: too few columns, a sex that is not one of the above, an
+        individual listed twice, no individuals.
+    """
+    from hlmm.io._base import sex_code
+
+    out = {}
+    for lineno, tok in read_lines(path, what):
+        if lineno == 1 and tok[0].lstrip("#").upper() == "FID":
+            continue
+        if len(tok) < 3:
+            raise InputError(f"{what} {path}: line {lineno} has {len(tok)} columns; expected FID IID sex"
+                             f"{_comma_hint(tok)}")
+        code = sex_code(tok[2])
+        if code == 0 and tok[2].upper() not in ("0", "NA", "-9", "U", "UNKNOWN"):
+            raise InputError(f"{what} {path}: line {lineno}: sex '{tok[2]}' is not 1/M/male, 2/F/female or"
+                             " 0/NA (unknown)")
+        if (tok[0], tok[1]) in out:
+            raise InputError(f"{what} {path}: individual FID={tok[0]} IID={tok[1]} appears more than once")
+        out[(tok[0], tok[1])] = code
+    if not out:
+        raise InputError(f"{what} {path}: lists no individuals")
+    return out
