@@ -141,8 +141,14 @@ def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs, terms: GroupTerms = N
 
     def values(table, names, extra):
         cols = [] if table is None else [table[sel]]
-        cols += [terms.column(v, p)[sel][:, None] for _, v in extra]
-        labels = (list(names) if table is not None else []) + [name for name, _ in extra]
+        labels = list(names) if table is not None else []
+        for name, v in extra:
+            column = terms.column(v, p)[sel]
+            if _in_span(column, cols):  # e.g. sex, already a covariate of the file
+                log.info(f"{terms.label}: '{name}' is already in the span of the covariates; not added again")
+                continue
+            cols.append(column[:, None])
+            labels.append(name)
         return (np.column_stack(cols) if cols else None), (labels or None)
 
     try:
@@ -152,6 +158,13 @@ def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs, terms: GroupTerms = N
     except ValueError as e:
         raise InputError(str(e)) from None
     return X, V
+
+
+def _in_span(column: np.ndarray, cols: list) -> bool:
+    """Whether ``column`` is (numerically) a linear combination of the intercept and ``cols``."""
+    A = np.column_stack([np.ones(len(column))] + cols)
+    resid = column - A @ np.linalg.lstsq(A, column, rcond=None)[0]
+    return bool(np.sum(resid**2) <= 1e-18 * max(np.sum((column - column.mean()) ** 2), np.finfo(float).tiny))
 
 
 def _null_failure(fit: dict, y: np.ndarray, X: Design, V: Design, inputs: Inputs, what: str) -> InputError:
