@@ -15,6 +15,7 @@ import numpy as np
 from hlmm.io import (
     IdRole,
     InputError,
+    id_scheme,
     match_samples,
     open_genotypes,
     read_random_effects,
@@ -59,6 +60,9 @@ class Inputs:
         predictions of the phenotypes.
     sex : str, optional
         A sex file (``FID IID sex``), instead of the genotype file's sex.
+    id_delim : str, optional
+        The genotype file's sample IDs are ``FID + id_delim + IID`` (plink2's ``--id-delim``):
+        matched as whole tokens against the other files' joined FID and IID.
     """
 
     phenotypes: str
@@ -80,6 +84,7 @@ class Inputs:
     to_bp: int | None = None
     pred: str | None = None
     sex: str | None = None
+    id_delim: str | None = None
 
 
 
@@ -149,8 +154,14 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         reference_ids, reference_what = pheno.ids, f"phenotype file {pheno.path}"
     keep = read_sample_list(inputs.keep, "--keep file") if inputs.keep else None
     remove = read_sample_list(inputs.remove, "--remove file") if inputs.remove else None
+    join = inputs.id_delim
+    if join is None and reference_what.startswith("genotype file"):
+        join = id_scheme(reference_ids, pheno.ids)
+        if join is not None:
+            log.info(f"the sample IDs of the {reference_what} are FID{join}IID tokens: matched with the other files'"
+                     f" FID and IID joined by '{join}' (as --id_delim {join} would)")
     m = match_samples(reference_ids, reference_what, roles, keep, remove,
-                      f"--keep {inputs.keep}", f"--remove {inputs.remove}")
+                      f"--keep {inputs.keep}", f"--remove {inputs.remove}", join)
     for line in m.log:
         log.info(line)
     random = None
@@ -162,16 +173,17 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         random = compact_random_effects(random)
     elif random_table is not None:
         random = random_table.values[m.index["random"]]
+    ids = m.ids if join is None else [pheno.ids[k] for k in m.index["phenotype"]]  # (FID, IID), not tokens
     sex = None
     if inputs.sex:
         codes = read_sex_file(inputs.sex)
-        sex = np.array([codes.get(i, 0) for i in m.ids], dtype=np.int8)
+        sex = np.array([codes.get(i, 0) for i in ids], dtype=np.int8)
         log.info(f"sex from {inputs.sex}: {int((sex == 1).sum())} males, {int((sex == 2).sum())} females,"
-                 f" {int((sex == 0).sum())} unknown among the {len(m.ids)} individuals used")
+                 f" {int((sex == 0).sum())} unknown among the {len(ids)} individuals used")
     elif reference_sex is not None:
         sex = reference_sex[m.rows]
     return Matched(
-        m.ids, m.rows, pvals[m.index["phenotype"]], [pheno.names[c - 1] for c in cols],
+        ids, m.rows, pvals[m.index["phenotype"]], [pheno.names[c - 1] for c in cols],
         tables["mean_covar"].values[m.index["mean_covar"]] if "mean_covar" in tables else None,
         tables["var_covar"].values[m.index["var_covar"]] if "var_covar" in tables else None,
         tables["mean_covar"].names if "mean_covar" in tables else None,

@@ -194,3 +194,20 @@ def test_bad_files__one_line_errors(pheno, tmp_path, case):
     assert len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
     assert expected in lines[0], lines[0]
     assert list(out.iterdir()) == []
+
+
+def test_bgen_with_embedded_fid_iid__matched_by_itself_and_with_id_delim(pheno, tmp_path, capsys):
+    """plink2's id-paste=fid,iid .bgen (no .sample) embeds FID_IID: matched with the phenotype file's
+    FID and IID as the .sample-described .bgen is, with a log line; --id_delim _ says it explicitly."""
+    ref = run(DATA / "hard.bgen", pheno / "pheno.txt", tmp_path / "ref")
+    hlmm_chr.main([str(DATA / "hard_fidiid.bgen"), "0", "40", str(pheno / "pheno.txt"), str(tmp_path / "auto"),
+                   "--min_maf", "0.01"])
+    assert "FID_IID tokens" in capsys.readouterr().err
+    explicit = run(DATA / "hard_fidiid.bgen", pheno / "pheno.txt", tmp_path / "explicit", "--id_delim", "_")
+    for out in (read_models(f"{tmp_path / 'auto'}.models.gz"), explicit):
+        for c in ("n", "add", "var", "var_se"):
+            np.testing.assert_array_equal(out[c], ref[c])
+    r = subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), str(DATA / "hard_fidiid.bgen"), "0", "40",
+                        str(pheno / "pheno.txt"), str(tmp_path / "bad"), "--id_delim", "-"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and "no individuals in common" in r.stderr.splitlines()[-1]

@@ -120,3 +120,26 @@ def test_match_samples__by_role_in_reference_order_with_keep_and_remove():
         match_samples(ref, "genotype file g", {"phenotype": pheno}, keep={("x", "y")})
     with pytest.raises(InputError, match="no individuals in common"):
         match_samples(ref, "genotype file g", {"phenotype": IdRole([("a", "b")], "phenotype file p")})
+
+
+def test_match_samples__joined_fid_iid_tokens_are_matched_whole_never_split():
+    """The reference's IIDs as FID_IID tokens (a .bgen's embedded IDs), IIDs containing '_' too."""
+    from hlmm.io import id_scheme
+
+    pairs = [("fam_1", "fam_1_sib_1"), ("fam_1", "fam_1_sib_2"), ("f2", "i2")]
+    ref = [("0", f"{f}_{i}") for f, i in reversed(pairs)]
+    pheno = IdRole(pairs, "phenotype file p")
+    assert id_scheme(ref, pairs) == "_"
+    m = match_samples(ref, "genotype file g", {"phenotype": pheno}, join="_", remove={("f2", "i2")})
+    assert m.rows.tolist() == [1, 2] and m.index["phenotype"].tolist() == [1, 0]
+    # two pairs joining to the same token: ambiguous, so not matched that way by itself
+    assert id_scheme([("0", "a_b_c")], [("a_b", "c"), ("a", "b_c")]) is None
+
+
+def test_match_samples__no_match_error_says_what_would_match():
+    ref = [("0", "f1_i1"), ("0", "f2_i2")]
+    with pytest.raises(InputError, match="give --id_delim _"):
+        match_samples(ref, "genotype file g", {"phenotype": IdRole([("f1", "i1")], "phenotype file p")})
+    with pytest.raises(InputError, match="2 IIDs match but their FIDs differ"):
+        match_samples([("a", "i1"), ("b", "i2")], "genotype file g",
+                      {"phenotype": IdRole([("x", "i1"), ("y", "i2")], "phenotype file p")})

@@ -86,6 +86,11 @@ def build_parser():
     p.add_argument("--pred_offset", action="store_true", default=False,
                    help="With --pred: subtract the prediction from the trait (coefficient 1, regenie step 2's "
                         "convention) instead of estimating its coefficient")
+    p.add_argument("--id_delim", type=str, default=None, metavar="C",
+                   help="The genotype file's sample IDs are FID, C and IID joined (plink2's --id-delim; a .bgen's "
+                        "embedded FID_IID, for example): they are matched as whole tokens against the other files' "
+                        "FID and IID joined by C. FID_IID tokens are recognised without it when the match is "
+                        "unambiguous")
     p.add_argument("--sex", type=str, default=None,
                    help="Sex of the individuals, FID IID sex per line (1/M/male, 2/F/female, 0/NA unknown), instead "
                         "of the genotype file's (.fam, .psam SEX, .sample sex)")
@@ -113,7 +118,7 @@ def run(args) -> None:
     inputs = Inputs(args.phenofile, args.genofile, args.phen_index, args.all_phenotypes, args.mean_covar,
                     args.var_covar, args.random_gts, args.random_gts_txt, args.missing_char, args.sample,
                     args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp,
-                    args.pred, args.sex)
+                    args.pred, args.sex, args.id_delim)
     settings = ScanSettings(args.min_maf, args.max_missing, args.engine, args.test, args.refit, args.robust,
                             args.hard_calls)
     options = ScanOptions(args.start, args.end, args.whole_chr, settings, args.fit_covariates, args.h2_init,

@@ -34,7 +34,7 @@ from hlmm.io._base import (
 )
 from hlmm.io.arrays import ArraySource
 from hlmm.io.bed import BedSource, BedWriter, open_bed, write_bed
-from hlmm.io.matching import IdRole, Matched, match_samples
+from hlmm.io.matching import IdRole, Matched, id_scheme, match_samples
 from hlmm.io.text import Table, read_sample_list, read_sex_file, read_table, read_variant_list
 
 __all__ = [
@@ -57,6 +57,7 @@ __all__ = [
     "IdRole",
     "Matched",
     "match_samples",
+    "id_scheme",
     "read_random_effects",
     "contiguous_runs",
     "os_reason",

@@ -14,6 +14,7 @@
 #   hard_reflast.bgen       plink2's default allele order (REF last: allele 2 = A2)
 #   hard_noids.bgen         hard.bgen without its sample-ID block (bgen_edit.py)
 #   hard_multi.bgen         hard.bgen plus one tri-allelic variant after the first (bgen_edit.py)
+#   hard_fidiid.bgen        hard.* with FID_IID embedded as each sample's ID and no .sample (id-paste=fid,iid)
 #   dos.pgen/.pvar/.psam    plink2 --vcf dos.vcf dosage=DS --id-delim _ (dos.vcf from make_vcf.py)
 #   dos.bgen + dos.sample   8-bit BGEN v1.2 of dos.*; dos16.bgen 16-bit v1.3; dos10.bgen 10-bit v1.2
 #   dos_pgen.traw           dosages as stored in dos.pgen: plink2 --export Av (counts REF, 4 decimals)
@@ -33,6 +34,7 @@ $P2 --bfile hard --export bgen-1.2 bits=8 ref-first --out hard
 $P2 --bfile hard --export bgen-1.3 bits=8 ref-first --out hard13
 $P2 --bfile hard --export bgen-1.2 bits=8 --out hard_reflast
 $PYTHON bgen_edit.py strip-samples hard.bgen hard_noids.bgen
+$P2 --bfile hard --export bgen-1.2 bits=8 ref-first id-paste=fid,iid --out hard_fidiid && rm hard_fidiid.sample
 $PYTHON bgen_edit.py add-multiallelic hard.bgen hard_multi.bgen
 
 $PYTHON make_vcf.py .
