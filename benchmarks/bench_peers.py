@@ -245,7 +245,7 @@ def neglog10_to_p(x: np.ndarray) -> np.ndarray:
 
 
 def run_hlmm(args, files: dict, name: str, robust: bool, m: int) -> dict:
-    from hlmm.results import read_models
+    from hlmm.results import read_models  # imported by main() already
 
     out = args.workdir / f"out_{name}_hlmm{'_robust' if robust else ''}"
     cmd = hlmm_command(args) + [str(args.workdir / "geno.bed"), "0", str(m), str(files["pheno"]), str(out)]
@@ -397,18 +397,35 @@ def brown_forsythe(codes: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(k >= 2, p, np.nan)
 
 
-def levene_worker(bed: str, pheno: str, out: str) -> None:
-    """Child process: Brown-Forsythe p-values of every SNP of ``bed`` for the trait in ``pheno`` (.fam order)."""
-    from hlmm.io import open_bed
+def read_bed_codes(bed: str, n: int, start: int, stop: int) -> np.ndarray:
+    """Copies of A1 (int8, -1 missing) of SNPs ``start:stop`` of a SNP-major .bed, shape (stop - start, n)."""
+    n_bytes = (n + 3) // 4
+    with open(bed, "rb") as f:
+        f.seek(3 + start * n_bytes)
+        packed = np.frombuffer(f.read((stop - start) * n_bytes), dtype=np.uint8).reshape(stop - start, n_bytes)
+    copies = np.array([2, -1, 1, 0], dtype=np.int8)  # PLINK codes 00, 01 (missing), 10, 11
+    codes = np.empty((stop - start, n_bytes, 4), dtype=np.int8)
+    for k in range(4):
+        codes[:, :, k] = copies[(packed >> (2 * k)) & 3]
+    return codes.reshape(stop - start, 4 * n_bytes)[:, :n]
 
-    src = open_bed(bed)
+
+def levene_worker(bed: str, pheno: str, out: str) -> None:
+    """Child process: Brown-Forsythe p-values of every SNP of ``bed`` for the trait in ``pheno`` (.fam order).
+
+    It reads the .bed with numpy alone, so that it does not depend on the hlmm under test.
+    """
+    prefix = bed[:-4]
+    with open(prefix + ".fam") as f:
+        n = sum(1 for _ in f)
+    with open(prefix + ".bim") as f:
+        m = sum(1 for _ in f)
     y = np.loadtxt(pheno, skiprows=1, usecols=2)
-    rows = np.arange(src.n_samples)
-    block = max(1, min(512, 16_000_000 // src.n_samples))
-    p = np.full(src.n_variants, np.nan)
-    for j0 in range(0, src.n_variants, block):
-        j1 = min(src.n_variants, j0 + block)
-        p[j0:j1] = brown_forsythe(src.read_codes(rows, j0, j1), y)
+    block = max(1, min(512, 16_000_000 // n))
+    p = np.full(m, np.nan)
+    for j0 in range(0, m, block):
+        j1 = min(m, j0 + block)
+        p[j0:j1] = brown_forsythe(read_bed_codes(bed, n, j0, j1), y)
     np.save(out, p)
 
 
@@ -496,16 +513,16 @@ def rst_table(rows: list, preamble: str) -> str:
 
 
 def program_versions(args) -> dict:
-    v = {}
-    try:
-        import hlmm
+    """Versions of the programs; for hlmm also the git commit of the checkout its package is imported from."""
+    import hlmm
 
-        v["hlmm"] = hlmm.__version__
-    except Exception:  # noqa: BLE001
-        v["hlmm"] = "?"
-    git = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    if git.returncode == 0:
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--", "hlmm"], capture_output=True,
+    v = {}
+    out = subprocess.run(hlmm_command(args) + ["--version"], capture_output=True, text=True).stdout.split()
+    v["hlmm"] = out[-1] if out else "?"
+    checkout = str(Path(hlmm.__file__).resolve().parents[1])
+    git = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+    if git.returncode == 0 and not args.hlmm:
+        dirty = subprocess.run(["git", "-C", checkout, "status", "--porcelain", "--", "hlmm"], capture_output=True,
                                text=True).stdout.strip()
         v["hlmm_git"] = git.stdout.strip() + (" with uncommitted changes to hlmm/" if dirty else "")
     plink2 = shutil.which("plink2")
@@ -549,6 +566,9 @@ def main(argv=None) -> dict:
     p.add_argument("--out-rst", type=Path, default=None, help="also write the table as RST here")
     p.add_argument("--json", type=Path, default=None, help="also write the results as JSON here")
     args = p.parse_args(argv)
+    import hlmm.io  # noqa: F401  (at the start: a checkout edited during a long run cannot break this process)
+    import hlmm.results  # noqa: F401
+
     args.workdir = args.workdir.resolve()
     args.workdir.mkdir(parents=True, exist_ok=True)
     consts = {"b_var": args.b_var, "a_mean": args.a_mean, "a_meanvar": args.a_meanvar}
@@ -570,6 +590,13 @@ def main(argv=None) -> dict:
     covar = write_quail_covariate(args.workdir, args.n, args.seed) if args.quail else None
     versions = program_versions(args)
     print("versions:", json.dumps(versions))
+
+    # untimed warm-up: numba compiles hlmm's kernels on a checkout's first run and caches them for the next ones
+    warm = write_trait_files(args.workdir, "warmup", np.random.default_rng(0).standard_normal(args.n))
+    for extra in ([], ["--robust"]):
+        run_once(hlmm_command(args) + [str(args.workdir / "geno.bed"), "0", str(min(args.m, 10)), str(warm["pheno"]),
+                                       str(args.workdir / "out_warmup")] + extra, child_env(args.threads),
+                 args.workdir / "out_warmup.log")
 
     results = {}
     for name in args.traits:
@@ -655,6 +682,7 @@ def rst_preamble(args, versions: dict, results: dict) -> str:
         peers.append(f"QUAIL (``--num_levels {args.quail_levels} --num_cores {args.threads}``, "
                      f"plink2 ``--threads {args.threads}``)")
     peers.append("a Brown-Forsythe test (numpy)")
+    hlmm_git = f" (git {versions['hlmm_git']})" if versions.get("hlmm_git") else ""
     n_null = min((r["summary"]["n_null"] for per in results.values() for r in per.values() if "summary" in r),
                  default=args.m)
     return (
@@ -663,7 +691,7 @@ def rst_preamble(args, versions: dict, results: dict) -> str:
         f"causal SNPs: the first {args.causal}; log-variance effect {args.b_var} per allele for ``vqtl`` and "
         f"``vqtl_t5``, mean effect {args.a_mean} for ``meanonly`` and {args.a_meanvar} inside "
         f"exp({EXP_SCALE} ·) for ``meanvar``; {args.threads} threads for every program; hlmm "
-        f"{versions.get('hlmm', '?')} with its defaults, one process) against " + ", ".join(peers) + ". "
+        f"{versions.get('hlmm', '?')}{hlmm_git} with its defaults, one process) against " + ", ".join(peers) + ". "
         "All tests are compared on the SNPs that every program reported (hlmm leaves out those with a sample "
         "MAF at or below 0.05). λGC is over the null SNPs, with p-values of 2-df tests (varGWAS, Brown-Forsythe) "
         f"taken as χ²₁ quantiles; its 95% interval is about ±{lambda_halfwidth(n_null):.2f} at {n_null:,} SNPs. "

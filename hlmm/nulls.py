@@ -144,8 +144,10 @@ def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs, terms: GroupTerms = N
         labels = list(names) if table is not None else []
         for name, v in extra:
             column = terms.column(v, p)[sel]
-            if _in_span(column, cols):  # e.g. sex, already a covariate of the file
-                log.info(f"{terms.label}: '{name}' is already in the span of the covariates; not added again")
+            if _in_span(column, cols):  # e.g. sex already a covariate, or a constant prediction
+                log.info(f"{terms.label}: '{name}' is " + ("constant over the individuals used" if np.ptp(column) == 0
+                                                           else "already in the span of the covariates")
+                         + "; not added")
                 continue
             cols.append(column[:, None])
             labels.append(name)

@@ -281,7 +281,7 @@ def _log_group_fit(label: str, fit: PhenotypeFit) -> None:
     for what, (names_, est, se) in (("mean", fit.mean_effects), ("variance", fit.variance_effects)):
         parts += [f"{what} {k} {e:.4g} (se {s:.2g})" for k, e, s in zip(names_, est, se) if k in ("LOCO", "sex")]
     h2 = f"; h2 {fit.h2[0]:.4g}" if fit.h2 is not None else ""
-    log.info(f"null model, {label} ({fit.name}): " + (", ".join(parts) or "offset") + h2)
+    log.info(f"null model, {label} ({fit.name}): " + (", ".join(parts) or "no LOCO or sex term") + h2)
 
 
 def output_prefixes(outprefix: str, phenotypes: list) -> list:
