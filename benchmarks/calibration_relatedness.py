@@ -148,6 +148,26 @@ def speed(args) -> list:
     return out
 
 
+def rst_table(rows: list, command: str) -> str:
+    """The rows as reStructuredText (docs/_relatedness_table.rst)."""
+    lines = [f"Measured by ``{command}``; λGC is the median chi-square over its null median, with the",
+             "half-width of its 95% interval.", "", ".. list-table::", "   :header-rows: 1", "",
+             "   * - data", "     - scan", "     - variants", "     - λGC add", "     - λGC var (``var_pval_robust``)"]
+    for r in rows:
+        if r["part"] == "speed":
+            continue
+        lines += [f"   * - {'families' if r['part'] == 'families' else 'unrelated, sex-specific SD'}",
+                  f"     - {r['scan']}", f"     - {r['m']:,}", f"     - {r['lambda_add']:.3f} ± {r['half_width']:.3f}",
+                  f"     - {r['lambda_var']:.3f} ± {r['half_width']:.3f}"]
+    speed = {r["scan"]: r for r in rows if r["part"] == "speed"}
+    if speed:
+        w, p = speed["without --pred"], speed["with --pred"]
+        lines += ["", f"Time per variant at n = {w['n']:,} (default scan, hard calls, two chromosomes, median of"
+                  f" interleaved runs): {w['ms_per_variant']:.3f} ms without ``--pred``, {p['ms_per_variant']:.3f} ms"
+                  f" with it (ratio {speed['ratio']['ratio']:.2f})."]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--parts", nargs="+", default=["families", "chrx", "speed"], choices=["families", "chrx", "speed"])
@@ -162,13 +182,21 @@ def main(argv=None) -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--workdir", type=Path, default=REPO / "benchmarks" / "_data" / "relatedness")
     p.add_argument("--json", type=Path, default=None)
+    p.add_argument("--rst", type=Path, default=None, help="write the table (RST) here")
+    p.add_argument("--table", type=Path, default=None, help="only write the RST of this JSON to --rst")
     args = p.parse_args(argv)
+    command = "python benchmarks/calibration_relatedness.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    if args.table:
+        args.rst.write_text(rst_table(json.loads(args.table.read_text()), command))
+        return
     args.workdir.mkdir(parents=True, exist_ok=True)
     out = []
     for part in args.parts:
         out += {"families": families, "chrx": chrx, "speed": speed}[part](args)
         if args.json:
             args.json.write_text(json.dumps(out, indent=1, default=str))
+    if args.rst:
+        args.rst.write_text(rst_table(out, command))
 
 
 if __name__ == "__main__":
