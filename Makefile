@@ -33,6 +33,18 @@ tutorial: venv
 	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) test_phenotype.fam test_random --random_gts random.bed
 	cd examples && $(PY) ../bin/hlmm_dispersion.py test.models.gz --plot --report test_0
 	cd examples && $(PY) ../bin/hlmm_dispersion.py test_random.models.gz --plot --report test_0
+	# related samples: families, with and without their (true) LOCO predictions
+	cd examples && $(PY) ../benchmarks/simulate_families.py --families 500 --sibs 4 --chromosomes 10 \
+		--snps-per-chr 200 --h2 0.6 --test-snps 300 --seed 1 --out families
+	cd examples && $(PY) ../bin/hlmm_chr.py families/test.bed 0 300 families/pheno.txt families/nopred
+	cd examples && $(PY) ../bin/hlmm_chr.py families/test.bed 0 300 families/pheno.txt families/pred \
+		--pred families/true_pred.list
+	# two stages: a variance scan, then G×E tests of its picks
+	cd examples && $(PY) gxe_simulation.py
+	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) gxe_phenotype.txt stage1
+	cd examples && $(PY) pick_variants.py stage1.models.gz var_pval_robust --top 5 > picked.txt
+	cd examples && $(PY) ../bin/hlmm_chr.py test.bed 0 $(SNPS) gxe_phenotype.txt stage2 --extract picked.txt \
+		--mean_covar exposure.txt --interaction E
 
 clean:
 	rm -rf $(VENV) build *.egg-info docs/_build

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Column", "MODELS", "DISPERSION", "by_name", "names", "DOCUMENTED", "rst_table", "STATS", "INTERNAL"]
+__all__ = ["Column", "MODELS", "DISPERSION", "by_name", "names", "DOCUMENTED", "rst_table", "STATS", "INTERNAL",
+           "interaction_columns"]
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,44 @@ INTERNAL = {
     "av_chi2": "score tests: the joint 2-df statistic where it is not add_t^2 + var_t^2 (robust score tests)",
     "add_se_model": "with robust standard errors: the model-based add_se, from which the robust columns start",
     "var_se_model": "with robust standard errors: the model-based var_se, from which the robust columns start",
+    "gxe": "with --interaction: the G×E effects, shape (b, K)",
+    "gxe_se": "their standard errors, shape (b, K)",
+    "gxe_cov": "the covariance of (add, gxe_1..gxe_K), shape (b, K + 1, K + 1), for the joint tests",
 }
+
+
+def interaction_columns(exposures) -> tuple:
+    """The columns of a scan with G×E terms (``--interaction``), after :data:`MODELS`.
+
+    One exposure E: ``gxe``, ``gxe_se``, ``gxe_t``, ``gxe_pval`` and ``joint_pval`` (2 df). K
+    exposures: a ``gxe_<E>`` group of four for each, ``gxe_pval`` (K df) and ``joint_pval`` (K + 1 df).
+
+    Examples
+    --------
+    >>> names(interaction_columns(["smoking"]))
+    ['gxe', 'gxe_se', 'gxe_t', 'gxe_pval', 'joint_pval']
+    >>> names(interaction_columns(["E1", "E2"]))[:5]
+    ['gxe_E1', 'gxe_E1_se', 'gxe_E1_t', 'gxe_E1_pval', 'gxe_E2']
+    """
+    exposures = list(exposures)
+    if not exposures:
+        return ()
+    out = []
+    for e in exposures:
+        stem = "gxe" if len(exposures) == 1 else f"gxe_{e}"
+        out += [Column(stem, "float", f"G×E effect: the change in the additive effect of a copy of A1 per unit of {e}",
+                       "interaction", "2.0"),
+                Column(f"{stem}_se", "float", "its standard error", "interaction", "2.0"),
+                Column(f"{stem}_t", "float", f"{stem} / {stem}_se", "interaction", "2.0"),
+                Column(f"{stem}_pval", "float", f"−log10 p-value for a G×E effect with {e}", "interaction", "2.0")]
+    K = len(exposures)
+    if K > 1:
+        out.append(Column("gxe_pval", "float", f"−log10 p-value of the joint {K}-df test of the {K} G×E effects",
+                          "interaction", "2.0"))
+    out.append(Column("joint_pval", "float", f"−log10 p-value of the joint {K + 1}-df test of add and the G×E"
+                      " effect" + ("s" if K > 1 else "") + ": does the variant act on the mean at all?",
+                      "interaction", "2.0"))
+    return tuple(out)
 
 #: Names of the 13 columns documented by 1.2.0a1, in order.
 DOCUMENTED = [c.name for c in MODELS if c.since == "1.2.0a1"]

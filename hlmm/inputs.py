@@ -63,6 +63,11 @@ class Inputs:
     id_delim : str, optional
         The genotype file's sample IDs are ``FID + id_delim + IID`` (plink2's ``--id-delim``):
         matched as whole tokens against the other files' joined FID and IID.
+    interaction : list of str
+        Exposures: columns of the mean covariate file whose product with each variant's genotype
+        enters the mean (``--interaction``).
+    interaction_snp : str, optional
+        A variant of the genotype file whose genotype is the exposure (``--interaction_snp``).
     """
 
     phenotypes: str
@@ -85,6 +90,8 @@ class Inputs:
     pred: str | None = None
     sex: str | None = None
     id_delim: str | None = None
+    interaction: list = field(default_factory=list)
+    interaction_snp: str | None = None
 
 
 
@@ -125,6 +132,8 @@ class Matched:
     random: np.ndarray | None  # raw random-effect values (n, l0): compact_random_effects' int8 or float64
     random_files: object = None  # the random-effect genotype file's files (for fingerprints), or its text table
     sex: np.ndarray | None = None  # PLINK sex codes of the individuals (1 male, 2 female, 0 unknown)
+    exposures: np.ndarray | None = None  # (n, K) values of the --interaction exposures
+    exposure_names: list = field(default_factory=list)
 
 
 def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str,
@@ -142,6 +151,10 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         if role in tables:
             t = tables[role]
             roles[role] = IdRole(t.ids, f"{t.what} {t.path}", ~np.isnan(t.values).any(axis=1))
+    for e in inputs.interaction:  # before matching, which would drop everyone for a column that is all NA
+        t = tables.get("mean_covar")
+        if t is not None and e in t.names and np.isnan(t.values[:, t.names.index(e)]).all():
+            raise InputError(f"--interaction {e}: missing for every individual of the mean covariate file {t.path}")
     random_source = random_table = None
     if inputs.random_gts:
         if inputs.random_gts_txt:
@@ -182,6 +195,15 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
                  f" {int((sex == 0).sum())} unknown among the {len(ids)} individuals used")
     elif reference_sex is not None:
         sex = reference_sex[m.rows]
+    exposures, exposure_names = None, list(inputs.interaction)
+    if exposure_names:
+        mean = tables.get("mean_covar")
+        absent = [e for e in exposure_names if mean is None or e not in mean.names]
+        if absent:
+            where = f"the mean covariate file {mean.path} (its columns: {', '.join(mean.names)})" if mean is not None \
+                else "no mean covariate file (give one with --mean_covar)"
+            raise InputError(f"--interaction {', '.join(absent)}: not a column of {where}")
+        exposures = mean.values[m.index["mean_covar"]][:, [mean.names.index(e) for e in exposure_names]]
     return Matched(
         ids, m.rows, pvals[m.index["phenotype"]], [pheno.names[c - 1] for c in cols],
         tables["mean_covar"].values[m.index["mean_covar"]] if "mean_covar" in tables else None,
@@ -191,6 +213,8 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
         random,
         random_source.files() if random_source is not None else inputs.random_gts,
         sex,
+        exposures,
+        exposure_names,
     )
 
 

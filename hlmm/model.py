@@ -73,8 +73,10 @@ class ModelSpec:
         Starting h2 of the null mixed model.
     no_h2_estimate : bool
         Start each variant's h2 at ``h2_init`` instead of the null model's estimate.
-    mean_terms, variance_terms : tuple of str
-        How the variant enters the mean and the log-variance: ``"g"`` (its genotype).
+    interactions : tuple of str
+        Exposures E (``--interaction``; ``--interaction_snp`` gives a variant's genotype): each
+        variant's mean has ``g`` and ``g*E`` for each, and every E enters the mean and the
+        log-variance null models.
     loco : {None, "covariate", "offset"}
         Leave-one-chromosome-out predictions (``--pred``): for a variant on chromosome c, the
         trait's chromosome-c prediction is a mean covariate with an estimated coefficient, or
@@ -96,8 +98,7 @@ class ModelSpec:
     max_missing: float = 5.0
     h2_init: float = 0.05
     no_h2_estimate: bool = False
-    mean_terms: tuple = ("g",)
-    variance_terms: tuple = ("g",)
+    interactions: tuple = ()
     loco: str | None = None
     x_sex: bool = True
 
@@ -121,11 +122,14 @@ class ModelSpec:
                              " without --refit")
         if self.loco not in (None, "covariate", "offset"):
             raise InputError(f"unknown LOCO mode '{self.loco}'; choose covariate or offset")
-        if self.mean_terms != ("g",) or self.variance_terms != ("g",):
-            raise InputError(f"unknown variant terms {self.mean_terms} (mean), {self.variance_terms} (variance)")
+        if len(set(self.interactions)) != len(self.interactions):
+            raise InputError(f"--interaction: {', '.join(self.interactions)} names an exposure twice")
+        if self.interactions and self.test == "score":
+            raise InputError("--interaction with --test score: the score screen of G×E terms is not available in this"
+                             " version; run the Wald test (the default mode's G×E engine scans over 1,000 variants/s)")
 
     @classmethod
-    def from_options(cls, options, random_effects: bool, loco: bool = False) -> "ModelSpec":
+    def from_options(cls, options, random_effects: bool, loco: bool = False, interactions: tuple = ()) -> "ModelSpec":
         """The spec of a scan from its options (:class:`hlmm.pipeline.ScanOptions`), with random
         effects and LOCO predictions if the inputs have them."""
         s = options.settings
@@ -135,7 +139,17 @@ class ModelSpec:
                    refit=s.refit, robust=s.robust, hard_calls=s.hard_calls, engine=s.engine, min_maf=s.min_maf,
                    max_missing=s.max_missing, h2_init=options.h2_init, no_h2_estimate=options.no_h2_estimate,
                    loco=("offset" if options.pred_offset else "covariate") if loco else None,
-                   x_sex=not options.no_x_sex)
+                   x_sex=not options.no_x_sex, interactions=tuple(interactions))
+
+    @property
+    def mean_terms(self) -> tuple:
+        """How the variant enters the mean: ``g``, and ``g*E`` for each exposure."""
+        return ("g",) + tuple(f"g*{e}" for e in self.interactions)
+
+    @property
+    def variance_terms(self) -> tuple:
+        """How the variant enters the log-variance: ``g``."""
+        return ("g",)
 
     @property
     def default_mode(self) -> bool:

@@ -145,9 +145,9 @@ def _designs(mt: Matched, sel: np.ndarray, inputs: Inputs, terms: GroupTerms = N
         for name, v in extra:
             column = terms.column(v, p)[sel]
             if _in_span(column, cols):  # e.g. sex already a covariate, or a constant prediction
-                log.info(f"{terms.label}: '{name}' is " + ("constant over the individuals used" if np.ptp(column) == 0
-                                                           else "already in the span of the covariates")
-                         + "; not added")
+                why = "constant over the individuals used" if np.ptp(column) == 0 else \
+                    "already in the span of the covariates"
+                log.info(f"{terms.label or 'null model'}: '{name}' is {why}; not added")
                 continue
             cols.append(column[:, None])
             labels.append(name)
@@ -275,8 +275,22 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs, shared
                        None if spec.no_h2_estimate else h2, *kurt, moments)
     model = ScanModel(name, np.flatnonzero(sel), y_scan, Xs, Vs, G, G_center, G_scale, h2_start,
                       covariate_fit["beta"] if spec.fit_covariates else None,
-                      None if null is None else NullFit.of(null), moments)
+                      None if null is None else NullFit.of(null), moments,
+                      None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]))
+    _check_interaction_size(spec, model, inputs)
     return fit, model
+
+
+def _check_interaction_size(spec: ModelSpec, model: ScanModel, inputs: Inputs) -> None:
+    """A variant's model must have far fewer parameters than individuals: 10 per parameter."""
+    if not spec.interactions:
+        return
+    k = model.X.shape[1] + model.V.shape[1] + 1 + len(spec.mean_terms) if spec.fit_covariates else \
+        2 + len(spec.mean_terms) + 1
+    if model.n < 10 * k:
+        raise InputError(f"--interaction {', '.join(spec.interactions)}: each variant's model has {k} parameters,"
+                         f" more than the {model.n} individuals of phenotype '{model.name}' can support (10 per"
+                         " parameter)")
 
 
 def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None) -> ResidualMoments:

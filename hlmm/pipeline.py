@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hlmm import results
-from hlmm.columns import MODELS, names
+from hlmm.columns import MODELS, interaction_columns, names
 from hlmm.engines import STATUS, make_scanner
 from hlmm.genome import plink_code
 from hlmm.inputs import Inputs, match_inputs, select_variants
@@ -172,10 +172,19 @@ def prepare_scan(inputs: Inputs, options: ScanOptions, outprefix: str | None = N
     InputError
         Any problem with the inputs or the options, in one line.
     """
-    spec = ModelSpec.from_options(options, random_effects=bool(inputs.random_gts), loco=bool(inputs.pred))
+    exposures = list(inputs.interaction) + ([inputs.interaction_snp] if inputs.interaction_snp else [])
+    spec = ModelSpec.from_options(options, random_effects=bool(inputs.random_gts), loco=bool(inputs.pred),
+                                  interactions=tuple(exposures))
     source = open_genotypes(inputs.genotypes, inputs.sample)
     variants, start, stop = select_variants(source, inputs, options.start, options.end, options.whole_chr)
     mt = match_inputs(inputs, source.samples, f"genotype file {source.path}", source.sex)
+    if inputs.interaction_snp:
+        _snp_exposure(source, inputs.interaction_snp, mt)
+    if spec.interactions:
+        log.info(f"G×E: each variant's mean has g and g*E for E = {', '.join(spec.interactions)}, its log-variance g;"
+                 " every E enters the mean and the log-variance null models (the variance model too, even where the"
+                 " variance covariate file lacks it)")
+        _log_exposure_levels(mt)
     if outprefix is not None:
         for prefix in output_prefixes(outprefix, mt.names):
             RunState(prefix).check_paths()
@@ -209,6 +218,31 @@ def prepare_scan(inputs: Inputs, options: ScanOptions, outprefix: str | None = N
         groups.append(VariantGroup(terms, fits, models, scanner))
     return Prepared(spec, source, variants, start, stop, mt.rows, groups, group_of, inputs, options, mt.random_files,
                     notes, outprefix, loco_files)
+
+
+def _snp_exposure(source, snp: str, mt) -> None:
+    """G×G: the genotypes of variant ``snp`` (by ID) as the last exposure of ``mt``; individuals
+    without a call are left out (through the groups' terms)."""
+    where = np.flatnonzero(source.variants.id == snp)
+    if where.size != 1:
+        raise InputError(f"--interaction_snp {snp}: {'no' if where.size == 0 else where.size} variants of"
+                         f" {source.path} have this ID")
+    j = int(where[0])
+    order = np.argsort(mt.rows, kind="stable")
+    g = np.empty(len(mt.rows))
+    g[order] = source.read_dosages(mt.rows[order], j, j + 1)[0]
+    if np.nanstd(g) == 0 or np.isnan(g).all():
+        raise InputError(f"--interaction_snp {snp}: the variant has no variation among the individuals used")
+    mt.exposures = g[:, None] if mt.exposures is None else np.column_stack([mt.exposures, g])
+    mt.exposure_names = list(mt.exposure_names) + [snp]
+
+
+def _log_exposure_levels(mt) -> None:
+    """For an exposure with few levels (binary, or a dummy column of a categorical one): N per level."""
+    for name, values in zip(mt.exposure_names, mt.exposures.T):
+        levels, counts = np.unique(values[~np.isnan(values)], return_counts=True)
+        if levels.size <= 5:
+            log.info(f"exposure {name}: " + ", ".join(f"{lv:g}: N = {c:,}" for lv, c in zip(levels, counts)))
 
 
 def _group_keys(spec: ModelSpec, chrom: np.ndarray, mt) -> list:
@@ -271,6 +305,14 @@ def _group_terms(spec: ModelSpec, key: tuple, mt, loco: list) -> GroupTerms:
         else:
             log.info("chrX: the individuals of known sex are all of one sex: no sex term")
         labels.append("chrX")
+    for name, values in zip(mt.exposure_names, [] if mt.exposures is None else mt.exposures.T):
+        if np.isnan(values).any():  # an --interaction_snp genotype without a call
+            exclude |= np.isnan(values)[:, None]
+            why.append(f"no call at {name}")
+            values = np.nan_to_num(values)
+        if name not in (mt.mean_names or []):  # an --interaction_snp genotype
+            mean.append((name, values))
+        variance.append((name, values))  # every exposure in the variance model too (not twice)
     return GroupTerms(", ".join(labels), tuple(mean), tuple(variance), offset,
                       exclude if exclude.any() else None, " or ".join(why))
 
@@ -304,7 +346,8 @@ def run_options(prepared: Prepared) -> dict:
             "max_missing": s.max_missing, "no_h2_estimate": s.no_h2_estimate, "engine": s.engine,
             "test": s.test, "refit": s.refit, "robust": s.robust, "hard_calls": s.hard_calls,
             "random_gts_txt": i.random_gts_txt, "chr": i.chrom, "from_bp": i.from_bp, "to_bp": i.to_bp,
-            **({"loco": s.loco} if s.loco else {}), **({} if s.x_sex else {"x_sex": False})}
+            **({"loco": s.loco} if s.loco else {}), **({} if s.x_sex else {"x_sex": False}),
+            **({"interactions": list(s.interactions)} if s.interactions else {})}
 
 
 def run_files(prepared: Prepared) -> dict:
@@ -405,7 +448,7 @@ def _scan_blocks(prepared: Prepared, first: int, block_size: int, on_tables, *, 
     def on_block(b0: int, b1: int, outs: list, failure: str | None) -> None:
         info = _variant_info(prepared.source, prepared.variants[b0:b1])
         fits = prepared.groups[int(prepared.group_of[b0])].fits if b1 > b0 else prepared.fits
-        tables = [results.stats_table(info, o, fit.moments) for o, fit in zip(outs, fits)]
+        tables = [results.stats_table(info, o, fit.moments, prepared.spec.interactions) for o, fit in zip(outs, fits)]
         on_tables(b0, b1, tables, outs, failure)
 
     return run_blocks(job, blocks, on_block, executor=executor)
@@ -454,7 +497,7 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     if prepared.checked_outprefix != outprefix:
         for st in states:
             st.check_paths()
-    columns = names(MODELS)
+    columns = names(MODELS) + names(interaction_columns(prepared.spec.interactions))
     header = results.header_member(columns)
     files = run_files(prepared)
     total = len(prepared.variants)
@@ -611,5 +654,6 @@ def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
     parts = []
     _scan_blocks(prepared, 0, options.block_size or scanner.block_size, lambda b0, b1, tables, outs, failure:
                  parts.append(tables[0]), n_jobs=1)
-    columns = {c: np.concatenate([p[c] for p in parts]) for c in names(MODELS)}
+    columns = {c: np.concatenate([p[c] for p in parts])
+               for c in names(MODELS) + names(interaction_columns(spec.interactions))}
     return columns, fit

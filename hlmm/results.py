@@ -37,7 +37,7 @@ TEXT = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "str"}
 INTEGER = {c.name for c in C.MODELS + C.DISPERSION if c.kind == "int"}
 
 
-def stats_table(variant_info: dict, stats: dict, moments=None) -> dict:
+def stats_table(variant_info: dict, stats: dict, moments=None, exposures=()) -> dict:
     """Every column of :data:`hlmm.columns.MODELS` for one block of rows.
 
     Parameters
@@ -51,6 +51,9 @@ def stats_table(variant_info: dict, stats: dict, moments=None) -> dict:
         ``add_se`` and ``var_se`` are not (``--robust``).
     moments : hlmm.robust.ResidualMoments, optional
         Of the phenotype's null model, for the robust columns (NaN without).
+    exposures : sequence of str
+        With G×E terms: the exposures, whose columns (:func:`hlmm.columns.interaction_columns`)
+        come from the ``gxe``, ``gxe_se`` and ``gxe_cov`` statistics.
 
     Returns
     -------
@@ -83,7 +86,41 @@ def stats_table(variant_info: dict, stats: dict, moments=None) -> dict:
         else:
             for c in ("var_se_robust", "var_pval_robust", "av_pval_robust", "add_var_cor"):
                 cols[c] = np.full(b, np.nan)
+        if exposures:
+            cols.update(_interaction_table(stats, list(exposures), b))
     return cols
+
+
+def _wald_chi2(est: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """``est' cov^-1 est`` per row (NaN where not finite or not positive definite)."""
+    out = np.full(est.shape[0], np.nan)
+    ok = np.all(np.isfinite(est), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
+    for j in np.flatnonzero(ok):
+        try:
+            L = np.linalg.cholesky(cov[j])
+        except np.linalg.LinAlgError:
+            continue
+        z = np.linalg.solve(L, est[j])
+        out[j] = z @ z
+    return out
+
+
+def _interaction_table(stats: dict, exposures: list, b: int) -> dict:
+    """The G×E columns (:func:`hlmm.columns.interaction_columns`) of a block."""
+    K = len(exposures)
+    gxe = stats.get("gxe", np.full((b, K), np.nan)).reshape(b, K)
+    se = stats.get("gxe_se", np.full((b, K), np.nan)).reshape(b, K)
+    cov = stats.get("gxe_cov", np.full((b, K + 1, K + 1), np.nan))
+    out = {}
+    t = gxe / se
+    for k, e in enumerate(exposures):
+        stem = "gxe" if K == 1 else f"gxe_{e}"
+        out[stem], out[f"{stem}_se"], out[f"{stem}_t"] = gxe[:, k], se[:, k], t[:, k]
+        out[f"{stem}_pval"] = neglog10_pval(t[:, k] ** 2, 1)
+    if K > 1:
+        out["gxe_pval"] = neglog10_pval(_wald_chi2(gxe, cov[:, 1:, 1:]), K)
+    out["joint_pval"] = neglog10_pval(_wald_chi2(np.column_stack([stats["add"], gxe]), cov), K + 1)
+    return out
 
 
 class Tally:

@@ -101,6 +101,8 @@ class ScanModel:
         HLMM engine's starting values.
     moments : hlmm.robust.ResidualMoments, optional
         Of the null model's residuals: the robust p-values that decide score-test refits.
+    exposures : ndarray, shape (n, K), optional
+        The exposures of the variant's G×E terms (``--interaction``), as given.
     """
 
     name: str
@@ -115,6 +117,7 @@ class ScanModel:
     beta_start: np.ndarray | None = None
     null: NullFit | None = None
     moments: object = None
+    exposures: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         one = None

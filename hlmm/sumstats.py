@@ -70,6 +70,7 @@ EFFECTS = {
     "add": ("add", "add_se", "add_pval"),
     "var": ("var", "var_se", "var_pval"),
     "dispersion": ("dispersion", "dispersion_se", "dispersion_pval"),
+    "gxe": ("gxe", "gxe_se", "gxe_pval"),
 }
 #: The columns with standard errors valid for non-normal traits (``se="robust"``, the default):
 #: the variance effect's robust columns; the additive effect's model-based standard error is
@@ -85,6 +86,8 @@ EFFECT_DOC = {
     "var": "log-linear variance effect of a copy of effect_allele (change in the log of the trait's variance)",
     "dispersion": "dispersion effect of a copy of effect_allele: its log-linear variance effect minus what the "
                   "mean-variance slope predicts from its additive effect (hlmm_dispersion)",
+    "gxe": "G×E effect of a copy of effect_allele: the change of its additive effect per unit of the exposure "
+           "(hlmm_chr --interaction; gxe_<E> for one of several exposures)",
 }
 
 #: Columns of the GWAS-SSF data file, in file order (the last only when the results have ``test``).
@@ -186,10 +189,13 @@ def effect_columns(results, effect: str, se: str = "robust") -> tuple[str, str, 
         Set when robust columns were asked for but the results lack them (an earlier version's):
         the model-based columns are used instead.
     """
-    if effect not in EFFECTS:
-        raise ValueError(f"effect must be one of {', '.join(EFFECTS)}, got {effect!r}")
     if se not in SE_CHOICES:
         raise ValueError(f"se must be one of {', '.join(SE_CHOICES)}, got {se!r}")
+    if effect.startswith("gxe_") and effect in results:  # one exposure of several
+        return effect, f"{effect}_se", f"{effect}_pval", None
+    if effect not in EFFECTS:
+        raise ValueError(f"effect must be one of {', '.join(EFFECTS)} (or gxe_<E> of a scan with several"
+                         f" exposures), got {effect!r}")
     est, se_col, pval = (ROBUST_EFFECTS if se == "robust" else EFFECTS)[effect]
     if se == "robust" and (se_col not in results or pval not in results):
         est, se_col, pval = EFFECTS[effect]
@@ -231,6 +237,7 @@ def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False, se: s
     """
     notes = []
     est, se_col, pval, note = effect_columns(results, effect, se)
+
     if note:
         notes.append(note)
     missing = [c for c in ("SNP", "n", "chr", "pos", "A1", "A2", est, se_col, pval) if c not in results]
@@ -354,7 +361,8 @@ def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, ge
              "genotyping_technology": genotyping_technology}
     unknown = [k for k, v in given.items() if v is None]
     n = int(np.max(table["n"])) if len(table["n"]) else 0
-    notes = f"beta is the {EFFECT_DOC[effect]}; n is the number of individuals per variant"
+    notes = f"beta is the {EFFECT_DOC['gxe' if effect.startswith('gxe') else effect]}; n is the number of individuals"
+    notes += " per variant"
     if columns:
         notes += f"; standard_error and p_value are the results columns {columns[0]} and {columns[1]}"
     lines = ["# GWAS-SSF metadata written by hlmm_sumstats."]

@@ -264,6 +264,14 @@ def read_results(path: str) -> dict:
         raise InputError(f"results file {path}: malformed table (not a results table of hlmm_chr?)") from None
 
 
+def name_list(text: str) -> list:
+    """A comma-separated list of names (``--interaction E1,E2``)."""
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a comma-separated list of names")
+    return names
+
+
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
     """Arguments shared by hlmm_chr and fit_hlmm_model."""
     p.add_argument("--mean_covar", type=str, default=None,

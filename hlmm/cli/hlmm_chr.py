@@ -15,6 +15,7 @@ from hlmm.cli._common import (
     log,
     maf_fraction,
     missing_percentage,
+    name_list,
     neglog10_threshold,
     parser,
     positive_int,
@@ -79,6 +80,12 @@ def build_parser():
                         "the empirical score variance for --test score. Not available for Wald fits of mixed models "
                         "(their individuals' scores are correlated): with --random_gts use --test score without "
                         "--refit")
+    p.add_argument("--interaction", type=name_list, default=[], metavar="NAME[,NAME...]",
+                   help="G×E: columns of the mean covariate file (exposures E); each variant's mean gets g and g*E for "
+                        "each, its log-variance g, and every E enters the mean and variance null models; writes gxe, "
+                        "gxe_se, gxe_t, gxe_pval and joint_pval (gxe_<NAME> groups and a K-df gxe_pval for several)")
+    p.add_argument("--interaction_snp", type=str, default=None, metavar="ID",
+                   help="G×G: this variant's genotype (from the genotype file) is the exposure")
     p.add_argument("--pred", type=str, default=None, metavar="PRED_LIST",
                    help="regenie step 1's prediction list (<prefix>_pred.list): for a variant on chromosome c, the "
                         "trait's leave-one-chromosome-out prediction for c is a mean covariate with an estimated "
@@ -118,7 +125,7 @@ def run(args) -> None:
     inputs = Inputs(args.phenofile, args.genofile, args.phen_index, args.all_phenotypes, args.mean_covar,
                     args.var_covar, args.random_gts, args.random_gts_txt, args.missing_char, args.sample,
                     args.keep, args.remove, args.extract, args.exclude, args.chrom, args.from_bp, args.to_bp,
-                    args.pred, args.sex, args.id_delim)
+                    args.pred, args.sex, args.id_delim, args.interaction, args.interaction_snp)
     settings = ScanSettings(args.min_maf, args.max_missing, args.engine, args.test, args.refit, args.robust,
                             args.hard_calls)
     options = ScanOptions(args.start, args.end, args.whole_chr, settings, args.fit_covariates, args.h2_init,

@@ -28,7 +28,7 @@ def build_parser():
                                    "(hlmm_dispersion)")
     p.add_argument("-o", "--out", required=True, help="data file NAME.tsv.gz (gzip) or NAME.tsv; the metadata goes "
                                                       "to NAME.tsv.gz-meta.yaml")
-    p.add_argument("--effect", required=True, choices=list(EFFECTS),
+    p.add_argument("--effect", required=True, metavar="{" + ",".join(EFFECTS) + ",gxe_<E>}",
                    help="the effect written as beta: " + "; ".join(f"{k}: {v}" for k, v in EFFECT_DOC.items())
                         + " (dispersion needs a .dispersion.gz)")
     p.add_argument("--se", choices=SE_CHOICES, default="robust",

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 from hlmm.engines.base import STATUS, Scanner, empty_results, filters
 from hlmm.engines.classes import ClassStatistics, column_basis
+from hlmm.engines.gxe_classes import HLMInteractionScanner
 from hlmm.engines.hlm_classes import HLMClassScanner
 from hlmm.engines.hlm_covariates import HLMCovariateScanner
 from hlmm.engines.hlmm_classes import HLMMClassScanner
@@ -44,7 +45,7 @@ from hlmm.model import ModelSpec
 
 __all__ = ["make_scanner", "choose_scanner", "Scanner", "STATUS", "filters", "empty_results", "column_basis",
            "ClassStatistics", "reference_fit", "HLMClassScanner", "HLMCovariateScanner", "HLMMClassScanner",
-           "ReferenceScanner", "ScoreScanner"]
+           "ReferenceScanner", "ScoreScanner", "HLMInteractionScanner"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ def choose_scanner(spec: ModelSpec, has_dosages: bool) -> Choice:
     ====================  =========  =============  =========================
     score                 any        any            ScoreScanner
     wald                  reference  any            ReferenceScanner
+    wald, G×E             fast       HLM, default,  HLMInteractionScanner
+                                     hard calls
+    wald, G×E             fast       other          ReferenceScanner
     wald                  fast       HLM, default   HLMClassScanner
     wald                  fast       HLM, covar.    HLMCovariateScanner
     wald                  fast       HLMM, default  HLMMClassScanner
@@ -74,6 +78,10 @@ def choose_scanner(spec: ModelSpec, has_dosages: bool) -> Choice:
                       + (f", Wald refits where -log10 p >= {spec.refit}" if spec.refit is not None else ""))
     if spec.engine == "reference":
         return Choice(ReferenceScanner, "reference engine")
+    if spec.interactions:
+        if not spec.random_effects and spec.default_mode and not spec.robust and not has_dosages:
+            return Choice(HLMInteractionScanner, "G×E terms from genotype-class sums")
+        return Choice(ReferenceScanner, "G×E terms: reference algorithm (one optimize_model per variant)")
     if not spec.random_effects:
         return Choice(HLMClassScanner, "genotype-class statistics") if spec.default_mode else \
             Choice(HLMCovariateScanner, "covariates fitted per SNP")

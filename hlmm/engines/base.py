@@ -39,6 +39,10 @@ def empty_results(b: int, spec: ModelSpec, status: str = "no_calls") -> dict:
             out[key] = np.full(b, np.nan)
     if spec.test == "score":
         out["av_chi2"] = np.full(b, np.nan)
+    if spec.interactions:
+        K = len(spec.interactions)
+        out["gxe"], out["gxe_se"] = np.full((b, K), np.nan), np.full((b, K), np.nan)
+        out["gxe_cov"] = np.full((b, K + 1, K + 1), np.nan)
     out["status"] = np.full(b, STATUS[status], dtype=np.int8)
     out["problems"] = []
     return out

@@ -26,16 +26,19 @@ class ReferenceScanner(PerVariant):
 
     def fit_model(self, p: int, block: GenotypeBlock, todo: np.ndarray) -> list:
         m = self.models[p]
-        return [reference_fit(m.y, m.X, m.V, genotype_row(block, j, m.subset), m.G, m.h2_start, self.spec.robust)
-                for j in todo]
+        return [reference_fit(m.y, m.X, m.V, genotype_row(block, j, m.subset), m.G, m.h2_start, self.spec.robust,
+                              m.exposures) for j in todo]
 
 
-def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = False) -> tuple[dict | None, str | None]:
+def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = False,
+                  exposures=None) -> tuple[dict | None, str | None]:
     """Fit one variant's model by :meth:`hlmm.hetlm.model.optimize_model` (or hetlmm's).
 
     With ``robust`` (HLM only) the standard errors are the sandwich estimator's
     (:func:`hlmm.robust.hlm_sandwich`), and the model-based ones ``add_se_model`` and
-    ``var_se_model``.
+    ``var_se_model``. With ``exposures`` (n, K) the mean has ``g * E_k`` too (``g`` centred over
+    the individuals with a call), and the fit gives ``gxe``, ``gxe_se`` and ``gxe_cov`` (the
+    covariance of the effects of ``g`` and the ``g * E_k``).
 
     Returns
     -------
@@ -43,7 +46,7 @@ def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = Fal
     """
     called = ~np.isnan(g)
     gc = g[called] - g[called].mean()
-    Xl = np.column_stack([X[called], gc])
+    Xl = np.column_stack([X[called], gc] + ([] if exposures is None else [gc[:, None] * exposures[called]]))
     Vl = np.column_stack([V[called], gc])
     try:
         if G is None:
@@ -54,17 +57,24 @@ def reference_fit(y, X, V, g, G=None, h2_start: float = 0.05, robust: bool = Fal
         return None, str(e)
     if not fit["success"]:
         return None, fit.get("message", "optimisation failed")
+    c = X.shape[1]  # the column of g in the mean design
     est = {
         "likelihood": fit["likelihood"],
-        "add": fit["alpha"][-1],
-        "add_se": fit["alpha_se"][-1],
+        "add": fit["alpha"][c],
+        "add_se": fit["alpha_se"][c],
         "var": fit["beta"][-1],
         "var_se": fit["beta_se"][-1],
     }
+    alpha_cov = fit["alpha_cov"]
     if robust:
         cov = hlm_sandwich(y[called], Xl, Vl, fit["alpha"], fit["beta"])
         est["add_se_model"], est["var_se_model"] = est["add_se"], est["var_se"]
-        est["add_se"], est["var_se"] = np.sqrt(cov[Xl.shape[1] - 1, Xl.shape[1] - 1]), np.sqrt(cov[-1, -1])
-    if not all(np.isfinite(v) for v in est.values()):
+        est["add_se"], est["var_se"] = np.sqrt(cov[c, c]), np.sqrt(cov[-1, -1])
+        alpha_cov = cov[: Xl.shape[1], : Xl.shape[1]]
+    if exposures is not None:
+        est["gxe"] = fit["alpha"][c + 1 :]
+        est["gxe_se"] = np.sqrt(np.diag(alpha_cov)[c + 1 :])
+        est["gxe_cov"] = alpha_cov[c:, c:]
+    if not all(np.all(np.isfinite(v)) for v in est.values()):
         return None, "non-finite estimate or standard error"
     return est, None
