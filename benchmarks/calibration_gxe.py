@@ -5,8 +5,9 @@ Parts (``--parts``), as whole ``hlmm_chr`` processes on simulated data (seeded):
 ``null``
     n individuals, m null variants (MAF 0.05-0.5), a covariate x, an exposure E ~ N(0, 1) that
     raises the trait's mean (0.5 E) and its variance (log-variance 0.5 E), no G×E. λGC of the G×E
-    test of: hlmm default mode, ``--fit_covariates``, the t5 trait with ``--fit_covariates --robust``,
-    and least squares (``y ~ 1 + x + E + g + g·E``, the model of plink2's ``--glm interaction``)
+    test of: hlmm default mode, ``--fit_covariates``, the t5 trait with ``--fit_covariates`` (with and
+    without ``--robust``), the score screen (``--test score``; t5 trait with ``--robust``), and least
+    squares (``y ~ 1 + x + E + g + g·E``, the model of plink2's ``--glm interaction``)
     with model-based and with sandwich (HC0, GEM's and regenie's default) standard errors.
 ``power``
     The same with a true G×E on 100 of the variants (effect ``--gxe`` per copy and unit of E): mean
@@ -74,8 +75,9 @@ def write_data(d: Path, n: int, m: int, seed: int, maf=(0.05, 0.5), gxe: float =
     sd = np.exp(0.25 * E)
     y = 0.3 * x + 0.5 * E + signal + rng.standard_normal(n) * sd
     y5 = 0.3 * x + 0.5 * E + signal + rng.standard_t(5, n) / np.sqrt(5 / 3) * sd
-    (d / "pheno.txt").write_text("FID IID y y_t5\n" + "".join(f"f{i} i{i} {a:.8g} {b:.8g}\n" for i, (a, b) in
-                                                             enumerate(zip(y, y5))))
+    ys = 0.3 * x + 0.5 * E + signal + (rng.chisquare(3, n) - 3) / np.sqrt(6) * sd
+    (d / "pheno.txt").write_text("FID IID y y_t5 y_chi2\n" + "".join(f"f{i} i{i} {a:.8g} {b:.8g} {c:.8g}\n"
+                                                                     for i, (a, b, c) in enumerate(zip(y, y5, ys))))
     return first
 
 
@@ -136,14 +138,23 @@ def null_part(args) -> list:
                                ("hlmm, t5 trait, --fit_covariates --robust", "t5robust",
                                 ["--fit_covariates", "--robust", "--phen_index", "2"]),
                                ("hlmm, t5 trait, --fit_covariates", "t5model", ["--fit_covariates", "--phen_index",
-                                                                                 "2"])):
+                                                                                 "2"]),
+                               ("hlmm, χ²₃ trait, default mode", "chi2", ["--phen_index", "3"]),
+                               ("hlmm, score screen (--test score)", "score", ["--test", "score"]),
+                               ("hlmm, t5 trait, score screen --robust", "t5score",
+                                ["--test", "score", "--robust", "--phen_index", "2"])):
         res = hlmm(d, args.m, name, *extra)
-        rows.append({"part": "null", "test": label, "m": int(np.isfinite(res["gxe_t"]).sum()),
-                     "lambda": lam(res["gxe_t"] ** 2)})
+        # the first stage picks variants by their variance test: is it independent of the G×E test?
+        ok = np.isfinite(res["gxe_t"]) & np.isfinite(res["var_pval_robust"])
+        cor = stats.spearmanr(res["var_pval_robust"][ok], res["gxe_t"][ok] ** 2)[0]
+        top = ok & (res["var_pval_robust"] >= np.quantile(res["var_pval_robust"][ok], 0.9))
+        rows.append({"part": "null", "test": label, "m": int(ok.sum()), "lambda": lam(res["gxe_t"] ** 2),
+                     "lambda_top10_var": lam(res["gxe_t"][top] ** 2), "spearman_var_gxe": float(cor)})
         print(rows[-1], flush=True)
     ls = least_squares(d, args.m)
     for key, label in (("t_model", "least squares, model-based SE"), ("t_sandwich", "least squares, sandwich SE")):
-        rows.append({"part": "null", "test": label, "m": int(np.isfinite(ls[key]).sum()), "lambda": lam(ls[key] ** 2)})
+        rows.append({"part": "null", "test": label, "m": int(np.isfinite(ls[key]).sum()), "lambda": lam(ls[key] ** 2),
+                     "lambda_top10_var": float("nan"), "spearman_var_gxe": float("nan")})
         print(rows[-1], flush=True)
     return rows
 
@@ -217,8 +228,10 @@ def speed_part(args) -> list:
 
 def rst(rows: list, command: str) -> str:
     out = [f"Measured by ``{command}``.", ""]
-    parts = {"null": ("λGC of the G×E test over null variants (E raises mean and variance; no G×E)",
-                      ["test", "m", "lambda"]),
+    parts = {"null": ("λGC of the G×E test over null variants (E raises mean and variance; no G×E); its λGC"
+                      " over the tenth of them with the largest var_pval_robust (the first stage's pick), and the"
+                      " rank correlation of var_pval_robust and gxe_t²",
+                      ["test", "m", "lambda", "lambda_top10_var", "spearman_var_gxe"]),
              "power": ("Mean χ² of the G×E test over 100 variants with a G×E effect", ["test", "mean_chi2"]),
              "rare": ("Rare variants (MAF 0.005-0.02), binary exposure of frequency 0.1: the G×E test by minor"
                       " allele count among the exposed", ["test", "mac_exposed", "m", "lambda", "pct_p_1e-3"]),
@@ -231,8 +244,8 @@ def rst(rows: list, command: str) -> str:
         out += [title + ":", "", ".. list-table::", "   :header-rows: 1", ""]
         out += ["   * - " + cols[0]] + [f"     - {c}" for c in cols[1:]]
         for r in sel:
-            vals = [f"{r[c]:.3f}" if isinstance(r[c], float) else f"{r[c]:,}" if isinstance(r[c], int) else str(r[c])
-                    for c in cols]
+            vals = ["—" if isinstance(r[c], float) and not np.isfinite(r[c]) else f"{r[c]:.3f}"
+                    if isinstance(r[c], float) else f"{r[c]:,}" if isinstance(r[c], int) else str(r[c]) for c in cols]
             out += ["   * - " + vals[0]] + [f"     - {v}" for v in vals[1:]]
         out.append("")
     return "\n".join(out)
@@ -253,7 +266,9 @@ def main(argv=None) -> None:
     p.add_argument("--rst", type=Path, default=None)
     args = p.parse_args(argv)
     command = "python benchmarks/calibration_gxe.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    rows = []
+    rows = []  # an existing --json keeps the rows of the parts not run now
+    if args.json and args.json.exists():
+        rows = [r for r in json.loads(args.json.read_text()) if r["part"] not in args.parts]
     for part in args.parts:
         rows += {"null": null_part, "power": power_part, "rare": rare_part, "speed": speed_part}[part](args)
         if args.json:

@@ -78,7 +78,9 @@ MODELS = (
 DISPERSION = (
     Column("dispersion", "float", "dispersion effect: var − slope · add, the slope of the mean-variance relation",
            "dispersion", "2.0"),
-    Column("dispersion_se", "float", "its standard error, sqrt(var_se² + slope² add_se²)", "dispersion", "2.0"),
+    Column("dispersion_se", "float", "its standard error: sqrt(var_se² + slope² add_se² − 2 slope cov(add, var)"
+           " + add² se(slope)²) (hlmm.dispersion; 1.2.0a1's method: sqrt(var_se² + slope² add_se²))",
+           "dispersion", "2.0"),
     Column("dispersion_t", "float", "dispersion / dispersion_se", "dispersion", "2.0"),
     Column("dispersion_pval", "float", "−log10 p-value for a dispersion effect", "dispersion", "2.0"),
 )

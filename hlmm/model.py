@@ -124,9 +124,9 @@ class ModelSpec:
             raise InputError(f"unknown LOCO mode '{self.loco}'; choose covariate or offset")
         if len(set(self.interactions)) != len(self.interactions):
             raise InputError(f"--interaction: {', '.join(self.interactions)} names an exposure twice")
-        if self.interactions and self.test == "score":
-            raise InputError("--interaction with --test score: the score screen of G×E terms is not available in this"
-                             " version; run the Wald test (the default mode's G×E engine scans over 1,000 variants/s)")
+        if self.interactions and self.test == "score" and self.random_effects:
+            raise InputError("--interaction with --test score and --random_gts: the score screen of G×E terms is for"
+                             " the HLM; with random effects, run the Wald test (exact fits)")
 
     @classmethod
     def from_options(cls, options, random_effects: bool, loco: bool = False, interactions: tuple = ()) -> "ModelSpec":

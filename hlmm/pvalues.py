@@ -8,7 +8,7 @@ import numpy as np
 from scipy import stats
 from scipy.special import gammaln, log_ndtr
 
-__all__ = ["neglog10_pval", "lambda_gc", "lambda_from_neglog10", "CHI2_1_MEDIAN"]
+__all__ = ["neglog10_pval", "lambda_gc", "lambda_from_neglog10", "wald_chi2", "CHI2_1_MEDIAN"]
 
 LN10 = float(np.log(10.0))
 #: Median of chi-square(1).
@@ -80,3 +80,35 @@ def lambda_from_neglog10(neglog10) -> float:
     x = np.asarray(neglog10, dtype=float)
     x = x[np.isfinite(x)]
     return float(stats.chi2.isf(10.0 ** -np.median(x), 1) / CHI2_1_MEDIAN) if x.size else float("nan")
+
+
+def wald_chi2(est: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """``est' cov^-1 est`` per row: the Wald statistic of several effects.
+
+    Parameters
+    ----------
+    est : ndarray, shape (b, k)
+    cov : ndarray, shape (b, k, k)
+
+    Returns
+    -------
+    ndarray, shape (b,)
+        NaN where not finite or ``cov`` is not positive definite.
+    """
+    out = np.full(est.shape[0], np.nan)
+    ok = np.all(np.isfinite(est), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
+    try:  # every row at once; row by row if any is not positive definite
+        L = np.linalg.cholesky(cov[ok])
+        z = np.linalg.solve(L, est[ok][..., None])[..., 0]
+        out[ok] = np.einsum("bk,bk->b", z, z)
+        return out
+    except np.linalg.LinAlgError:
+        pass
+    for j in np.flatnonzero(ok):
+        try:
+            L = np.linalg.cholesky(cov[j])
+        except np.linalg.LinAlgError:
+            continue
+        z = np.linalg.solve(L, est[j])
+        out[j] = z @ z
+    return out

@@ -16,7 +16,7 @@ import numpy as np
 
 from hlmm import columns as C
 from hlmm.io import OutputError, os_reason
-from hlmm.pvalues import neglog10_pval
+from hlmm.pvalues import neglog10_pval, wald_chi2
 from hlmm.robust import robust_statistics
 
 __all__ = [
@@ -91,20 +91,6 @@ def stats_table(variant_info: dict, stats: dict, moments=None, exposures=()) -> 
     return cols
 
 
-def _wald_chi2(est: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """``est' cov^-1 est`` per row (NaN where not finite or not positive definite)."""
-    out = np.full(est.shape[0], np.nan)
-    ok = np.all(np.isfinite(est), axis=1) & np.all(np.isfinite(cov), axis=(1, 2))
-    for j in np.flatnonzero(ok):
-        try:
-            L = np.linalg.cholesky(cov[j])
-        except np.linalg.LinAlgError:
-            continue
-        z = np.linalg.solve(L, est[j])
-        out[j] = z @ z
-    return out
-
-
 def _interaction_table(stats: dict, exposures: list, b: int) -> dict:
     """The G×E columns (:func:`hlmm.columns.interaction_columns`) of a block."""
     K = len(exposures)
@@ -118,8 +104,8 @@ def _interaction_table(stats: dict, exposures: list, b: int) -> dict:
         out[stem], out[f"{stem}_se"], out[f"{stem}_t"] = gxe[:, k], se[:, k], t[:, k]
         out[f"{stem}_pval"] = neglog10_pval(t[:, k] ** 2, 1)
     if K > 1:
-        out["gxe_pval"] = neglog10_pval(_wald_chi2(gxe, cov[:, 1:, 1:]), K)
-    out["joint_pval"] = neglog10_pval(_wald_chi2(np.column_stack([stats["add"], gxe]), cov), K + 1)
+        out["gxe_pval"] = neglog10_pval(wald_chi2(gxe, cov[:, 1:, 1:]), K)
+    out["joint_pval"] = neglog10_pval(wald_chi2(np.column_stack([stats["add"], gxe]), cov), K + 1)
     return out
 
 

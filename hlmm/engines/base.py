@@ -24,6 +24,8 @@ STATUS = {"ok": 0, "maf": 1, "missing": 2, "no_calls": 3, "multiallelic": 4, "fa
 #: With robust standard errors (``--robust``), the model-based ones too, for the robust columns
 #: (:func:`hlmm.robust.robust_statistics` starts from the model-based standard errors).
 MODEL_SE_KEYS = ("add_se_model", "var_se_model")
+#: The keys of the G×E statistics (``--interaction``), shaped per exposure.
+GXE_KEYS = ("gxe", "gxe_se", "gxe_cov")
 
 
 def empty_results(b: int, spec: ModelSpec, status: str = "no_calls") -> dict:

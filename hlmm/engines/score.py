@@ -21,10 +21,11 @@ import numpy as np
 from hlmm import score
 from hlmm.columns import STATS
 from hlmm.engines import _hlmm_fits, _kernels_score
-from hlmm.engines.base import MODEL_SE_KEYS, STATUS, Scanner, genotype_row, summarised
+from hlmm.engines._gxe_score import InteractionNull
+from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, genotype_row, summarised
 from hlmm.engines.classes import ClassMoments, ClassSums, column_basis
 from hlmm.io import GenotypeBlock
-from hlmm.pvalues import neglog10_pval
+from hlmm.pvalues import neglog10_pval, wald_chi2
 from hlmm.robust import robust_statistics
 
 __all__ = ["ScoreScanner"]
@@ -54,10 +55,15 @@ class ScoreScanner(Scanner):
             self.nulls.append(null)
             self.forms.append(form)
             self.columns.append(null.columns(spec.robust))
-        # the class sums need only a basis of the columns [1 | L | Q | K]: in the default mode most
-        # are constant or multiples of one another (15 columns, 4 independent, for the mixed model)
-        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols]))
-                      for m, cols in zip(models, self.columns)]
+        # G×E terms (HLM only): their own linear and square columns, after the others
+        self.gxe = [InteractionNull(m.y, m.X, m.V, m.null.alpha, m.null.beta, m.exposures, spec.robust)
+                    for m in models] if spec.interactions else None
+        extra = [g.columns() for g in self.gxe] if self.gxe else [() for _ in models]
+        # the class sums need only a basis of the columns [1 | L | Q | K (| G×E L | G×E Q)]: in the
+        # default mode most are constant or multiples of one another (15 columns, 4 independent,
+        # for the mixed model)
+        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols, *more]))
+                      for m, cols, more in zip(models, self.columns, extra)]
         self.refit = None
         if spec.refit is not None:
             from hlmm.engines import make_scanner
@@ -87,9 +93,10 @@ class ScoreScanner(Scanner):
         vals = mom.class_values()
         gk = np.where(mom.counts > 0, vals - cs.per_class(gbar_all), 0.0)
         S = cs.sums
+        kK = self.columns[p][2].shape[1]
         lin = cs.reduce(gk[..., None] * S[..., 1 : 1 + kL])[ok]
         sq = cs.reduce((gk**2)[..., None] * S[..., 1 + kL : 1 + kL + kQ])[ok]
-        cube = cs.reduce((gk**3)[..., None] * S[..., 1 + kL + kQ :])[ok]
+        cube = cs.reduce((gk**3)[..., None] * S[..., 1 + kL + kQ : 1 + kL + kQ + kK])[ok]
         null = self.nulls[p]
         robust = self.spec.robust
         if not self.spec.random_effects:
@@ -98,9 +105,29 @@ class ScoreScanner(Scanner):
             st = null.from_products(lin, sq, cube, self._gtdinv(p, block, ok, gbar_all[ok]), robust=robust)
         for key in ("add", "add_se", "var", "var_se", "av_chi2") + (MODEL_SE_KEYS if robust else ()):
             o[key][ok] = st[key]
+        if self.gxe is not None:
+            self._score_gxe(p, cs, gk, ok, o, 1 + kL + kQ + kK)
         bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]
         o["status"][bad] = STATUS["failed"]
         o["problems"] += [(int(j), "no information about the effect (collinear with the covariates)") for j in bad]
+
+    def _score_gxe(self, p: int, cs: ClassSums, gk: np.ndarray, ok: np.ndarray, o: dict, start: int) -> None:
+        """The G×E terms' statistics (:mod:`hlmm.engines._gxe_score`): ``add`` becomes the main effect
+        at E = 0 fitted with them, its standard error from the same (K + 1)-dimensional score."""
+        null = self.gxe[p]
+        kL, kQ = (c.shape[1] for c in null.columns())
+        S = cs.sums
+        lin = cs.reduce(gk[..., None] * S[..., start : start + kL])[ok]
+        sq = cs.reduce((gk**2)[..., None] * S[..., start + kL : start + kL + kQ])[ok]
+        theta, cov, cov_model = null.from_products(lin, sq)
+        o["add"][ok], o["gxe"][ok], o["gxe_cov"][ok] = theta[:, 0], theta[:, 1:], cov
+        with np.errstate(invalid="ignore"):
+            se = np.sqrt(np.einsum("bjj->bj", cov))
+        o["add_se"][ok], o["gxe_se"][ok] = se[:, 0], se[:, 1:]
+        if self.spec.robust:
+            with np.errstate(invalid="ignore"):
+                o["add_se_model"][ok] = np.sqrt(cov_model[:, 0, 0])
+        o["av_chi2"][ok] = np.nan
 
     def _gtdinv(self, p: int, block: GenotypeBlock, ok: np.ndarray, gbar: np.ndarray) -> np.ndarray:
         """``Z = G' D^-1 g`` of the centred, mean-imputed genotypes of variants ``ok``."""
@@ -133,6 +160,11 @@ class ScoreScanner(Scanner):
                     stats[1], joint = rob["var_chi2_robust"], rob["av_chi2_robust"]
                 top = np.fmax(np.fmax(neglog10_pval(stats[0], 1), neglog10_pval(stats[1], 1)),
                               neglog10_pval(joint, 2))
+                if self.gxe is not None:  # and the G×E tests
+                    K = o["gxe"].shape[1]
+                    both = np.column_stack([o["add"], o["gxe"]])
+                    top = np.fmax(np.fmax(top, neglog10_pval(wald_chi2(o["gxe"], o["gxe_cov"][:, 1:, 1:]), K)),
+                                  neglog10_pval(wald_chi2(both, o["gxe_cov"]), K + 1))
             chosen.append((o["status"] == STATUS["ok"]) & (top >= threshold))
         union = np.flatnonzero(np.any(chosen, axis=0))
         if not union.size:
@@ -142,7 +174,7 @@ class ScoreScanner(Scanner):
             for k, j in enumerate(union):
                 if not sel[j]:
                     continue
-                for key in STATS + tuple(key for key in MODEL_SE_KEYS if key in o) + ("status",):
+                for key in STATS + tuple(key for key in MODEL_SE_KEYS + GXE_KEYS if key in o) + ("status",):
                     o[key][j] = e[key][k]
                 o["av_chi2"][j] = np.nan
             o["problems"] += [(int(union[k]), why) for k, why in e["problems"] if sel[union[k]]]
