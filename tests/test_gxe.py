@@ -218,6 +218,37 @@ def test_score_screen__equals_dense_weighted_least_squares_under_the_null(tmp_pa
     assert set(res["test"]) == {"score"}
 
 
+def test_score_screen__equals_regenie_step2_hlm_interaction_rows(tmp_path):
+    """regenie v4.1.2 step 2 --interaction E --rare-mac 1e9 (its HLM test for every variant;
+    tests/data/r_reference/make_gxe_regenie.sh) is the score screen with --fit_covariates, once E^2 is
+    among the mean and the variance covariates as regenie puts it: ADD-INT_SNP = add, ADD-INT_SNPxE =
+    gxe and ADD-INT_2DF = joint_pval: estimates within 1e-4 SE (measured 1e-5 SE at most: regenie
+    fits its null by BFGS to its own tolerance), SEs and -log10 p within 1e-4 relative."""
+    rows = [line.split() for line in (REF / "gxe_regenie.regenie").read_text().splitlines()]
+    head = rows[0]
+    ref = {(r[head.index("ID")], r[head.index("TEST")]): r for r in rows[1:]}
+    covar = [line.split() for line in (REF / "gxe_covar.txt").read_text().splitlines()]
+    (tmp_path / "mean.txt").write_text("".join(" ".join(r[:5] + [("Esq" if k == 0 else repr(float(r[4]) ** 2))])
+                                               + "\n" for k, r in enumerate(covar)))
+    (tmp_path / "var.txt").write_text("".join(" ".join(r[:2] + [("Esq" if k == 0 else repr(float(r[4]) ** 2))])
+                                              + "\n" for k, r in enumerate(covar)))
+    argv = [str(REF / "gxe.bed"), "0", "6", str(REF / "gxe_pheno.txt"), str(tmp_path / "s"), "--quiet",
+            "--min_maf", "0.01", "--mean_covar", str(tmp_path / "mean.txt"), "--var_covar",
+            str(tmp_path / "var.txt"), "--interaction", "E", "--test", "score", "--fit_covariates"]
+    assert hlmm_chr.main(argv) == 0
+    res = read_models(str(tmp_path / "s.models.gz"))
+    col = {k: head.index(k) for k in ("BETA", "SE", "LOG10P", "N")}
+    assert len(res["SNP"]) == 6
+    for j, snp in enumerate(res["SNP"]):
+        for test, key in (("ADD-INT_SNP", "add"), ("ADD-INT_SNPxE", "gxe")):
+            r = ref[snp, test]
+            assert int(r[col["N"]]) == res["n"][j]
+            assert abs(res[key][j] - float(r[col["BETA"]])) < 1e-4 * res[f"{key}_se"][j], (snp, key)
+            assert res[f"{key}_se"][j] == pytest.approx(float(r[col["SE"]]), rel=1e-4), (snp, key)
+        assert res["joint_pval"][j] == pytest.approx(float(ref[snp, "ADD-INT_2DF"][col["LOG10P"]]), rel=1e-4,
+                                                     abs=1e-5), snp
+
+
 def test_score_screen__refit_rows_are_the_wald_rows(tmp_path, files):
     """--refit 0 refits every row: they equal the Wald scan's (the default mode's G×E engine)."""
     wald = scan(tmp_path, files, "wald", "--interaction", "E")
