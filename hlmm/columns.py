@@ -100,6 +100,8 @@ INTERNAL = {
     "gxe": "with --interaction: the G×E effects, shape (b, K)",
     "gxe_se": "their standard errors, shape (b, K)",
     "gxe_cov": "the covariance of (add, gxe_1..gxe_K), shape (b, K + 1, K + 1), for the joint tests",
+    "gxe_model_se": "with --robust --interaction: 1 where add and the G×E effects have model-based standard errors"
+                    " (too few minor alleles among the exposed for the sandwich; hlmm.engines.reference)",
 }
 
 

@@ -548,6 +548,8 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
                              " its row has NaN estimates")
                 for k, code in STATUS.items():
                     counts[k] += int((o["status"] == code).sum())
+                if "gxe_model_se" in o:
+                    counts["gxe_model_se"] = counts.get("gxe_model_se", 0) + int(o["gxe_model_se"].sum())
                 tally.update(cols)
                 st.write_block(results.block_member(cols, columns), b1 - b0,
                                [int(b0), int(b1), failure] if failure else None)

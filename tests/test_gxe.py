@@ -331,6 +331,42 @@ def test_mixed_model_with_interaction__equals_generic_optimiser_on_the_dense_lik
     assert res["gxe_pval"][0] > 3
 
 
+def test_robust_rare_variants__model_based_gxe_se_below_the_minor_allele_count(tmp_path):
+    """--robust --interaction: variants with fewer than 50 minor alleles among the exposed (the rarer
+    level of a binary E) keep model-based SEs for add and G×E (the sandwich is inflated there), the
+    others get the sandwich; the log counts them."""
+    from hlmm.engines.reference import MIN_SANDWICH_MAC
+    from hlmm.io import BedWriter
+
+    rng = np.random.default_rng(2)
+    n, m = 5000, 20
+    E = (rng.random(n) < 0.1).astype(float)
+    x = rng.standard_normal(n)
+    G = rng.binomial(2, np.r_[np.full(10, 0.003), np.full(10, 0.2)], (n, m)).astype(float)
+    ids = [(f"f{i}", f"i{i}") for i in range(n)]
+    with BedWriter(str(tmp_path / "g"), ids) as w:
+        w.write(G)
+    write_table(tmp_path / "c.txt", ids, np.column_stack([x, E]), header=["x", "E"])
+    write_table(tmp_path / "p.txt", ids, (0.3 * x + 0.5 * E + np.exp(0.25 * E) * rng.standard_normal(n))[:, None],
+                header=["y"])
+    base = [tmp_path / "g.bed", 0, m, tmp_path / "p.txt"]
+    out = {}
+    for name, extra in (("model", []), ("robust", ["--robust"])):
+        r = _cli(*base, tmp_path / name, "--mean_covar", tmp_path / "c.txt", "--interaction", "E", "--min_maf",
+                 "0.0001", *extra)
+        assert r.returncode == 0, r.stderr
+        out[name] = (read_models(str(tmp_path / f"{name}.models.gz")), r.stderr)
+    exposed = G[E == 1]
+    mac = np.minimum(exposed.sum(0), 2 * len(exposed) - exposed.sum(0))
+    rare = mac < MIN_SANDWICH_MAC
+    assert 0 < rare.sum() < m
+    model, robust = out["model"][0], out["robust"][0]
+    for key in ("gxe_se", "add_se"):
+        np.testing.assert_allclose(robust[key][rare], model[key][rare], rtol=1e-10)
+        assert np.all(np.abs(robust[key][~rare] / model[key][~rare] - 1) > 1e-6)
+    assert f"{int(rare.sum())} rows: add and G×E standard errors model-based" in out["robust"][1]
+
+
 def _cli(*argv):
     return subprocess.run([sys.executable, str(REPO / "bin" / "hlmm_chr.py"), *map(str, argv)], capture_output=True,
                           text=True)

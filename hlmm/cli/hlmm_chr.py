@@ -21,6 +21,7 @@ from hlmm.cli._common import (
     positive_int,
     run_main,
 )
+from hlmm.engines.reference import MIN_SANDWICH_MAC
 from hlmm.model import ENGINES, TESTS
 from hlmm.pipeline import Inputs, ScanOptions, prepare_scan, run_scan
 from hlmm.scan import ScanSettings
@@ -146,6 +147,9 @@ def run(args) -> None:
     log.info(f"Wrote {summary.rows} rows to {', '.join(summary.outputs)} in {summary.elapsed:.1f} s"
              f" ({c.get('failed', 0)} failed fits; filtered: {c.get('maf', 0)} by MAF, {c.get('missing', 0)} by"
              f" missingness, {c.get('no_calls', 0)} without calls, {c.get('multiallelic', 0)} multi-allelic)")
+    if c.get("gxe_model_se"):
+        log.info(f"{c['gxe_model_se']} rows: add and G×E standard errors model-based, not sandwich (fewer than"
+                 f" {MIN_SANDWICH_MAC} minor alleles among the exposed, where the sandwich is inflated)")
     for out, tally in zip(summary.outputs, summary.tallies):
         log_tally(out if len(summary.outputs) > 1 else "", tally)
     n_rows = summary.rows * len(summary.outputs)

@@ -25,7 +25,7 @@ STATUS = {"ok": 0, "maf": 1, "missing": 2, "no_calls": 3, "multiallelic": 4, "fa
 #: (:func:`hlmm.robust.robust_statistics` starts from the model-based standard errors).
 MODEL_SE_KEYS = ("add_se_model", "var_se_model")
 #: The keys of the G×E statistics (``--interaction``), shaped per exposure.
-GXE_KEYS = ("gxe", "gxe_se", "gxe_cov")
+GXE_KEYS = ("gxe", "gxe_se", "gxe_cov", "gxe_model_se")
 
 
 def empty_results(b: int, spec: ModelSpec, status: str = "no_calls") -> dict:
@@ -45,6 +45,8 @@ def empty_results(b: int, spec: ModelSpec, status: str = "no_calls") -> dict:
         K = len(spec.interactions)
         out["gxe"], out["gxe_se"] = np.full((b, K), np.nan), np.full((b, K), np.nan)
         out["gxe_cov"] = np.full((b, K + 1, K + 1), np.nan)
+        if spec.robust:
+            out["gxe_model_se"] = np.zeros(b, dtype=np.int8)
     out["status"] = np.full(b, STATUS[status], dtype=np.int8)
     out["problems"] = []
     return out
