@@ -155,3 +155,59 @@ def sparse_centred_products(indptr, indices, data, l, codes, gbar):
 # ----------------------------------------------------------------------------------------------
 # Dosages: distinct values as classes, in a ragged layout, and the HLM fit over them
 # ----------------------------------------------------------------------------------------------
+
+
+@njit(cache=True, parallel=True)
+def centred_power_sums(dosages, rows, B):
+    """Per variant: calls, summed dosage, and ``sum_i g_i^m B[i, :]`` for m = 1, 2, 3, where ``g``
+    is the dosage centred over the individuals with a call (a missing call, NaN or negative,
+    is mean-imputed: it adds nothing). The score test of a dosage needs nothing else of it.
+
+    Parameters
+    ----------
+    dosages : ndarray, shape (b, N)
+        Dosages of the block's variants over the block's rows.
+    rows : ndarray of int64, shape (n,)
+        The individuals (columns of ``dosages``) of the model, in the order of ``B``'s rows.
+    B : ndarray, shape (n, r)
+        Per-individual columns.
+
+    Returns
+    -------
+    n_called : ndarray of int64, shape (b,)
+    a1 : ndarray, shape (b,)
+        Sum of the dosages over the calls.
+    S : ndarray, shape (b, 3, r)
+    """
+    b = dosages.shape[0]
+    n, r = B.shape
+    n_called = np.zeros(b, dtype=np.int64)
+    a1 = np.zeros(b)
+    S = np.zeros((b, 3, r))
+    for j in prange(b):
+        c = 0
+        s = 0.0
+        for i in range(n):
+            d = dosages[j, rows[i]]
+            if d >= 0:  # False for NaN
+                c += 1
+                s += d
+        n_called[j] = c
+        a1[j] = s
+        if c == 0:
+            continue
+        mean = s / c
+        acc = np.zeros((3, r))
+        for i in range(n):
+            d = dosages[j, rows[i]]
+            if d >= 0:
+                g = d - mean
+                g2 = g * g
+                g3 = g2 * g
+                for k in range(r):
+                    v = B[i, k]
+                    acc[0, k] += g * v
+                    acc[1, k] += g2 * v
+                    acc[2, k] += g3 * v
+        S[j] = acc
+    return n_called, a1, S

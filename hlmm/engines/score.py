@@ -14,7 +14,7 @@ the same model, whose row replaces the score row.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,12 +23,20 @@ from hlmm.columns import STATS
 from hlmm.engines import _hlmm_fits, _kernels_score
 from hlmm.engines._gxe_score import InteractionNull
 from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, genotype_row, summarised
-from hlmm.engines.classes import ClassMoments, ClassSums, column_basis
+from hlmm.engines.classes import ClassMoments, column_basis
 from hlmm.io import GenotypeBlock
 from hlmm.pvalues import neglog10_pval, wald_chi2
 from hlmm.robust import robust_statistics
 
 __all__ = ["ScoreScanner"]
+
+
+@dataclass(frozen=True)
+class Calls:
+    """Individuals with a call and copies of A1 (summed dosages) among them, per variant."""
+
+    n_called: np.ndarray
+    a1_copies: np.ndarray
 
 
 class ScoreScanner(Scanner):
@@ -71,55 +79,71 @@ class ScoreScanner(Scanner):
             self.refit = make_scanner(spec.wald(), models, has_dosages)
 
     def scan(self, block: GenotypeBlock) -> list:
-        parts = [(m.subset, basis) for m, (basis, _) in zip(self.models, self.bases)]
         outs = []
-        for p, (m, cs) in enumerate(zip(self.models, self.classes.sums(block, parts))):
-            coef = self.bases[p][1]
-            cs = replace(cs, sums=cs.sums @ coef, missing=cs.missing @ coef)
-            mom = ClassMoments(cs.sums[..., 0], cs.sums[..., 1:2], cs.values, cs.missing[:, 0], cs.offsets)
-            o = summarised(block, mom, m.n, self.spec)
+        for p, (m, calls, powers) in enumerate(zip(self.models, *self._power_products(block))):
+            o = summarised(block, calls, m.n, self.spec)
             ok = np.flatnonzero(o["status"] == STATUS["ok"])
             if ok.size:
-                self._score(p, block, cs, mom, o, ok)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    gbar = calls.a1_copies[ok] / calls.n_called[ok]
+                self._score(p, block, powers[ok], ok, gbar, o)
             outs.append(o)
         if self.refit is not None:
             self._refit(block, outs)
         return outs
 
-    def _score(self, p: int, block: GenotypeBlock, cs: ClassSums, mom: ClassMoments, o: dict, ok: np.ndarray) -> None:
-        kL, kQ = self.columns[p][0].shape[1], self.columns[p][1].shape[1]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            gbar_all = mom.a1_copies / mom.n_called
-        vals = mom.class_values()
-        gk = np.where(mom.counts > 0, vals - cs.per_class(gbar_all), 0.0)
-        S = cs.sums
-        kK = self.columns[p][2].shape[1]
-        lin = cs.reduce(gk[..., None] * S[..., 1 : 1 + kL])[ok]
-        sq = cs.reduce((gk**2)[..., None] * S[..., 1 + kL : 1 + kL + kQ])[ok]
-        cube = cs.reduce((gk**3)[..., None] * S[..., 1 + kL + kQ : 1 + kL + kQ + kK])[ok]
+    def _power_products(self, block: GenotypeBlock) -> tuple[list, list]:
+        """Per model: the calls (:class:`Calls`), and ``sum_i g_i^m C[i, :]`` for m = 1, 2, 3 of every
+        variant, shape (b, 3, q), over the columns ``C = [1 | L | Q | K (| G×E L | G×E Q)]`` (``g``
+        centred over the calls, missing calls mean-imputed). Hard calls: from genotype-class sums
+        (one compiled pass for every model); dosages: from a compiled pass per model over the
+        dosages themselves (:func:`hlmm.engines._kernels_score.centred_power_sums`), as a
+        variant's distinct dosages would be thousands of classes."""
+        calls, powers = [], []
+        if block.dosages is not None:
+            for m, (basis, coef) in zip(self.models, self.bases):
+                n_called, a1, S = _kernels_score.centred_power_sums(block.dosages, np.asarray(m.subset, np.int64),
+                                                                    basis)
+                calls.append(Calls(n_called, a1))
+                powers.append(S @ coef)
+            return calls, powers
+        parts = [(m.subset, basis) for m, (basis, _) in zip(self.models, self.bases)]
+        for (_, coef), cs in zip(self.bases, self.classes.sums(block, parts)):
+            S = cs.sums @ coef
+            mom = ClassMoments(S[..., 0], None, cs.values, (cs.missing @ coef)[:, 0], cs.offsets)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                gbar = mom.a1_copies / mom.n_called
+            gk = np.where(mom.counts > 0, mom.class_values() - cs.per_class(gbar), 0.0)
+            calls.append(Calls(mom.n_called, mom.a1_copies))
+            powers.append(np.stack([cs.reduce((gk**k)[..., None] * S) for k in (1, 2, 3)], axis=1))
+        return calls, powers
+
+    def _score(self, p: int, block: GenotypeBlock, P: np.ndarray, ok: np.ndarray, gbar: np.ndarray, o: dict) -> None:
+        """The statistics of variants ``ok`` from their power products ``P`` (b_ok, 3, q)."""
+        kL, kQ, kK = (c.shape[1] for c in self.columns[p])
+        lin = P[:, 0, 1 : 1 + kL]
+        sq = P[:, 1, 1 + kL : 1 + kL + kQ]
+        cube = P[:, 2, 1 + kL + kQ : 1 + kL + kQ + kK]
         null = self.nulls[p]
         robust = self.spec.robust
         if not self.spec.random_effects:
             st = null.from_products(lin, sq, cube, robust=robust)
         else:
-            st = null.from_products(lin, sq, cube, self._gtdinv(p, block, ok, gbar_all[ok]), robust=robust)
+            st = null.from_products(lin, sq, cube, self._gtdinv(p, block, ok, gbar), robust=robust)
         for key in ("add", "add_se", "var", "var_se", "av_chi2") + (MODEL_SE_KEYS if robust else ()):
             o[key][ok] = st[key]
         if self.gxe is not None:
-            self._score_gxe(p, cs, gk, ok, o, 1 + kL + kQ + kK)
+            self._score_gxe(p, P, ok, o, 1 + kL + kQ + kK)
         bad = ok[~(np.isfinite(st["add_se"]) & np.isfinite(st["var_se"]))]
         o["status"][bad] = STATUS["failed"]
         o["problems"] += [(int(j), "no information about the effect (collinear with the covariates)") for j in bad]
 
-    def _score_gxe(self, p: int, cs: ClassSums, gk: np.ndarray, ok: np.ndarray, o: dict, start: int) -> None:
+    def _score_gxe(self, p: int, P: np.ndarray, ok: np.ndarray, o: dict, start: int) -> None:
         """The G×E terms' statistics (:mod:`hlmm.engines._gxe_score`): ``add`` becomes the main effect
         at E = 0 fitted with them, its standard error from the same (K + 1)-dimensional score."""
         null = self.gxe[p]
         kL, kQ = (c.shape[1] for c in null.columns())
-        S = cs.sums
-        lin = cs.reduce(gk[..., None] * S[..., start : start + kL])[ok]
-        sq = cs.reduce((gk**2)[..., None] * S[..., start + kL : start + kL + kQ])[ok]
-        theta, cov, cov_model = null.from_products(lin, sq)
+        theta, cov, cov_model = null.from_products(P[:, 0, start : start + kL], P[:, 1, start + kL : start + kL + kQ])
         o["add"][ok], o["gxe"][ok], o["gxe_cov"][ok] = theta[:, 0], theta[:, 1:], cov
         with np.errstate(invalid="ignore"):
             se = np.sqrt(np.einsum("bjj->bj", cov))
