@@ -182,7 +182,8 @@ def rare_part(args) -> list:
     ls = least_squares(d, args.m)
     mac = ls["mac_exposed"]
     for label, name, extra in (("hlmm, model-based SE", "model", ["--fit_covariates"]),
-                               ("hlmm, --robust (sandwich)", "robust", ["--fit_covariates", "--robust"])):
+                               ("hlmm, --robust (model-based SEs below 50 minor alleles among the exposed)", "robust",
+                                ["--fit_covariates", "--robust"])):
         res = hlmm(d, args.m, name, *extra)
         t2 = res["gxe_t"] ** 2
         for lo, hi in ((0, 20), (20, 50), (50, 10**9)):
@@ -226,8 +227,9 @@ def speed_part(args) -> list:
     return rows
 
 
-def rst(rows: list, command: str) -> str:
-    out = [f"Measured by ``{command}``.", ""]
+def rst(rows: list) -> str:
+    commands = list(dict.fromkeys(r["command"] for r in rows))
+    out = ["Measured by " + "; ".join(f"``{c}``" for c in commands) + " (each part from its own run).", ""]
     parts = {"null": ("λGC of the G×E test over null variants (E raises mean and variance; no G×E); its λGC"
                       " over the tenth of them with the largest var_pval_robust (the first stage's pick), and the"
                       " rank correlation of var_pval_robust and gxe_t²",
@@ -270,11 +272,12 @@ def main(argv=None) -> None:
     if args.json and args.json.exists():
         rows = [r for r in json.loads(args.json.read_text()) if r["part"] not in args.parts]
     for part in args.parts:
-        rows += {"null": null_part, "power": power_part, "rare": rare_part, "speed": speed_part}[part](args)
+        new = {"null": null_part, "power": power_part, "rare": rare_part, "speed": speed_part}[part](args)
+        rows += [dict(r, command=command) for r in new]
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
         if args.rst:
-            args.rst.write_text(rst(rows, command))
+            args.rst.write_text(rst(rows))
 
 
 if __name__ == "__main__":

@@ -400,6 +400,11 @@ class ScanSummary:
 TALLY_COLUMNS = {"add": "add_pval", "var": "var_pval_robust", "var (model-based SE)": "var_pval"}
 
 
+def tally_columns(spec: ModelSpec) -> dict:
+    """The columns of the end-of-scan summary: :data:`TALLY_COLUMNS`, and the G×E test of one exposure."""
+    return dict(TALLY_COLUMNS, **({"G×E": "gxe_pval"} if len(spec.interactions) == 1 else {}))
+
+
 def default_jobs(scanner, n_blocks: int) -> int:
     """Worker processes when the user gives none: one per available core for scanners of slow,
     per-SNP mixed-model fits with enough blocks to share (results do not depend on it), else 1."""
@@ -502,7 +507,7 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     files = run_files(prepared)
     total = len(prepared.variants)
     summary = ScanSummary(outputs=[st.out for st in states],
-                          tallies=[results.Tally(TALLY_COLUMNS) for _ in states])
+                          tallies=[results.Tally(tally_columns(prepared.spec)) for _ in states])
     block_size = prepared.options.block_size or prepared.scanner.block_size
     job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
     n_blocks = len(block_ranges(prepared.group_of, 0, block_size))

@@ -168,9 +168,12 @@ def log_tally(what: str, tally) -> None:
     log.info(f"{label}lambda_GC over {tally.n['add']:,} variants: add {lam['add']:.3f}, var {lam['var']:.3f}"
              f" (var_pval_robust; with the model-based var_se {lam['var (model-based SE)']:.3f});"
              f" p < 5e-8: {tally.significant['add']:,} add, {tally.significant['var']:,} var")
-    for k in ("add", "var"):
-        top = ", ".join(f"{snp} ({p:.3g})" for snp, p in tally.top_variants(k))
-        log.info(f"{label}top {k} variants (-log10 p{', robust' if k == 'var' else ''}): {top}")
+    if "G×E" in tally.columns:
+        log.info(f"{label}G×E test: lambda_GC {lam['G×E']:.3f}; p < 5e-8: {tally.significant['G×E']:,}")
+    for k in ("add", "var", "G×E"):
+        if k in tally.columns:
+            top = ", ".join(f"{snp} ({p:.3g})" for snp, p in tally.top_variants(k))
+            log.info(f"{label}top {k} variants (-log10 p{', robust' if k == 'var' else ''}): {top}")
 
 
 def main(argv=None) -> int:
