@@ -431,3 +431,18 @@ def test_score_scanner__dosage_blocks_equal_dense_score_module_at_any_block_boun
         assert ok.sum() >= min(5, len(idx) - 1)
         for k in ("add", "add_se", "var", "var_se", "av_chi2"):
             np.testing.assert_allclose(out[k][ok], ref[k][idx][ok], rtol=1e-9, err_msg=k)
+
+
+def test_score_scanner__dosages_of_several_phenotypes_equal_separate_scans(data):
+    """Phenotypes of the same individuals share the compiled dosage pass; another subset has its own:
+    every model's rows equal its scan alone."""
+    rng = np.random.default_rng(4)
+    sub = rng.random(data["n"]) < 0.8
+    models = [default_model(data, name="a"), default_model(data, name="b", subset=sub),
+              default_model(dict(data, y=data["y"] ** 2), name="c")]
+    blk = block_of(data["dos"])
+    joint = build(ScoreScanner, models, test="score").scan(blk)
+    for model, out in zip(models, joint):
+        alone = build(ScoreScanner, [model], test="score").scan(blk)[0]
+        for k in ("add", "add_se", "var", "var_se", "n", "frequency", "status"):
+            np.testing.assert_allclose(out[k], alone[k], rtol=1e-13, err_msg=k)

@@ -101,12 +101,18 @@ class ScoreScanner(Scanner):
         variant's distinct dosages would be thousands of classes."""
         calls, powers = [], []
         if block.dosages is not None:
-            for m, (basis, coef) in zip(self.models, self.bases):
-                n_called, a1, S = _kernels_score.centred_power_sums(block.dosages, np.asarray(m.subset, np.int64),
-                                                                    basis)
-                calls.append(Calls(n_called, a1))
-                powers.append(S @ coef)
-            return calls, powers
+            # models of the same individuals share one pass, over their bases side by side
+            for subset, members in self._dosage_groups():
+                basis = self._joint_basis(members)
+                n_called, a1, S = _kernels_score.centred_power_sums(block.dosages, subset, basis)
+                start = 0
+                for p in members:
+                    r = self.bases[p][0].shape[1]
+                    calls.append((p, Calls(n_called, a1)))
+                    powers.append((p, S[..., start : start + r] @ self.bases[p][1]))
+                    start += r
+            order = np.argsort([p for p, _ in calls])
+            return [calls[k][1] for k in order], [powers[k][1] for k in order]
         parts = [(m.subset, basis) for m, (basis, _) in zip(self.models, self.bases)]
         for (_, coef), cs in zip(self.bases, self.classes.sums(block, parts)):
             S = cs.sums @ coef
@@ -117,6 +123,29 @@ class ScoreScanner(Scanner):
             calls.append(Calls(mom.n_called, mom.a1_copies))
             powers.append(np.stack([cs.reduce((gk**k)[..., None] * S) for k in (1, 2, 3)], axis=1))
         return calls, powers
+
+    def _dosage_groups(self) -> list:
+        """``(rows, [model indices])`` of the models, grouped by their individuals."""
+        if not hasattr(self, "_groups"):
+            groups = []
+            for p, m in enumerate(self.models):
+                rows = np.asarray(m.subset, np.int64)
+                for g_rows, members in groups:
+                    if np.array_equal(g_rows, rows):
+                        members.append(p)
+                        break
+                else:
+                    groups.append((rows, [p]))
+            self._groups = groups
+        return self._groups
+
+    def _joint_basis(self, members: list) -> np.ndarray:
+        """The bases of models ``members`` side by side (one array, built once)."""
+        key = tuple(members)
+        cache = self.__dict__.setdefault("_joint_bases", {})
+        if key not in cache:
+            cache[key] = np.ascontiguousarray(np.column_stack([self.bases[p][0] for p in members]))
+        return cache[key]
 
     def _score(self, p: int, block: GenotypeBlock, P: np.ndarray, ok: np.ndarray, gbar: np.ndarray, o: dict) -> None:
         """The statistics of variants ``ok`` from their power products ``P`` (b_ok, 3, q)."""
