@@ -278,3 +278,28 @@ def test_psam_without_fid_column_gives_fid_0(tmp_path):
     src = open_pgen(str(pgen))
     assert src.samples[:2] == [("0", "s000"), ("0", "ind001")]
     src.close()
+
+
+def test_scan_blocks_hold_float32_dosages_equal_to_read_dosages():
+    """The scans' blocks of a .pgen hold float32 (pgenlib decodes into it faster): exactly the
+    float64 values of read_dosages, NaN for missing calls, over any subset."""
+    src = open_pgen(str(DATA / "dos.pgen"))
+    n, m = len(src.samples), src.n_variants
+    for rows in (np.arange(n), np.arange(0, n, 3)):
+        blk = src.read_block(rows, np.arange(m))
+        assert blk.dosages.dtype == np.float32
+        want = src.read_dosages(rows, 0, m)
+        np.testing.assert_array_equal(blk.dosages.astype(np.float64), want)
+        assert np.isnan(want).any()
+        np.testing.assert_array_equal(blk.values(), want.T)
+    src.close()
+
+
+def test_negative_to_nan__equals_numpy():
+    from hlmm.io._kernels import negative_to_nan
+
+    a = np.random.default_rng(1).normal(size=(7, 301)).astype(np.float32)
+    a[2, 5] = -9
+    want = np.where(a < 0, np.nan, a)
+    negative_to_nan(a)
+    np.testing.assert_array_equal(a, want)

@@ -85,8 +85,9 @@ class GenotypeBlock:
         Sample indices into the source's samples (sorted).
     codes : ndarray of int8, shape (b, n) or None
         Hard calls: copies of the counted allele, -1 for a missing call. None when ``dosages``.
-    dosages : ndarray of float64, shape (b, n) or None
-        Expected copies of the counted allele, NaN where missing; None for hard calls.
+    dosages : ndarray of float64 or float32, shape (b, n) or None
+        Expected copies of the counted allele, NaN where missing; None for hard calls. float32
+        only where exact (.pgen dosages, multiples of 1/16384); engines compute in float64.
     denominator : int
         Dosages are multiples of ``1 / denominator`` (1 for hard calls).
     packed : ndarray of uint8, shape (b, ceil(n_file / 4)) or None
@@ -119,7 +120,7 @@ class GenotypeBlock:
         """Genotypes as float64, shape (n, b) (or (len(subset), b)), NaN for missing calls."""
         if self.dosages is not None:
             d = self.dosages if subset is None else self.dosages[:, subset]
-            return np.ascontiguousarray(d.T)
+            return np.ascontiguousarray(d.T, dtype=np.float64)
         c = self.get_codes() if subset is None else self.get_codes()[:, subset]
         return np.where(c < 0, np.nan, c).T.astype(np.float64)
 
@@ -218,13 +219,18 @@ class GenotypeSource:
         index = np.asarray(index, dtype=np.int64)
         rows = np.asarray(rows, dtype=np.int64)
         dosages = self.has_dosages and not hard_calls
-        read = self.read_dosages if dosages else self.read_codes
+        read = self._block_dosages if dosages else self.read_codes
         parts = [read(rows, int(a), int(b)) for a, b in contiguous_runs(index)]
         data = np.concatenate(parts, axis=0) if len(parts) != 1 else parts[0]
         multi = self.variants.n_alleles[index] > 2
         if dosages:
             return GenotypeBlock(index, rows, dosages=data, denominator=self.dosage_denominator, multiallelic=multi)
         return GenotypeBlock(index, rows, codes=data, multiallelic=multi)
+
+    def _block_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Dosages for :meth:`read_block`: :meth:`read_dosages`, or a faster exact form (float32 for
+        .pgen) that every engine reads as it reads float64."""
+        return self.read_dosages(rows, start, stop)
 
     def close(self) -> None:
         """Release open file handles."""

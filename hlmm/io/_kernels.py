@@ -1,4 +1,4 @@
-"""Compiled decoding of packed .bed bytes (numba).
+"""Compiled helpers of the readers (numba): decoding of packed .bed bytes, and .pgen's missing dosages.
 
 Packed PLINK .bed bytes are SNP-major, 2 bits per genotype: 0b00 two copies of A1, 0b01
 missing, 0b10 one copy, 0b11 no copy; the first individual of a byte is in its lowest two bits.
@@ -29,3 +29,13 @@ def decode_packed(packed, rows, n_file):
             i = rows[r]
             out[j, r] = copies[(packed[j, i >> 2] >> (2 * (i & 3))) & 3]
     return out
+
+
+@njit(cache=True, parallel=True)
+def negative_to_nan(a):
+    """Set the negative entries of a 2-D array (pgenlib's -9 for a missing dosage) to NaN, in place."""
+    for j in prange(a.shape[0]):
+        row = a[j]
+        for i in range(row.shape[0]):
+            if row[i] < 0:
+                row[i] = np.nan
