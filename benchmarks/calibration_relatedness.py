@@ -127,7 +127,8 @@ def speed(args) -> list:
                 b = min(500, k1 - j0)
                 w.write(rng.binomial(2, rng.uniform(0.05, 0.5, b), (n, b)).astype(float),
                         chrom=["1" if j0 + b <= k1 // 2 else "2"] * b, pos=[1000 * (j0 + j + 1) for j in range(b)])
-        (d / "pheno.txt").write_text("".join(f"f{i} i{i} {v:.8g}\n" for i, v in enumerate(rng.standard_normal(n))))
+        (d / "pheno.txt").write_text("FID IID y\n" + "".join(f"f{i} i{i} {v:.8g}\n"
+                                                             for i, v in enumerate(rng.standard_normal(n))))
         loco = rng.normal(0, 0.2, (23, n))
         (d / "y.loco").write_text("FID_IID " + " ".join(f"f{i}_i{i}" for i in range(n)) + "\n" + "".join(
             f"{c + 1} " + " ".join(f"{v:.6g}" for v in loco[c]) + "\n" for c in range(23)))
