@@ -54,7 +54,7 @@ def simulate(workdir: Path, n: int, m: int, l: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
     first = write_fileset(workdir / "test", n, m, rng, 0.0, "test")
     write_fileset(workdir / "random", n, l, rng, 0.0, "random")
-    ids = [f"per{i} per{i}" for i in range(n)]
+    ids = [f"f{i} i{i}" for i in range(n)]  # as write_fileset names them
     y = 0.1 * first[:, 0] + rng.standard_normal(n)
     (workdir / "pheno1.txt").write_text("".join(f"{i} {v:.8g}\n" for i, v in zip(ids, y)))
     Y = np.column_stack([y] + [rng.standard_normal(n) for _ in range(9)])

@@ -181,9 +181,11 @@ def match_inputs(inputs: Inputs, reference_ids: list | None, reference_what: str
     if random_source is not None:
         idx = m.index["random"]
         order = np.argsort(idx, kind="stable")
-        random = np.empty((len(idx), random_source.n_variants))
-        random[order] = read_random_effects(random_source, idx[order])
-        random = compact_random_effects(random)
+        codes = not random_source.has_dosages  # hard calls: read as int8 directly
+        random = np.empty((len(idx), random_source.n_variants), dtype=np.int8 if codes else np.float64)
+        random[order] = read_random_effects(random_source, idx[order], codes=codes)
+        if not codes:
+            random = compact_random_effects(random)
     elif random_table is not None:
         random = random_table.values[m.index["random"]]
     ids = m.ids if join is None else [pheno.ids[k] for k in m.index["phenotype"]]  # (FID, IID), not tokens

@@ -143,3 +143,22 @@ def test_match_samples__no_match_error_says_what_would_match():
     with pytest.raises(InputError, match="2 IIDs match but their FIDs differ"):
         match_samples([("a", "i1"), ("b", "i2")], "genotype file g",
                       {"phenotype": IdRole([("x", "i1"), ("y", "i2")], "phenotype file p")})
+
+
+def test_read_random_effects__int8_codes_equal_the_float_read(tmp_path):
+    """Random effects of a hard-call file are read as int8 codes (-1 missing): the float read's values
+    exactly, NaN as -1, for any row subset and chunk boundaries."""
+    from hlmm.io import BedWriter, open_bed, read_random_effects
+
+    rng = np.random.default_rng(3)
+    g = rng.binomial(2, 0.3, (57, 70)).astype(float)
+    g[rng.random(g.shape) < 0.05] = np.nan
+    with BedWriter(str(tmp_path / "r"), [(f"f{i}", f"i{i}") for i in range(57)]) as w:
+        w.write(g)
+    src = open_bed(str(tmp_path / "r.bed"))
+    for rows in (np.arange(57), np.arange(3, 57, 4)):
+        values = read_random_effects(src, rows, chunk=16)
+        codes = read_random_effects(src, rows, chunk=16, codes=True)
+        assert codes.dtype == np.int8
+        np.testing.assert_array_equal(codes, np.where(np.isnan(values), -1, values))
+        np.testing.assert_array_equal(values, g[rows])
