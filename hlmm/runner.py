@@ -94,6 +94,9 @@ def _worker_init(job, threads: int):
     global _WORKER_JOB
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C
     _WORKER_JOB = job
+    source = getattr(job, "source", None)
+    if hasattr(source, "threads"):  # a reader's own threads (.bgen inflate): this worker's share of the cores
+        source.threads = max(1, threads)
     try:
         import numba
 
