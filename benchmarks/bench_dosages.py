@@ -46,7 +46,7 @@ with ``t`` the median wall time over ``--repeats`` whole processes on the first 
 start-up, reading the phenotypes and the null fits cancel. Runs are interleaved: in every repeat
 every run at k0, then every run at k1 (after one untimed warm-up of each, which compiles numba's
 caches and fills the page cache; an edit of hlmm's kernels during the measurement makes numba
-compile again, which shows as an outlier). Peak memory is the child's ``ru_maxrss`` (``os.wait4``), the
+compile again, which shows as an outlier). Peak memory is GNU time's maximum resident set size of the run, the
 largest over the repeats at k1. The ratio column is the time per variant over that of the
 "plink2 --glm" row on the same data (blank unless both are positive); a warning lists the runs whose
 walls at k0 and k1 differ by less than 0.5 s or three times their spread over the repeats.

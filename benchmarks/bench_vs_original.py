@@ -41,6 +41,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -147,15 +148,28 @@ def command(program: str, k: int, workdir: Path, mode: str, original: Path) -> t
 
 
 def run_once(cmd: list, env: dict, log: Path) -> tuple[float, float]:
-    """Wall time (s) and peak RSS (MB) of one run; its output goes to ``log``."""
+    """Wall time (s) and peak RSS (MB) of one run; its output goes to ``log``.
+
+    The peak is GNU time's maximum resident set size of the program (with its children) when
+    /usr/bin/time exists: ``os.wait4`` of a direct child reports at least this process's own size,
+    which the forked child carries in its high-water mark into the exec.
+    """
+    gnu_time = shutil.which("time", path="/usr/bin")
+    rss_file = log.with_suffix(".rss")
+    full = [gnu_time, "-f", "%M", "-o", str(rss_file)] + list(cmd) if gnu_time else list(cmd)
     with open(log, "wb") as out:
         t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(full, env=env, stdout=out, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
     if status != 0:
         raise SystemExit(f"failed ({status}): {shlex.join(cmd)}\nsee {log}")
-    return wall, usage.ru_maxrss / 1024.0
+    peak = usage.ru_maxrss / 1024.0
+    if gnu_time:
+        lines = rss_file.read_text().split() if rss_file.exists() else []
+        peak = float(lines[-1]) / 1024.0 if lines and lines[-1].isdigit() else float("nan")
+        rss_file.unlink(missing_ok=True)
+    return wall, peak
 
 
 def summarise(walls: dict, rss: dict, ks: list) -> dict:
