@@ -270,13 +270,13 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs, shared
         elif G is None and score:
             null = hetlm.model(z, one, one).optimize_model()
     h2_start = spec.h2_init if (spec.no_h2_estimate or h2 is None) else h2[0]
-    moments = _residual_moments(z, y_scan, Xs, Vs, G, null if G is not None and h2 is not None else None)
+    moments, score_null = _residual_moments(z, y_scan, Xs, Vs, G, null if G is not None and h2 is not None else None)
     fit = PhenotypeFit(name, [i for i, s in zip(mt.ids, sel) if s], covariate_fit, mean, var,
                        None if spec.no_h2_estimate else h2, *kurt, moments)
     model = ScanModel(name, np.flatnonzero(sel), y_scan, Xs, Vs, G, G_center, G_scale, h2_start,
                       covariate_fit["beta"] if spec.fit_covariates else None,
                       None if null is None else NullFit.of(null), moments,
-                      None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]))
+                      None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]), score_null)
     _check_interaction_size(spec, model, inputs)
     return fit, model
 
@@ -293,15 +293,16 @@ def _check_interaction_size(spec: ModelSpec, model: ScanModel, inputs: Inputs) -
                          " parameter)")
 
 
-def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None) -> ResidualMoments:
+def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None) -> tuple:
     """Pooled moments of the standardised residuals of the SNP models' null: the null HLM's ``z``,
-    or with random effects and a fitted null mixed model its ``e_i / sqrt(P_ii)``."""
+    or with random effects and a fitted null mixed model its ``e_i / sqrt(P_ii)``; and that null
+    mixed model prepared for score tests (None without it), which the score engine reuses."""
     if G is None or null_hlmm is None:
-        return ResidualMoments.from_residuals(z)
+        return ResidualMoments.from_residuals(z), None
     from hlmm.score import HLMMNull
 
-    return ResidualMoments.from_residuals(
-        HLMMNull(y, X, V, G, null_hlmm["alpha"], null_hlmm["beta"], null_hlmm["h2"]).standardised_residuals())
+    prepared = HLMMNull(y, X, V, G, null_hlmm["alpha"], null_hlmm["beta"], null_hlmm["h2"])
+    return ResidualMoments.from_residuals(prepared.standardised_residuals()), prepared
 
 
 def log_fit(fit: PhenotypeFit) -> None:

@@ -103,6 +103,9 @@ class ScanModel:
         Of the null model's residuals: the robust p-values that decide score-test refits.
     exposures : ndarray, shape (n, K), optional
         The exposures of the variant's G×E terms (``--interaction``), as given.
+    score_null : hlmm.score.HLMMNull, optional
+        The null mixed model prepared for score tests, when the null fits made it (for the
+        moments of its residuals): the score engine uses it rather than preparing it again.
     """
 
     name: str
@@ -118,6 +121,7 @@ class ScanModel:
     null: NullFit | None = None
     moments: object = None
     exposures: np.ndarray | None = None
+    score_null: object = None
 
     def __post_init__(self) -> None:
         one = None

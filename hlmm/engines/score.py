@@ -55,7 +55,8 @@ class ScoreScanner(Scanner):
             if not spec.random_effects:
                 null = score.HLMNull(m.y, m.X, m.V, m.null.alpha, m.null.beta)
             else:
-                null = score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
+                null = m.score_null if m.score_null is not None else \
+                    score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
                 if spec.default_mode and m.G_center is not None:
                     if id(m.G) not in shared:
                         shared[id(m.G)] = _hlmm_fits.integer_design(m.G, m.G_center, m.G_scale)
