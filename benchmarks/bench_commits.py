@@ -6,7 +6,7 @@ data with the same arguments. For each version and scan mode the marginal time p
 ``(t[0, k1) - t[0, k0)) / (k1 - k0)`` with ``t`` the median wall time over the repeats, so that
 start-up, reading and the null fits cancel; runs are interleaved (baseline k0, ours k0, baseline
 k1, ours k1, ... in every repeat) so that changes of machine load hit both. Peak memory is each
-process's resident set size (``os.wait4``), the largest over the repeats.
+process's maximum resident set size (GNU time), the largest over the repeats.
 
 Modes: ``hlm`` (default scan), ``robust``, ``score``, ``hlmm_score`` (``--test score --random_gts``),
 ``fit_covariates`` (with 2 covariates), ``phenotypes`` (10 traits in one pass); any other

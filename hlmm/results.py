@@ -172,22 +172,27 @@ class Tally:
         return list(self._top[label])
 
 
-def _format(col: str, values) -> list:
+def _format(col: str, values) -> tuple[str, list]:
+    """A column's ``%`` conversion and its values for it: floats as ``.10g``, non-finite as NaN."""
     if col in TEXT:
-        return [str(v) for v in values]
+        return "%s", [str(v) for v in values]
     if col in INTEGER:
-        return [str(int(v)) for v in values]
+        return "%d", [int(v) for v in values]
     values = np.asarray(values, dtype=np.float64)
-    out = [f"{v:.10g}" for v in values.tolist()]  # 4x faster than format() per numpy scalar
-    for i in np.flatnonzero(~np.isfinite(values)):
+    finite = np.isfinite(values)
+    if finite.all():  # formatted with the row (``%.10g`` equals ``format(v, '.10g')``)
+        return "%.10g", values.tolist()
+    out = [f"{v:.10g}" for v in values.tolist()]
+    for i in np.flatnonzero(~finite):
         out[i] = "NaN"
-    return out
+    return "%s", out
 
 
 def format_block(cols: dict, columns: list) -> str:
     """Tab-separated text of a block of rows (no header)."""
-    formatted = [_format(c, cols[c]) for c in columns]
-    return "".join("\t".join(row) + "\n" for row in zip(*formatted))
+    conversions, values = zip(*(_format(c, cols[c]) for c in columns))
+    row = "\t".join(conversions) + "\n"  # one % per row: 2x faster than a format per value
+    return "".join([row % r for r in zip(*values)])
 
 
 def _member(text: str) -> bytes:

@@ -62,3 +62,24 @@ def test_writer__blocks_are_gzip_members_and_read_back(tmp_path):
 def test_write_effects__text_not_bytes(tmp_path):
     write_effects(str(tmp_path / "e.txt"), ["Intercept", "age"], np.array([1.5, -0.25]), np.array([0.1, 0.01]))
     assert (tmp_path / "e.txt").read_text() == "Intercept\t1.5\t0.1\nage\t-0.25\t0.01\n"
+
+
+def test_format_block__equals_formatting_each_value():
+    """Rows formatted a row at a time equal ``format(v, '.10g')`` per value, non-finite as NaN,
+    text (even 'nan' or 'inf') untouched, integers as integers."""
+    import math
+
+    from hlmm.results import format_block
+
+    vals = np.array([0.0, -0.0, 1e-5, 123456789012.0, 1 / 3, -2.5e-300, 5e-324, 1e300, np.nan, np.inf,
+                     -np.inf, 7.0, 0.1 + 0.2])
+    cols = {"SNP": np.array(["a_nan", "inf"] * 6 + ["x"], dtype=object), "n": np.arange(13.0),
+            "add": vals, "var": vals[::-1].copy(), "add_se": np.linspace(0.1, 2, 13)}
+    order = ["SNP", "n", "add", "var", "add_se"]
+
+    def one(v):
+        return f"{v:.10g}" if math.isfinite(v) else "NaN"
+
+    want = "".join("\t".join([s, str(int(n)), one(a), one(v), one(e)]) + "\n"
+                   for s, n, a, v, e in zip(cols["SNP"], cols["n"], cols["add"], cols["var"], cols["add_se"]))
+    assert format_block(cols, order) == want
