@@ -67,7 +67,7 @@ def families(args) -> list:
     if not (d / "test.bed").exists():
         subprocess.run([sys.executable, str(HERE / "simulate_families.py"), "--families", str(args.families), "--sibs",
                         str(args.sibs), "--chromosomes", "21", "--snps-per-chr", "500", "--h2", "0.6", "--test-snps",
-                        "1500", "--seed", str(args.seed), "--out", str(d)], check=True)
+                        str(args.test_snps), "--seed", str(args.seed), "--out", str(d)], check=True)
     m = sum(1 for _ in open(d / "test.bim"))
     runs = [("no predictions", []), ("true LOCO, --pred", ["--pred", d / "true_pred.list"]),
             ("true LOCO, --pred_offset", ["--pred", d / "true_pred.list", "--pred_offset"])]
@@ -174,6 +174,7 @@ def main(argv=None) -> None:
     p.add_argument("--parts", nargs="+", default=["families", "chrx", "speed"], choices=["families", "chrx", "speed"])
     p.add_argument("--families", type=int, default=4000)
     p.add_argument("--sibs", type=int, default=4)
+    p.add_argument("--test_snps", type=int, default=1500, help="null test variants of the families part")
     p.add_argument("--regenie_pred", type=Path, default=None, help="regenie step 1's _pred.list for the families")
     p.add_argument("--n", type=int, default=20_000, help="individuals of the chrX part")
     p.add_argument("--m", type=int, default=5000, help="variants per chromosome of the chrX part")
