@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hlmm import _optimize
 from hlmm._linalg import LOG_2PI, class_outer_sum
-from hlmm.engines._hlm_fits import _solve2
+from hlmm.engines._hlm_fits import newton_batch
 
 __all__ = ["fit_interaction_classes"]
 
@@ -156,57 +155,8 @@ def fit_interaction_classes(counts, sy, syy, sE, sEE, syE, values=None, max_iter
     beta[:, 0] = np.log(np.maximum((F0 - 0.0) / n[idx], 1e-300))  # rss / n at beta = 0
     VtV = class_outer_sum(cnt, gi)
     F, grad, H, _, _ = _profile(beta, gi, cnt, syy_i, S, xy, hessian=True)
-    done = np.zeros(idx.size, dtype=bool)
-    ok = np.zeros(idx.size, dtype=bool)
-    stalls = np.zeros(idx.size, dtype=int)
-    last_dec = np.full(idx.size, np.inf)
-    for _ in range(max_iter):
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        Ha, ga = H[act], grad[act]
-        pd = (Ha[:, 0, 0] > 0) & (Ha[:, 0, 0] * Ha[:, 1, 1] - Ha[:, 0, 1] ** 2 > 0)
-        Hs = np.where(pd[:, None, None], Ha, VtV[act])
-        step = -_solve2(Hs, ga)
-        dec = -(ga * step).sum(1)
-        scale = np.maximum(1.0, np.abs(F[act]))
-        conv = dec <= _optimize.DECREMENT_RTOL * scale
-        stalls[act] = np.where(dec > 0.5 * last_dec[act], stalls[act] + 1, 0)
-        conv |= (stalls[act] >= 3) & (dec <= _optimize.STALL_RTOL * scale)
-        last_dec[act] = dec
-        done[act[conv]] = ok[act[conv]] = True
-        bad = ~np.isfinite(dec)
-        done[act[bad]] = True
-        keep = ~conv & ~bad
-        act, step, dec, scale = act[keep], step[keep], dec[keep], scale[keep]
-        local = dec <= _optimize.LOCAL_RTOL * scale
-        t = np.ones(act.size)
-        pending = np.ones(act.size, dtype=bool)
-        while pending.any():
-            pp = np.flatnonzero(pending)
-            sel = act[pp]
-            trial = beta[sel] + t[pp, None] * step[pp]
-            Ft = _profile(trial, gi[sel], cnt[sel], syy_i[sel], S[sel], xy[sel], hessian=False)[0]
-            Fa = F[sel]
-            accept = np.isfinite(Ft) & (
-                (Ft <= Fa - 1e-4 * t[pp] * dec[pp])
-                | (local[pp] & (t[pp] == 1.0) & (Ft <= Fa + _optimize.F_NOISE_RTOL * scale[pp]))
-            )
-            beta[sel[accept]] = trial[accept]
-            pending[pp[accept]] = False
-            t[pp[~accept]] *= 0.5
-            give_up = pp[~accept][t[pp[~accept]] < 1e-14]
-            if give_up.size:
-                pending[give_up] = False
-                stalled = act[give_up]
-                rounding = dec[give_up] <= _optimize.STALL_RTOL * scale[give_up]
-                done[stalled] = True
-                ok[stalled[rounding]] = True
-        moved = act[~done[act]]
-        if moved.size:
-            Fm, gm, Hm, _, _ = _profile(beta[moved], gi[moved], cnt[moved], syy_i[moved], S[moved], xy[moved],
-                                        hessian=True)
-            F[moved], grad[moved], H[moved] = Fm, gm, Hm
+    ok = newton_batch(beta, F, grad, H, VtV, lambda rows, b, hessian: _profile(
+        b, gi[rows], cnt[rows], syy_i[rows], S[rows], xy[rows], hessian=hessian), max_iter)
     F, _, _, alpha, M = _profile(beta, gi, cnt, syy_i, S, xy, hessian=False)
     with np.errstate(invalid="ignore"):
         cov = np.full_like(M, np.nan)

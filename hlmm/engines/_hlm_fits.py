@@ -67,6 +67,74 @@ def _profile(beta, cnt, s1, s2, g, hessian: bool):
     return F, grad, H, alpha, M
 
 
+def newton_batch(beta, F, grad, H, VtV, profile, max_iter: int) -> np.ndarray:
+    """Newton's method with backtracking on the log-variance parameters of many variants at once.
+
+    Shared by the HLM and the G×E class fits. ``beta`` (m, 2), ``F``, ``grad`` and ``H`` (the
+    profile objective and its derivatives at ``beta``) are updated in place; where ``H`` is not
+    positive definite the step uses ``VtV`` (the expected information). ``profile(rows, b,
+    hessian)`` evaluates the objective of variants ``rows`` at ``b``: ``(F, grad, H, ...)``.
+    The stopping rules are :mod:`hlmm._optimize`'s.
+
+    Returns
+    -------
+    ndarray of bool
+        Per variant: converged (or stalled within rounding).
+    """
+    m = beta.shape[0]
+    done = np.zeros(m, dtype=bool)
+    ok = np.zeros(m, dtype=bool)
+    stalls = np.zeros(m, dtype=int)
+    last_dec = np.full(m, np.inf)
+    for _ in range(max_iter):
+        act = np.flatnonzero(~done)
+        if act.size == 0:
+            break
+        Ha, ga = H[act], grad[act]
+        pd = (Ha[:, 0, 0] > 0) & (Ha[:, 0, 0] * Ha[:, 1, 1] - Ha[:, 0, 1] ** 2 > 0)
+        Hs = np.where(pd[:, None, None], Ha, VtV[act])
+        step = -_solve2(Hs, ga)
+        dec = -(ga * step).sum(1)
+        scale = np.maximum(1.0, np.abs(F[act]))
+        conv = dec <= _optimize.DECREMENT_RTOL * scale
+        stalls[act] = np.where(dec > 0.5 * last_dec[act], stalls[act] + 1, 0)
+        conv |= (stalls[act] >= 3) & (dec <= _optimize.STALL_RTOL * scale)
+        last_dec[act] = dec
+        done[act[conv]] = ok[act[conv]] = True
+        bad = ~np.isfinite(dec)
+        done[act[bad]] = True
+        keep = ~conv & ~bad
+        act, step, dec, scale = act[keep], step[keep], dec[keep], scale[keep]
+        local = dec <= _optimize.LOCAL_RTOL * scale
+        t = np.ones(act.size)
+        pending = np.ones(act.size, dtype=bool)
+        while pending.any():
+            p = np.flatnonzero(pending)
+            sel = act[p]
+            trial = beta[sel] + t[p, None] * step[p]
+            Ft = profile(sel, trial, False)[0]
+            Fa = F[sel]
+            accept = np.isfinite(Ft) & (
+                (Ft <= Fa - 1e-4 * t[p] * dec[p])
+                | (local[p] & (t[p] == 1.0) & (Ft <= Fa + _optimize.F_NOISE_RTOL * scale[p]))
+            )
+            beta[sel[accept]] = trial[accept]
+            pending[p[accept]] = False
+            t[p[~accept]] *= 0.5
+            give_up = p[~accept][t[p[~accept]] < 1e-14]
+            if give_up.size:
+                pending[give_up] = False
+                stalled = act[give_up]
+                rounding = dec[give_up] <= _optimize.STALL_RTOL * scale[give_up]
+                done[stalled] = True
+                ok[stalled[rounding]] = True
+        moved = act[~done[act]]
+        if moved.size:
+            Fm, gm, Hm = profile(moved, beta[moved], True)[:3]
+            F[moved], grad[moved], H[moved] = Fm, gm, Hm
+    return ok
+
+
 def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values: np.ndarray | None = None,
                 max_iter: int = 200) -> dict:
     """Fit ``y ~ N(a0 + a1 g, exp(b0 + b1 g))`` for many SNPs from class statistics.
@@ -116,55 +184,8 @@ def fit_classes(counts: np.ndarray, sums: np.ndarray, sums2: np.ndarray, values:
     beta = np.stack([np.log(np.maximum(rss / n[idx], 1e-300)), np.zeros(idx.size)], -1)
     VtV = class_outer_sum(cnt * ones, gi)
     F, grad, H, _, _ = _profile(beta, cnt, s1, s2, gi, hessian=True)
-    done = np.zeros(idx.size, dtype=bool)
-    ok = np.zeros(idx.size, dtype=bool)
-    stalls = np.zeros(idx.size, dtype=int)
-    last_dec = np.full(idx.size, np.inf)
-    for _ in range(max_iter):
-        act = np.flatnonzero(~done)
-        if act.size == 0:
-            break
-        Ha, ga = H[act], grad[act]
-        pd = (Ha[:, 0, 0] > 0) & (Ha[:, 0, 0] * Ha[:, 1, 1] - Ha[:, 0, 1] ** 2 > 0)
-        Hs = np.where(pd[:, None, None], Ha, VtV[act])
-        step = -_solve2(Hs, ga)
-        dec = -(ga * step).sum(1)
-        scale = np.maximum(1.0, np.abs(F[act]))
-        conv = dec <= _optimize.DECREMENT_RTOL * scale
-        stalls[act] = np.where(dec > 0.5 * last_dec[act], stalls[act] + 1, 0)
-        conv |= (stalls[act] >= 3) & (dec <= _optimize.STALL_RTOL * scale)
-        last_dec[act] = dec
-        done[act[conv]] = ok[act[conv]] = True
-        bad = ~np.isfinite(dec)
-        done[act[bad]] = True
-        keep = ~conv & ~bad
-        act, step, dec, scale, ga = act[keep], step[keep], dec[keep], scale[keep], ga[keep]
-        local = dec <= _optimize.LOCAL_RTOL * scale
-        t = np.ones(act.size)
-        pending = np.ones(act.size, dtype=bool)
-        while pending.any():
-            p = np.flatnonzero(pending)
-            trial = beta[act[p]] + t[p, None] * step[p]
-            Ft = _profile(trial, cnt[act[p]], s1[act[p]], s2[act[p]], gi[act[p]], hessian=False)[0]
-            Fa = F[act[p]]
-            accept = np.isfinite(Ft) & (
-                (Ft <= Fa - 1e-4 * t[p] * dec[p])
-                | (local[p] & (t[p] == 1.0) & (Ft <= Fa + _optimize.F_NOISE_RTOL * scale[p]))
-            )
-            beta[act[p[accept]]] = trial[accept]
-            pending[p[accept]] = False
-            t[p[~accept]] *= 0.5
-            give_up = p[~accept][t[p[~accept]] < 1e-14]
-            if give_up.size:
-                pending[give_up] = False
-                stalled = act[give_up]
-                rounding = dec[give_up] <= _optimize.STALL_RTOL * scale[give_up]
-                done[stalled] = True
-                ok[stalled[rounding]] = True
-        moved = act[~done[act]]
-        if moved.size:
-            Fm, gm, Hm, _, _ = _profile(beta[moved], cnt[moved], s1[moved], s2[moved], gi[moved], hessian=True)
-            F[moved], grad[moved], H[moved] = Fm, gm, Hm
+    ok = newton_batch(beta, F, grad, H, VtV, lambda rows, b, hessian: _profile(
+        b, cnt[rows], s1[rows], s2[rows], gi[rows], hessian=hessian), max_iter)
     F, _, _, alpha, M = _profile(beta, cnt, s1, s2, gi, hessian=False)
     with np.errstate(invalid="ignore"):
         add_var = _inv2(M)[:, 1, 1]
