@@ -420,6 +420,20 @@ def _variant_info(source, idx: np.ndarray) -> dict:
     return {"SNP": v.id[idx], "chr": v.chrom[idx], "pos": v.pos[idx], "A1": v.a1[idx], "A2": v.a2[idx]}
 
 
+#: At most this many genotype values per block by default (512 MB as float64): at n = 500,000 a
+#: block of 512 dosages and its mean-imputed copy had taken 3 GB of an HLMM score screen's 8.2 GB.
+MAX_BLOCK_VALUES = 2**26
+
+
+def scan_block_size(requested: int | None, scanner, n_individuals: int) -> int:
+    """Variants per block: ``--block_size`` if given, else the engine's, lowered for large samples
+    so that a block holds at most :data:`MAX_BLOCK_VALUES` genotypes (no change up to n = 131,072
+    for the HLM, whose blocks are 256). Results do not depend on it."""
+    if requested:
+        return requested
+    return max(1, min(scanner.block_size, MAX_BLOCK_VALUES // max(1, n_individuals)))
+
+
 def block_ranges(group_of: np.ndarray, first: int, block_size: int) -> list:
     """``(b0, b1)`` blocks of the selected variants from ``first`` on, at most ``block_size`` long and
     never spanning two groups.
@@ -508,7 +522,7 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     total = len(prepared.variants)
     summary = ScanSummary(outputs=[st.out for st in states],
                           tallies=[results.Tally(tally_columns(prepared.spec)) for _ in states])
-    block_size = prepared.options.block_size or prepared.scanner.block_size
+    block_size = scan_block_size(prepared.options.block_size, prepared.scanner, len(prepared.rows))
     job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
     n_blocks = len(block_ranges(prepared.group_of, 0, block_size))
     if n_jobs is None:
@@ -659,7 +673,8 @@ def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
     prepared = Prepared(spec, source, variants, start, stop, rows, [VariantGroup(NO_TERMS, [fit], [model], scanner)],
                         np.zeros(len(variants), dtype=np.int64), inputs, options)
     parts = []
-    _scan_blocks(prepared, 0, options.block_size or scanner.block_size, lambda b0, b1, tables, outs, failure:
+    _scan_blocks(prepared, 0, scan_block_size(options.block_size, scanner, len(rows)),
+                 lambda b0, b1, tables, outs, failure:
                  parts.append(tables[0]), n_jobs=1)
     columns = {c: np.concatenate([p[c] for p in parts])
                for c in names(MODELS) + names(interaction_columns(spec.interactions))}
