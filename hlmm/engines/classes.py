@@ -254,16 +254,19 @@ def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarr
     """
     A = np.asarray(A, dtype=np.float64)
     n, q = A.shape
-    keep, Q = [], np.empty((n, 0))
+    keep, k = [], 0
+    Qt = np.empty((q, n))  # the orthonormal directions so far, as rows (filled, never re-stacked)
     for j in range(q):
         a = A[:, j]
-        r = a - Q @ (Q.T @ a)
-        r -= Q @ (Q.T @ r)
+        Q = Qt[:k]
+        r = a - Q.T @ (Q @ a)
+        r -= Q.T @ (Q @ r)
         norm_a, norm_r = np.linalg.norm(a), np.linalg.norm(r)
         if not keep or norm_r > tol * norm_a:
             keep.append(j)
             if norm_r > 0:
-                Q = np.column_stack([Q, r / norm_r])
+                np.divide(r, norm_r, out=Qt[k])
+                k += 1
     basis = A[:, keep]
     coef = np.linalg.lstsq(basis, A, rcond=None)[0]
     coef[:, keep] = np.eye(len(keep))
