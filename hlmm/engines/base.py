@@ -83,8 +83,8 @@ def filters(n_called: np.ndarray, a1_copies: np.ndarray, n: int, min_maf: float,
 def summarised(block: GenotypeBlock, mom: ClassMoments, n: int, spec: ModelSpec) -> dict:
     """Empty results with n, frequencies and status filled in."""
     out = empty_results(block.n_variants, spec)
-    out["n"] = mom.n_called
-    out["frequency"], out["A1_frequency"], out["status"] = filters(mom.n_called, mom.a1_copies, n, spec.min_maf,
+    out["n"] = n_called = mom.n_called  # a compiled pass over the classes for dosages: once
+    out["frequency"], out["A1_frequency"], out["status"] = filters(n_called, mom.a1_copies, n, spec.min_maf,
                                                                      spec.max_missing)
     out["status"][block.multiallelic] = STATUS["multiallelic"]
     return out

@@ -72,7 +72,7 @@ class HLMClassScanner(Scanner):
                                               _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
         good = ok[fit[ok, 7] == 1.0]
         bad = ok[fit[ok, 7] != 1.0]
-        n = mom.n_called
+        n = o["n"]  # the calls per variant, as summarised() counted them
         o["likelihood"][good] = -0.5 * (fit[good, 0] + n[good] * LOG_2PI)
         o["add"][good], o["var"][good] = fit[good, 2], fit[good, 4]
         o["add_se"][good], o["var_se"][good] = np.sqrt(fit[good, 5]), np.sqrt(fit[good, 6])
