@@ -20,7 +20,8 @@ The peers:
   block, per genotype class, missing calls dropped), in a child process of this script so that it is timed like
   the others.
 
-hlmm_chr runs with its defaults (``var_pval``, and ``var_pval_robust`` when the results have that column) and
+hlmm_chr runs with its defaults (``var_pval``, and ``var_pval_robust`` and ``var_pval_adapt`` when the results have
+those columns) and
 with ``--robust`` (``var_pval``). A peer that is not given is skipped, with a note in the table.
 
 Genotypes (Hardy-Weinberg, minor allele frequencies uniform in [0.05, 0.5], A1 the minor allele) are written
@@ -83,7 +84,8 @@ TRAITS = {
 }
 VAR_TRAITS = ("vqtl", "vqtl_t5")
 MEAN_TRAITS = ("meanonly", "meanvar")
-METHODS = ("hlmm var_pval", "hlmm var_pval_robust", "hlmm --robust", "varGWAS", "QUAIL", "Brown-Forsythe")
+METHODS = ("hlmm var_pval", "hlmm var_pval_robust", "hlmm var_pval_adapt", "hlmm --robust", "varGWAS", "QUAIL",
+           "Brown-Forsythe")
 MEDIAN_CHI2 = float(stats.chi2.median(1))
 
 
@@ -260,11 +262,15 @@ def run_hlmm(args, files: dict, name: str, robust: bool, m: int) -> dict:
     res["p"][rows] = neglog10_to_p(cols["var_pval"])
     res["est"][rows] = cols["var"]
     if not robust:
-        if "var_pval_robust" in cols:
-            res["p_robust"] = np.full(m, np.nan)
-            res["p_robust"][rows] = neglog10_to_p(cols["var_pval_robust"])
-        else:
-            res["p_robust"] = None
+        for col, key in (("var_pval_robust", "p_robust"), ("var_pval_adapt", "p_adapt")):
+            if col in cols:
+                res[key] = np.full(m, np.nan)
+                res[key][rows] = neglog10_to_p(cols[col])
+            else:
+                res[key] = None
+        if "var_adapt" in cols:
+            res["est_adapt"] = np.full(m, np.nan)
+            res["est_adapt"][rows] = cols["var_adapt"]
     return res
 
 
@@ -605,13 +611,15 @@ def main(argv=None) -> dict:
         per = {}
         hl = run_hlmm(args, files, name, robust=False, m=args.m)
         per["hlmm var_pval"] = hl
-        if "error" in hl:
-            per["hlmm var_pval_robust"] = {"skip": "hlmm failed"}
-        elif hl["p_robust"] is None:
-            per["hlmm var_pval_robust"] = {"skip": "n/a (no var_pval_robust column)"}
-        else:
-            per["hlmm var_pval_robust"] = {"p": hl["p_robust"], "est": hl["est"], "wall": hl["wall"],
-                                           "peak_mb": hl["peak_mb"], "cmds": hl["cmds"]}
+        for method, key, col in (("hlmm var_pval_robust", "p_robust", "var_pval_robust"),
+                                 ("hlmm var_pval_adapt", "p_adapt", "var_pval_adapt")):
+            if "error" in hl:
+                per[method] = {"skip": "hlmm failed"}
+            elif hl[key] is None:
+                per[method] = {"skip": f"n/a (no {col} column)"}
+            else:
+                per[method] = {"p": hl[key], "est": hl["est_adapt"] if key == "p_adapt" else hl["est"],
+                               "wall": hl["wall"], "peak_mb": hl["peak_mb"], "cmds": hl["cmds"]}
         per["hlmm --robust"] = run_hlmm(args, files, name, robust=True, m=args.m)
         per["varGWAS"] = (run_vargwas(args, files, name, args.m) if args.vargwas
                           else {"skip": "skipped (no --vargwas)"})
@@ -647,7 +655,7 @@ def main(argv=None) -> dict:
     print("\nTotal wall time over the traits:")
     for method in METHODS:
         walls = [per[method]["wall"] for per in results.values() if "wall" in per[method]]
-        if walls and method != "hlmm var_pval_robust":
+        if walls and method not in ("hlmm var_pval_robust", "hlmm var_pval_adapt"):
             print(f"  {method:16s} {sum(walls):8.1f} s ({len(walls)} traits)")
     commands = {}
     for per in results.values():

@@ -67,11 +67,16 @@ MODELS = (
            " sqrt(m4 / 2), m4 the variance of the null model's squared standardised residuals (2 if normal)",
            "derived", "2.0"),
     Column("var_pval_robust", "float", "−log10 p-value for a log-linear variance effect from var / var_se_robust"
-           " (the default for hlmm_sumstats, hlmm_dispersion and the plots)", "derived", "2.0"),
+           " (the default for hlmm_dispersion)", "derived", "2.0"),
     Column("av_pval_robust", "float", "−log10 p-value of the joint 2-df test of add and var with var_se_robust and"
            " the correlation add_var_cor", "derived", "2.0"),
     Column("add_var_cor", "float", "correlation of the sampling errors of add and var, m3 / sqrt(m4) from the null"
            " model's residuals (0 for symmetric traits)", "derived", "2.0"),
+    Column("var_adapt", "float", "log-linear variance effect of a copy of A1 from the adaptive variance score,"
+           " efficient for heavy-tailed traits (hlmm.adaptive; about var for normal ones)", "stats", "2.0"),
+    Column("var_se_adapt", "float", "its standard error, valid for non-normal traits", "stats", "2.0"),
+    Column("var_pval_adapt", "float", "−log10 p-value for a log-linear variance effect from var_adapt / var_se_adapt"
+           " (the default for hlmm_sumstats, the plots and the top variants logged)", "derived", "2.0"),
 )
 
 #: Columns that ``hlmm_dispersion`` appends.

@@ -35,6 +35,7 @@ import numpy as np
 from scipy import stats as sps
 
 from hlmm import hetlm, hetlmm
+from hlmm.adaptive import AdaptiveScore
 from hlmm.covariates import Design, is_constant, make_design, random_effects_design
 from hlmm.inputs import Inputs, Matched, match_inputs, random_effects_values
 from hlmm.io import InputError
@@ -270,13 +271,16 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs, shared
         elif G is None and score:
             null = hetlm.model(z, one, one).optimize_model()
     h2_start = spec.h2_init if (spec.no_h2_estimate or h2 is None) else h2[0]
-    moments, score_null = _residual_moments(z, y_scan, Xs, Vs, G, null if G is not None and h2 is not None else None)
+    shift = float(np.mean(np.exp(-0.5 * (V.matrix @ hlm["beta"])))) if spec.fit_covariates else 1.0
+    moments, score_null, adaptive = _residual_moments(z, y_scan, Xs, Vs, G,
+                                                      null if G is not None and h2 is not None else None, shift)
     fit = PhenotypeFit(name, [i for i, s in zip(mt.ids, sel) if s], covariate_fit, mean, var,
                        None if spec.no_h2_estimate else h2, *kurt, moments)
     model = ScanModel(name, np.flatnonzero(sel), y_scan, Xs, Vs, G, G_center, G_scale, h2_start,
                       covariate_fit["beta"] if spec.fit_covariates else None,
                       None if null is None else NullFit.of(null), moments,
-                      None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]), score_null)
+                      None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]), score_null, adaptive)
+    log.info(f"phenotype '{name}': {adaptive.describe()}")
     _check_interaction_size(spec, model, inputs)
     return fit, model
 
@@ -293,16 +297,20 @@ def _check_interaction_size(spec: ModelSpec, model: ScanModel, inputs: Inputs) -
                          " parameter)")
 
 
-def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None) -> tuple:
+def _residual_moments(z: np.ndarray, y: np.ndarray, X, V, G, null_hlmm: dict | None, shift: float = 1.0) -> tuple:
     """Pooled moments of the standardised residuals of the SNP models' null: the null HLM's ``z``,
-    or with random effects and a fitted null mixed model its ``e_i / sqrt(P_ii)``; and that null
-    mixed model prepared for score tests (None without it), which the score engine reuses."""
+    or with random effects and a fitted null mixed model its ``e_i / sqrt(P_ii)``; that null mixed
+    model prepared for score tests (None without it), which the score engine reuses; and the
+    adaptive variance score of the same residuals (:mod:`hlmm.adaptive`). ``shift``: the change in
+    the HLM's ``z`` per unit of a variant's ``add``."""
     if G is None or null_hlmm is None:
-        return ResidualMoments.from_residuals(z), None
+        return ResidualMoments.from_residuals(z), None, AdaptiveScore.from_residuals(z, shift, V)
     from hlmm.score import HLMMNull
 
     prepared = HLMMNull(y, X, V, G, null_hlmm["alpha"], null_hlmm["beta"], null_hlmm["h2"])
-    return ResidualMoments.from_residuals(prepared.standardised_residuals()), prepared
+    zm = prepared.standardised_residuals()
+    return (ResidualMoments.from_residuals(zm), prepared,
+            AdaptiveScore.from_residuals(zm, prepared.mean_shift(), V))
 
 
 def log_fit(fit: PhenotypeFit) -> None:
@@ -320,8 +328,9 @@ def kurtosis_warning(fit: PhenotypeFit, n: int) -> str | None:
         return (f"phenotype '{fit.name}': the null model's standardised residuals have excess kurtosis"
                 f" {fit.kurtosis:.3g} (normal data: 0 ± {np.sqrt(24 / n):.2g} at n = {n}; p = {fit.kurtosis_p:.2g});"
                 " the model-based var_se, var_pval and av_pval assume normal residuals and are too small for this"
-                " trait; read var_pval_robust and av_pval_robust (what hlmm_sumstats, hlmm_dispersion and the plots"
-                " use by default), use --robust (sandwich var_se), or an inverse-normal transform of the phenotype")
+                " trait; read var_pval_adapt (the adaptive test: what hlmm_sumstats, the plots and this log use by"
+                " default), var_pval_robust and av_pval_robust (hlmm_dispersion's), use --robust (sandwich var_se),"
+                " or an inverse-normal transform of the phenotype")
     return None
 
 

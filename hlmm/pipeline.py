@@ -347,7 +347,9 @@ def run_options(prepared: Prepared) -> dict:
             "test": s.test, "refit": s.refit, "robust": s.robust, "hard_calls": s.hard_calls,
             "random_gts_txt": i.random_gts_txt, "chr": i.chrom, "from_bp": i.from_bp, "to_bp": i.to_bp,
             **({"loco": s.loco} if s.loco else {}), **({} if s.x_sex else {"x_sex": False}),
-            **({"interactions": list(s.interactions)} if s.interactions else {})}
+            **({"interactions": list(s.interactions)} if s.interactions else {}),
+            # the rows' columns: a file of another version's columns is neither resumed nor appended to
+            "columns": names(MODELS) + names(interaction_columns(s.interactions))}
 
 
 def run_files(prepared: Prepared) -> dict:
@@ -397,7 +399,8 @@ class ScanSummary:
 
 
 #: What the log reports of a finished scan (:class:`hlmm.results.Tally`): label -> column.
-TALLY_COLUMNS = {"add": "add_pval", "var": "var_pval_robust", "var (model-based SE)": "var_pval"}
+TALLY_COLUMNS = {"add": "add_pval", "var": "var_pval_adapt", "var (robust SE)": "var_pval_robust",
+                 "var (model-based SE)": "var_pval"}
 
 
 def tally_columns(spec: ModelSpec) -> dict:

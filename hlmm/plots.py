@@ -51,16 +51,19 @@ def _thin(x: np.ndarray, y: np.ndarray, x_range: float, y_range: float, pixels: 
 
 def pvalue_columns(res: dict) -> dict:
     """The −log10 p-value column of each statistic a results table has: ``add_pval``,
-    ``var_pval_robust`` (``var_pval`` for results without it) and ``dispersion_pval``.
+    ``var_pval_adapt`` (``var_pval_robust``, then ``var_pval``, for results without it) and
+    ``dispersion_pval``.
 
     Examples
     --------
-    >>> pvalue_columns({"add_pval": [], "var_pval": [], "var_pval_robust": []})
-    {'add': 'add_pval', 'var': 'var_pval_robust'}
+    >>> pvalue_columns({"add_pval": [], "var_pval": [], "var_pval_robust": [], "var_pval_adapt": []})
+    {'add': 'add_pval', 'var': 'var_pval_adapt'}
+    >>> pvalue_columns({"add_pval": [], "var_pval": [], "var_pval_robust": []})["var"]
+    'var_pval_robust'
     """
     out = {}
     for name in STATISTICS:
-        for col in (f"{name}_pval_robust", f"{name}_pval"):
+        for col in (f"{name}_pval_adapt", f"{name}_pval_robust", f"{name}_pval"):
             if col in res:
                 out[name] = col
                 break
@@ -118,8 +121,8 @@ def qq_data(t=None, level: float = 0.95, *, neglog10=None) -> dict:
 def qq_plot(res: dict, path: str, title: str | None = None, level: float = 0.95) -> str:
     """QQ plot of -log10 p-values of the additive, variance (and dispersion) statistics.
 
-    The p-values are those of :func:`pvalue_columns`: for the variance effects the robust ones
-    where the results have them.
+    The p-values are those of :func:`pvalue_columns`: for the variance effects the adaptive test's
+    where the results have it.
 
     The x axis spans the expected values, the y axis up to the top of the band (:func:`qq_data`);
     observed values beyond it are drawn as triangles just below the top edge (one row of
@@ -196,8 +199,8 @@ def genome_positions(chrom, pos, gap: float = 0.02) -> tuple[np.ndarray, list, l
 def manhattan(res: dict, path: str, gw_threshold: float = 5e-8, title: str | None = None) -> str:
     """Manhattan plots of -log10 p-values along the genome, one panel per statistic.
 
-    The p-values are those of :func:`pvalue_columns`: for the variance effects the robust ones
-    where the results have them.
+    The p-values are those of :func:`pvalue_columns`: for the variance effects the adaptive test's
+    where the results have it.
 
     Chromosomes in genomic order in alternating colours, base-pair positions within each (in Mb
     for a single chromosome), and a dashed line at the genome-wide threshold ``gw_threshold``.
@@ -227,7 +230,8 @@ def manhattan(res: dict, path: str, gw_threshold: float = 5e-8, title: str | Non
         ax.annotate(f"p = {gw_threshold:g}", (1, line), xycoords=("axes fraction", "data"), xytext=(0, 2),
                     textcoords="offset points", ha="right", va="bottom", fontsize=8, color="C3")
         ax.set_ylim(0, top)
-        ax.set_ylabel(f"{name}: −log10 p" + (" (robust)" if columns[name].endswith("_robust") else ""))
+        ax.set_ylabel(f"{name}: −log10 p" + (" (robust)" if columns[name].endswith("_robust") else
+                                             " (adaptive test)" if columns[name].endswith("_adapt") else ""))
         ax.spines[["top", "right"]].set_visible(False)
     bottom = axes[-1, 0]
     if single:

@@ -76,6 +76,8 @@ def stats_table(variant_info: dict, stats: dict, moments=None, exposures=()) -> 
         cols["add_pval"] = neglog10_pval(add_t**2, 1)
         cols["var_pval"] = neglog10_pval(var_t**2, 1)
         cols["av_pval"] = neglog10_pval(av, 2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cols["var_pval_adapt"] = neglog10_pval((cols["var_adapt"] / cols["var_se_adapt"]) ** 2, 1)
         if moments is not None:
             rob = robust_statistics(stats["add"], stats.get("add_se_model", stats["add_se"]), stats["var"],
                                     stats.get("var_se_model", stats["var_se"]), moments)

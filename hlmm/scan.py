@@ -31,7 +31,7 @@ class ScanSettings:
     test : {"wald", "score"}
     refit : float, optional
         With the score test: refit exactly (Wald) every variant with any of its -log10 p-values
-        (add, var robust, av robust) at least this.
+        (add, var adaptive, var robust, av robust) at least this.
     robust : bool
         Sandwich standard errors (Wald) or empirical score variances (score test) in the
         documented columns.
@@ -106,6 +106,9 @@ class ScanModel:
     score_null : hlmm.score.HLMMNull, optional
         The null mixed model prepared for score tests, when the null fits made it (for the
         moments of its residuals): the score engine uses it rather than preparing it again.
+    adaptive : hlmm.adaptive.AdaptiveScore, optional
+        The adaptive variance score of the null model's residuals (the ``var_adapt`` columns; NaN
+        without it).
     """
 
     name: str
@@ -122,6 +125,7 @@ class ScanModel:
     moments: object = None
     exposures: np.ndarray | None = None
     score_null: object = None
+    adaptive: object = None
 
     def __post_init__(self) -> None:
         one = None

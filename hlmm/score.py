@@ -493,6 +493,11 @@ class HLMMNull:
         to the noise ``epsilon_i / sqrt(d_i)`` when l << n."""
         return self._p.e / np.sqrt(self._p.Pdiag)
 
+    def mean_shift(self) -> float:
+        """The change in :meth:`standardised_residuals` per unit of a variant's mean effect, on average
+        over individuals: ``(P g)_i / sqrt(P_ii)`` is about ``g_i sqrt(P_ii)``."""
+        return float(np.mean(np.sqrt(self._p.Pdiag)))
+
     def from_products(self, lin: np.ndarray, sq: np.ndarray, cube: np.ndarray, GtDinv_g: np.ndarray, *,
                       robust: bool = False) -> dict:
         """Score tests from precomputed block products (see :meth:`columns`) and ``Z``: the same

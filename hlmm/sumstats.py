@@ -57,7 +57,8 @@ from hlmm import __version__
 from hlmm.columns import Column
 from hlmm.genome import plink_code
 
-__all__ = ["EFFECTS", "ROBUST_EFFECTS", "SE_CHOICES", "effect_columns", "COLUMNS", "SSF_VERSION", "ssf_chromosome",
+__all__ = ["EFFECTS", "ROBUST_EFFECTS", "ADAPT_EFFECTS", "SE_CHOICES", "effect_columns", "COLUMNS", "SSF_VERSION",
+           "ssf_chromosome",
            "p_value_text", "gwas_ssf_table",
            "format_gwas_ssf", "metadata_yaml", "metadata_path"]
 
@@ -72,13 +73,17 @@ EFFECTS = {
     "dispersion": ("dispersion", "dispersion_se", "dispersion_pval"),
     "gxe": ("gxe", "gxe_se", "gxe_pval"),
 }
-#: The columns with standard errors valid for non-normal traits (``se="robust"``, the default):
+#: The columns with standard errors valid for non-normal traits (``se="robust"``):
 #: the variance effect's robust columns; the additive effect's model-based standard error is
 #: valid for non-normal traits already (:mod:`hlmm.robust`), and the dispersion columns of
 #: hlmm_dispersion's default method use the robust ones.
 ROBUST_EFFECTS = {**EFFECTS, "var": ("var", "var_se_robust", "var_pval_robust")}
-#: Choices of standard errors.
-SE_CHOICES = ("robust", "model")
+#: The adaptive variance test (``se="adapt"``, the default; :mod:`hlmm.adaptive`): calibrated like the
+#: robust columns, and efficient for heavy-tailed traits.
+ADAPT_EFFECTS = {**EFFECTS, "var": ("var_adapt", "var_se_adapt", "var_pval_adapt")}
+#: Choices of standard errors (and, for ``var``, of the test), the default first.
+SE_CHOICES = ("adapt", "robust", "model")
+_BY_SE = {"adapt": ADAPT_EFFECTS, "robust": ROBUST_EFFECTS, "model": EFFECTS}
 
 #: What ``beta`` is, for each effect (the metadata's ``author_notes`` and the documentation).
 EFFECT_DOC = {
@@ -178,7 +183,7 @@ def p_value_text(neglog10, digits: int = 6) -> np.ndarray:
     return out.astype(str)
 
 
-def effect_columns(results, effect: str, se: str = "robust") -> tuple[str, str, str, str | None]:
+def effect_columns(results, effect: str, se: str = "adapt") -> tuple[str, str, str, str | None]:
     """The estimate, standard error and −log10 p columns of an effect that a results table has.
 
     Returns
@@ -186,8 +191,8 @@ def effect_columns(results, effect: str, se: str = "robust") -> tuple[str, str, 
     estimate, standard_error, pvalue : str
         Column names.
     note : str or None
-        Set when robust columns were asked for but the results lack them (an earlier version's):
-        the model-based columns are used instead.
+        Set when the columns asked for are missing from the results (an earlier version's): the
+        next choice of :data:`SE_CHOICES` that the results have is used instead.
     """
     if se not in SE_CHOICES:
         raise ValueError(f"se must be one of {', '.join(SE_CHOICES)}, got {se!r}")
@@ -196,16 +201,20 @@ def effect_columns(results, effect: str, se: str = "robust") -> tuple[str, str, 
     if effect not in EFFECTS:
         raise ValueError(f"effect must be one of {', '.join(EFFECTS)} (or gxe_<E> of a scan with several"
                          f" exposures), got {effect!r}")
-    est, se_col, pval = (ROBUST_EFFECTS if se == "robust" else EFFECTS)[effect]
-    if se == "robust" and (se_col not in results or pval not in results):
-        est, se_col, pval = EFFECTS[effect]
-        return est, se_col, pval, (f"the results have no {ROBUST_EFFECTS[effect][1]} column (an earlier version's):"
-                                   f" standard_error and p_value are the model-based {se_col} and {pval}, which"
-                                   f" assume normal residuals")
-    return est, se_col, pval, None
+    wanted = _BY_SE[se][effect]
+    for choice in SE_CHOICES[SE_CHOICES.index(se):]:
+        est, se_col, pval = _BY_SE[choice][effect]
+        if all(c in results for c in (est, se_col, pval)):
+            break
+    if (est, se_col, pval) == wanted:
+        return est, se_col, pval, None
+    what = "the model-based columns, which assume normal residuals" if choice == "model" else \
+        "the pooled-moment robust columns (not efficient for heavy-tailed traits)"
+    return est, se_col, pval, (f"the results have no {wanted[1]} column (an earlier version's): beta, standard_error"
+                               f" and p_value are {est}, {se_col} and {pval}, {what}")
 
 
-def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False, se: str = "robust") -> tuple[dict, list]:
+def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False, se: str = "adapt") -> tuple[dict, list]:
     """The GWAS-SSF data table of one effect of a results table.
 
     Parameters
@@ -217,10 +226,12 @@ def gwas_ssf_table(results: dict, effect: str, keep_missing: bool = False, se: s
     effect : {"add", "var", "dispersion"}
     keep_missing : bool
         Keep rows without an estimate (their beta, standard error and p-value ``NA``).
-    se : {"robust", "model"}
-        ``robust``: for ``var``, ``var_se_robust`` and ``var_pval_robust`` (:data:`ROBUST_EFFECTS`;
-        ``var_se`` and ``var_pval``, with a note, for results without them); ``model``: the
-        documented columns (:data:`EFFECTS`).
+    se : {"adapt", "robust", "model"}
+        ``adapt``: for ``var``, the adaptive test's ``var_adapt``, ``var_se_adapt`` and
+        ``var_pval_adapt`` (:data:`ADAPT_EFFECTS`); ``robust``: ``var``, ``var_se_robust`` and
+        ``var_pval_robust`` (:data:`ROBUST_EFFECTS`); ``model``: the documented columns
+        (:data:`EFFECTS`). Results without the columns asked for fall back to the next choice, with
+        a note.
 
     Returns
     -------

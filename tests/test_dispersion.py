@@ -83,7 +83,7 @@ def _write_models(path, add, add_se, var, var_se, chrom="1", first=0, test=None,
         values = [f"rs{first + j}", 1000, 0.3, -100.0, add[j], add_se[j], t_a, 1.0, var[j], var_se[j], t_v, 1.0, 1.0,
                   chrom, 100 * j + 1, "A", "G", 0.3, test[j] if test is not None else "wald"]
         if not earlier:
-            values += [var_se[j], 1.0, 1.0, cor]
+            values += [var_se[j], 1.0, 1.0, cor, var[j], var_se[j], 1.0]
         rows.append("\t".join(map(str, values)))
     with gzip.open(path, "wt") as f:
         f.write("\n".join(rows) + "\n")

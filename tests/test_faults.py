@@ -443,3 +443,25 @@ def test_fit_hlmm_model__null_failure_names_files(ds, tmp_path, capsys):
                                 str(tmp_path / "same.txt")]) == 2
     err = capsys.readouterr().err
     assert "linear function of the mean covariates" in err and "same.txt" in err
+
+
+def test_resume_and_append__refuse_a_file_with_other_columns(ds, tmp_path):
+    """A partial or finished file of an earlier version (its rows without the adaptive columns,
+    its run description without their names) is neither resumed nor appended to: one line, exit 2,
+    the file unchanged."""
+    import json
+
+    o = tmp_path / "o"
+    assert hlmm_chr.main([ds.bed, "0", "6", ds.pheno, str(o), "--quiet"]) == 0
+    desc = tmp_path / "o.models.json"
+    d = json.loads(desc.read_text())
+    d["run"]["options"]["columns"] = d["run"]["options"]["columns"][:-3]  # as written before var_adapt existed
+    desc.write_text(json.dumps(d))
+    before = (tmp_path / "o.models.gz").read_bytes()
+    status, err = cli(ds.bed, 6, 12, ds.pheno, o, "--append")
+    assert status == 2 and "different inputs or options (options.columns)" in one_line_error(err)
+    del d["run"]["options"]["columns"]  # an earlier version's description has no column list at all
+    desc.write_text(json.dumps(d))
+    status, err = cli(ds.bed, 6, 12, ds.pheno, o, "--append")
+    assert status == 2 and "columns" in one_line_error(err)
+    assert (tmp_path / "o.models.gz").read_bytes() == before

@@ -95,7 +95,8 @@ def test_two_exposures__rows_equal_nlme_and_joint_tests(tmp_path, files):
 def test_default_mode__class_engine_equals_reference_engine(tmp_path, files):
     fast = scan(tmp_path, files, "fast", "--interaction", "E")
     ref = scan(tmp_path, files, "ref", "--interaction", "E", "--engine", "reference")
-    for c in ("n", "add", "add_se", "var", "var_se", "gxe", "gxe_se", "gxe_pval", "joint_pval", "likelihood"):
+    for c in ("n", "add", "add_se", "var", "var_se", "gxe", "gxe_se", "gxe_pval", "joint_pval", "likelihood",
+              "var_adapt", "var_se_adapt"):
         np.testing.assert_allclose(fast[c], ref[c], rtol=1e-7, err_msg=c)
 
 

@@ -73,9 +73,9 @@ def build_parser():
                    help="wald (default): fit each variant's model by maximum likelihood; score: score tests under "
                         "the null model, far faster (a genome screen), with one-step estimates and likelihood NaN")
     p.add_argument("--refit", type=neglog10_threshold, default=None, metavar="PVAL",
-                   help="With --test score: fit exactly (Wald) every variant whose add, var (robust) or av (robust)"
-                        " -log10 p-value is at least PVAL (e.g. 5 for p <= 1e-5), and write that row instead of the"
-                        " score row")
+                   help="With --test score: fit exactly (Wald) every variant whose add, var (adaptive or robust) or av"
+                        " (robust) -log10 p-value is at least PVAL (e.g. 5 for p <= 1e-5), and write that row instead"
+                        " of the score row")
     p.add_argument("--robust", action="store_true", default=False,
                    help="Standard errors valid for non-normal traits: sandwich (Huber-White) for Wald fits of HLMs, "
                         "the empirical score variance for --test score. Not available for Wald fits of mixed models "
@@ -160,21 +160,22 @@ def run(args) -> None:
 
 
 def log_tally(what: str, tally) -> None:
-    """λGC and the top variants of a scan's rows, as calibrated p-values give them (the variance effects'
-    robust ones), with the model-based variance λGC beside them."""
+    """λGC and the top variants of a scan's rows, as calibrated p-values give them (for the variance
+    effects the adaptive test's), with the robust and model-based variance λGC beside them."""
     label = f"{what}: " if what else ""
     if not tally.n["add"]:
         return
     lam = {k: tally.lambda_gc(k) for k in tally.columns}
     log.info(f"{label}lambda_GC over {tally.n['add']:,} variants: add {lam['add']:.3f}, var {lam['var']:.3f}"
-             f" (var_pval_robust; with the model-based var_se {lam['var (model-based SE)']:.3f});"
+             f" (var_pval_adapt; var_pval_robust {lam['var (robust SE)']:.3f}; with the model-based var_se"
+             f" {lam['var (model-based SE)']:.3f});"
              f" p < 5e-8: {tally.significant['add']:,} add, {tally.significant['var']:,} var")
     if "G×E" in tally.columns:
         log.info(f"{label}G×E test: lambda_GC {lam['G×E']:.3f}; p < 5e-8: {tally.significant['G×E']:,}")
     for k in ("add", "var", "G×E"):
         if k in tally.columns:
             top = ", ".join(f"{snp} ({p:.3g})" for snp, p in tally.top_variants(k))
-            log.info(f"{label}top {k} variants (-log10 p{', robust' if k == 'var' else ''}): {top}")
+            log.info(f"{label}top {k} variants (-log10 p{', adaptive test' if k == 'var' else ''}): {top}")
 
 
 def main(argv=None) -> int:

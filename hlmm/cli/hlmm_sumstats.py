@@ -31,10 +31,12 @@ def build_parser():
     p.add_argument("--effect", required=True, metavar="{" + ",".join(EFFECTS) + ",gxe_<E>}",
                    help="the effect written as beta: " + "; ".join(f"{k}: {v}" for k, v in EFFECT_DOC.items())
                         + " (dispersion needs a .dispersion.gz)")
-    p.add_argument("--se", choices=SE_CHOICES, default="robust",
-                   help="robust (default): standard errors and p-values valid for non-normal traits (for --effect var,"
-                        " the columns var_se_robust and var_pval_robust); model: the model-based columns (var_se,"
-                        " var_pval), which assume normal residuals. add and dispersion are the same either way")
+    p.add_argument("--se", choices=SE_CHOICES, default="adapt",
+                   help="for --effect var: adapt (default): the adaptive variance test, valid for non-normal traits"
+                        " and efficient for heavy-tailed ones (var_adapt, var_se_adapt, var_pval_adapt); robust: var"
+                        " with var_se_robust and var_pval_robust, valid for non-normal traits; model: the model-based"
+                        " columns (var_se, var_pval), which assume normal residuals. add and dispersion are the same"
+                        " for every choice")
     p.add_argument("--keep_missing", action="store_true",
                    help="keep rows without an estimate, with NA (GWAS-SSF's mandatory fields may not be NA, so they "
                         "are left out by default)")

@@ -135,6 +135,35 @@ class Scanner:
     def scan(self, block: GenotypeBlock) -> list:
         raise NotImplementedError
 
+    def adaptive(self, block: GenotypeBlock, outs: list, sums: list | None = None) -> list:
+        """Fill in the adaptive variance columns (``var_adapt``, ``var_se_adapt``: :mod:`hlmm.adaptive`)
+        of every model's variants with status ok, and return ``outs``.
+
+        ``sums`` gives, per model, ``(sum g h, sum g^2, sum g^3)`` of every variant of the block, from
+        the scanner's own pass over it; without them (the per-variant engines, where a pass costs
+        little beside the fits) one compiled pass over the block computes them."""
+        if sums is None:
+            todo = [m.adaptive is not None for m in self.models]
+            parts = [(m.subset, self._adaptive_columns(m)) for m, t in zip(self.models, todo) if t]
+            cs = iter(self.classes.sums(block, parts) if parts else [])
+            sums = []
+            for t in todo:
+                c = next(cs) if t else None
+                sums.append(None if c is None else c.centred_sums(c.sums[..., 0], c.sums[..., 1]))
+        for o, m, s in zip(outs, self.models, sums):
+            if m.adaptive is None or s is None:
+                continue
+            ok = np.flatnonzero(o["status"] == STATUS["ok"])
+            o["var_adapt"][ok], o["var_se_adapt"][ok] = m.adaptive.statistics(*(a[ok] for a in s), o["add"][ok])
+        return outs
+
+    def _adaptive_columns(self, m) -> np.ndarray:
+        """``[1, h]`` of a model, built once."""
+        cache = self.__dict__.setdefault("_adaptive_cache", {})
+        if id(m) not in cache:
+            cache[id(m)] = (m, np.column_stack([np.ones(m.n), m.adaptive.h]))
+        return cache[id(m)][1]
+
     def summaries(self, block: GenotypeBlock) -> list:
         """Calls, frequencies and filters of every model (one compiled pass)."""
         moms = self.classes.moments(block, [(m.subset, m.y) for m in self.models], 0)
@@ -150,7 +179,7 @@ class PerVariant(Scanner):
             todo = np.flatnonzero(o["status"] == STATUS["ok"])
             for j, (est, why) in zip(todo, self.fit_model(p, block, todo)):
                 fill(o, j, est, why)
-        return outs
+        return self.adaptive(block, outs)
 
     def fit_model(self, p: int, block: GenotypeBlock, todo: np.ndarray) -> list:
         """``(estimates, None)`` or ``(None, reason)`` of model ``p``'s variants ``todo``."""

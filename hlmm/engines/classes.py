@@ -51,6 +51,17 @@ class _Layout:
             return per_variant[:, None]
         return np.repeat(per_variant, np.diff(self.offsets))
 
+    def centred_sums(self, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``sum g h``, ``sum g^2`` and ``sum g^3`` per variant over the individuals with a call, ``g``
+        centred over them, from the class ``counts`` and the class sums of ``h`` (same layout)."""
+        values = self.class_values()
+        n = self.reduce(counts)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            gbar = self.reduce(counts * values) / n
+        g = np.where(counts > 0, values - self.per_class(gbar), 0.0)
+        g2 = counts * g * g
+        return self.reduce(g * sums), self.reduce(g2), self.reduce(g2 * g)
+
 
 @dataclass
 class ClassMoments(_Layout):
@@ -67,6 +78,8 @@ class ClassMoments(_Layout):
     n_missing : ndarray, shape (b,)
     offsets : ndarray, shape (b + 1,), or None
         The ragged layout of dosages (see :class:`_Layout`).
+    extra : ndarray, shape (b, K) or (K_total,), or None
+        Sums of one more per-individual column per class (the adaptive variance score).
     """
 
     counts: np.ndarray
@@ -74,6 +87,7 @@ class ClassMoments(_Layout):
     values: np.ndarray | None
     n_missing: np.ndarray
     offsets: np.ndarray | None = None
+    extra: np.ndarray | None = None
 
     def _shape(self):
         return self.counts.shape
@@ -216,7 +230,7 @@ class ClassStatistics:
             return [ClassSums(sums[:, idx], values, missing[:, idx], seg) for idx in index]
         return [ClassSums(mom[:, :3][:, :, idx], None, mom[:, 3][:, idx]) for idx in index]
 
-    def moments(self, block: GenotypeBlock, models: list, powers: int) -> list:
+    def moments(self, block: GenotypeBlock, models: list, powers: int, extra: list | None = None) -> list:
         """Genotype-class counts and sums of powers of y of every variant of a block, for each model.
 
         Parameters
@@ -226,15 +240,24 @@ class ClassStatistics:
             Positions within ``block.rows`` and the response of each phenotype.
         powers : int
             Highest power of y summed (0 for counts alone).
+        extra : list of ndarray or None, optional
+            Per model, one more per-individual column summed in the same pass (``ClassMoments.extra``).
 
         Returns
         -------
         list of ClassMoments
         """
-        parts = self._caches()[1].get(tuple(a for m in models for a in m) + (powers,), lambda v: True, lambda: [
-            (subset, np.column_stack([y**k for k in range(powers + 1)])) for subset, y in models])
-        return [ClassMoments(c.sums[..., 0], c.sums[..., 1:], c.values, c.missing[:, 0], c.offsets)
-                for c in self.sums(block, parts)]
+        extra = list(extra) if extra is not None else [None] * len(models)
+        key = tuple(a for m in models for a in m) + tuple(extra) + (powers,)
+        parts = self._caches()[1].get(key, lambda v: True, lambda: [
+            (subset, np.column_stack([y**k for k in range(powers + 1)] + ([] if e is None else [e])))
+            for (subset, y), e in zip(models, extra)])
+        out = []
+        for c, e in zip(self.sums(block, parts), extra):
+            last = c.sums.shape[-1] - (e is not None)
+            out.append(ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets,
+                                    None if e is None else c.sums[..., last]))
+        return out
 
 
 def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:

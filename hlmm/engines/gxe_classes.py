@@ -33,13 +33,14 @@ class HLMInteractionScanner(Scanner):
         for m in models:
             E = m.exposures
             pairs = [E[:, j] * E[:, k] for j in range(self.K) for k in range(j, self.K)]
-            cols = np.column_stack([np.ones(m.n), m.y, m.y**2, E, *pairs, m.y[:, None] * E])
+            cols = np.column_stack([np.ones(m.n), m.y, m.y**2, E, *pairs, m.y[:, None] * E]
+                                   + ([] if m.adaptive is None else [m.adaptive.h]))  # h last (hlmm.adaptive)
             self.parts.append((m.subset, cols))
 
     def scan(self, block: GenotypeBlock) -> list:
         K = self.K
         iu = np.triu_indices(K)
-        outs = []
+        outs, sums = [], []
         for m, cs in zip(self.models, self.classes.sums(block, self.parts)):
             S = cs.sums  # (b, 3, q): 1, y, y^2, E (K), E_j E_k (j <= k), y E (K)
             mom = ClassMoments(S[..., 0], S[..., 1:3], cs.values, cs.missing[:, 0], cs.offsets)
@@ -51,7 +52,7 @@ class HLMInteractionScanner(Scanner):
                 sEE[..., iu[0], iu[1]] = upper
                 sEE[..., iu[1], iu[0]] = upper
                 fit = fit_interaction_classes(S[ok, :, 0], S[ok, :, 1], S[ok, :, 2], S[ok, :, 3 : 3 + K], sEE[ok],
-                                              S[ok, :, 3 + K + len(iu[0]) :])
+                                              S[ok, :, 3 + K + len(iu[0]) : 3 + 2 * K + len(iu[0])])
                 for key in ("likelihood", "add", "add_se", "var", "var_se", "gxe", "gxe_se"):
                     o[key][ok] = fit[key]
                 o["gxe_cov"][ok] = fit["mean_cov"][:, 1:, 1:]
@@ -59,4 +60,5 @@ class HLMInteractionScanner(Scanner):
                 o["status"][bad] = STATUS["failed"]
                 o["problems"] += [(int(j), "optimisation did not converge") for j in bad]
             outs.append(o)
-        return outs
+            sums.append(None if m.adaptive is None else cs.centred_sums(S[..., 0], S[..., -1]))
+        return self.adaptive(block, outs, sums)

@@ -36,7 +36,8 @@ class HLMClassScanner(Scanner):
 
     def scan(self, block: GenotypeBlock) -> list:
         robust = self.spec.robust
-        moms = self.classes.moments(block, [(m.subset, m.y) for m in self.models], 4 if robust else 2)
+        moms = self.classes.moments(block, [(m.subset, m.y) for m in self.models], 4 if robust else 2,
+                                    [None if m.adaptive is None else m.adaptive.h for m in self.models])
         outs = [summarised(block, mom, m.n, self.spec) for mom, m in zip(moms, self.models)]
         idx = [np.flatnonzero(o["status"] == STATUS["ok"]) for o in outs]
         if not any(i.size for i in idx):
@@ -44,7 +45,7 @@ class HLMClassScanner(Scanner):
         if moms[0].ragged:
             for mom, o, i in zip(moms, outs, idx):
                 self._fit_ragged(mom, o, i, robust)
-            return outs
+            return self._adaptive(block, outs, moms)
         cnt = np.concatenate([mom.counts[i] for mom, i in zip(moms, idx)])
         s1 = np.concatenate([mom.sums[i, :, 0] for mom, i in zip(moms, idx)])
         s2 = np.concatenate([mom.sums[i, :, 1] for mom, i in zip(moms, idx)])
@@ -62,7 +63,12 @@ class HLMClassScanner(Scanner):
             o["status"][bad] = STATUS["failed"]
             o["problems"] += [(int(j), "optimisation did not converge") for j in bad]
             k += i.size
-        return outs
+        return self._adaptive(block, outs, moms)
+
+    def _adaptive(self, block: GenotypeBlock, outs: list, moms: list) -> list:
+        """The adaptive variance columns from the class sums of ``h`` of the same pass."""
+        return self.adaptive(block, outs, [None if mom.extra is None else mom.centred_sums(mom.counts, mom.extra)
+                                           for mom in moms])
 
     @staticmethod
     def _fit_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool) -> None:

@@ -8,7 +8,7 @@ genotype files (small integers), it is computed exactly by bit-plane popcounts
 (:mod:`hlmm.engines._kernels_score`); otherwise by a floating-point product.
 
 With ``spec.refit``, every variant with any of its -log10 p-values (``add_pval``,
-``var_pval_robust``, ``av_pval_robust``) at least ``refit`` is fitted again by the Wald scanner of
+``var_pval_adapt``, ``var_pval_robust``, ``av_pval_robust``) at least ``refit`` is fitted again by the Wald scanner of
 the same model, whose row replaces the score row.
 """
 
@@ -71,7 +71,9 @@ class ScoreScanner(Scanner):
         # the class sums need only a basis of the columns [1 | L | Q | K (| G×E L | G×E Q)]: in the
         # default mode most are constant or multiples of one another (15 columns, 4 independent,
         # for the mixed model)
-        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols, *more]))
+        # and, last, the adaptive variance score h (hlmm.adaptive)
+        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols, *more]
+                                                   + ([] if m.adaptive is None else [m.adaptive.h])))
                       for m, cols, more in zip(models, self.columns, extra)]
         self.refit = None
         if spec.refit is not None:
@@ -81,7 +83,8 @@ class ScoreScanner(Scanner):
 
     def scan(self, block: GenotypeBlock) -> list:
         outs = []
-        for p, (m, calls, powers) in enumerate(zip(self.models, *self._power_products(block))):
+        calls_all, powers_all = self._power_products(block)
+        for p, (m, calls, powers) in enumerate(zip(self.models, calls_all, powers_all)):
             o = summarised(block, calls, m.n, self.spec)
             ok = np.flatnonzero(o["status"] == STATUS["ok"])
             if ok.size:
@@ -89,6 +92,9 @@ class ScoreScanner(Scanner):
                     gbar = calls.a1_copies[ok] / calls.n_called[ok]
                 self._score(p, block, powers[ok], ok, gbar, o)
             outs.append(o)
+        # P[:, m, 0] = sum g^(m+1) (the column of ones), P[:, 0, -1] = sum g h
+        self.adaptive(block, outs, [None if m.adaptive is None else (P[:, 0, -1], P[:, 1, 0], P[:, 2, 0])
+                                    for m, P in zip(self.models, powers_all)])
         if self.refit is not None:
             self._refit(block, outs)
         return outs
@@ -212,6 +218,8 @@ class ScoreScanner(Scanner):
                     rob = robust_statistics(o["add"], o.get("add_se_model", o["add_se"]), o["var"],
                                             o.get("var_se_model", o["var_se"]), m.moments)
                     stats[1], joint = rob["var_chi2_robust"], rob["av_chi2_robust"]
+                if m.adaptive is not None:  # and the adaptive variance test
+                    stats[1] = np.fmax(stats[1], (o["var_adapt"] / o["var_se_adapt"]) ** 2)
                 top = np.fmax(np.fmax(neglog10_pval(stats[0], 1), neglog10_pval(stats[1], 1)),
                               neglog10_pval(joint, 2))
                 if self.gxe is not None:  # and the G×E tests
