@@ -249,14 +249,30 @@ class ClassStatistics:
         """
         extra = list(extra) if extra is not None else [None] * len(models)
         key = tuple(a for m in models for a in m) + tuple(extra) + (powers,)
-        parts = self._caches()[1].get(key, lambda v: True, lambda: [
-            (subset, np.column_stack([y**k for k in range(powers + 1)] + ([] if e is None else [e])))
-            for (subset, y), e in zip(models, extra)])
+
+        def make():
+            # an extra column that is a combination of the powers of y (the adaptive score of a
+            # normal trait: z^2 and z) is not summed again: its sums are that combination's
+            parts, combos = [], []
+            for (subset, y), e in zip(models, extra):
+                P = np.column_stack([y**k for k in range(powers + 1)])
+                coef = None
+                if e is not None:
+                    coef = np.linalg.lstsq(P, e, rcond=None)[0]
+                    if np.linalg.norm(P @ coef - e) > 1e-10 * np.linalg.norm(e):
+                        coef = None
+                        P = np.column_stack([P, e])
+                parts.append((subset, P))
+                combos.append(coef)
+            return parts, combos
+
+        parts, combos = self._caches()[1].get(key, lambda v: True, make)
         out = []
-        for c, e in zip(self.sums(block, parts), extra):
-            last = c.sums.shape[-1] - (e is not None)
-            out.append(ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets,
-                                    None if e is None else c.sums[..., last]))
+        for c, e, coef in zip(self.sums(block, parts), extra, combos):
+            summed = e is not None and coef is None
+            last = c.sums.shape[-1] - summed
+            ex = None if e is None else c.sums[..., last] if summed else c.sums[..., :powers + 1] @ coef
+            out.append(ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets, ex))
         return out
 
 
