@@ -336,7 +336,7 @@ def metadata_path(data_path: str) -> str:
 
 def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, genome_assembly: str | None = None,
                   trait: str | None = None, ancestry: str | None = None, genotyping_technology: str | None = None,
-                  date: str | None = None, columns: tuple[str, str] | None = None) -> str:
+                  date: str | None = None, columns: tuple | None = None) -> str:
     """The GWAS-SSF metadata (YAML) of a data file.
 
     Fields the results do not determine (genome assembly, trait, ancestry, genotyping technology)
@@ -356,8 +356,9 @@ def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, ge
     genome_assembly, trait, ancestry, genotyping_technology : str, optional
     date : str, optional
         ``date_metadata_last_modified``, ISO format (default today).
-    columns : (str, str), optional
-        The results' standard error and −log10 p columns the table was made from, for the notes.
+    columns : (str, str) or (str, str, str), optional
+        The results' (estimate,) standard error and −log10 p columns the table was made from, for
+        the notes (the estimate is named when it is not the effect's own column).
 
     Returns
     -------
@@ -375,7 +376,10 @@ def metadata_yaml(data_file_name: str, md5sum: str, table: dict, effect: str, ge
     notes = f"beta is the {EFFECT_DOC['gxe' if effect.startswith('gxe') else effect]}; n is the number of individuals"
     notes += " per variant"
     if columns:
-        notes += f"; standard_error and p_value are the results columns {columns[0]} and {columns[1]}"
+        *est, se_col, p_col = columns
+        if est and est[0] != effect:  # the adaptive test's var_adapt, not the HLM's var
+            notes += f"; beta is the results column {est[0]}"
+        notes += f"; standard_error and p_value are the results columns {se_col} and {p_col}"
     lines = ["# GWAS-SSF metadata written by hlmm_sumstats."]
     if unknown:
         lines.append(f"# Not reported (NR); fill in before submitting: {', '.join(unknown)}.")

@@ -344,7 +344,8 @@ def test_class_moments_packed__equal_numpy_class_sums(q):
 
 def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
     """Each variant's classes are its distinct called dosages, with the column sums of their
-    individuals, whether its dosages lie on the 1/16384 grid (binned) or not (sorted), in one block."""
+    individuals, whether its dosages lie on the 1/16384 grid (binned) or not (sorted), in one block;
+    with or without a class (dosage 0, or the missing calls) of at least a quarter of the individuals."""
     from hlmm.engines import _kernels_classes
 
     rng = np.random.default_rng(11)
@@ -352,8 +353,11 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
     on = rng.integers(0, 2 * 16384 + 1, n) / 16384
     off = on + 1e-3 * rng.random(n)
     few = rng.integers(0, 3, n).astype(float)
-    D = np.stack([on, off, few])
+    # imputation-like: most at dosage 0 (the largest class, summed as the totals less the others)
+    zeros = np.where(rng.random(n) < 0.8, 0.0, on)
+    D = np.stack([on, off, few, zeros, on.copy()])
     D[rng.random(D.shape) < 0.05] = np.nan
+    D[4, rng.random(n) < 0.6] = np.nan  # missing calls the largest class
     Y = rng.standard_normal((n, q))
     offsets, values, sums, missing = _kernels_classes.dosage_classes(D, Y, 16384)
     for j in range(D.shape[0]):

@@ -271,3 +271,34 @@ def test_docs__every_column_and_option_is_documented():
     documented = set(re.findall(r"``(--\w+)", text.split("\nLDSC\n")[0]))  # LDSC's own options come after
     options = set(re.findall(r"--\w+", hlmm_sumstats.build_parser().format_help()))
     assert {"--effect", "--keep_missing", "--genome_assembly"} <= documented <= options
+
+
+def test_var_effects__adaptive_by_default_robust_or_model_on_request_and_fallback(tmp_path, capsys):
+    """--effect var: the adaptive test's three columns by default (named in the metadata), the
+    robust or model-based ones with --se; a file without the adaptive columns falls back to the
+    robust ones, and one without those to the model-based ones, each with a warning."""
+    cols = table(["1", "1", "1"], [1, 2, 3])
+    rob = {"var_se_robust": np.array([0.05, 0.06, 0.07]), "var_pval_robust": np.array([0.5, 1.5, 2.5])}
+    ada = {"var_adapt": np.array([0.01, -0.02, 0.03]), "var_se_adapt": np.array([0.04, 0.04, 0.05]),
+           "var_pval_adapt": np.array([0.7, 1.7, 2.7])}
+    full = write(tmp_path / "full.models.gz", {**cols, **rob, **ada})
+    cases = {(): ("var_adapt", "var_se_adapt", "var_pval_adapt"), ("--se", "robust"): ("var", "var_se_robust",
+             "var_pval_robust"), ("--se", "model"): ("var", "var_se", "var_pval")}
+    source = {**cols, **rob, **ada}
+    for extra, (est, se, pval) in cases.items():
+        out = tmp_path / f"var{len(extra)}{extra[-1] if extra else ''}.tsv"
+        assert run([full, "-o", out, "--effect", "var", *extra]) == 0
+        df = read(out)
+        np.testing.assert_allclose(df["beta"], source[est], rtol=1e-9)
+        np.testing.assert_allclose(df["standard_error"], source[se], rtol=1e-9)
+        np.testing.assert_allclose(df["neg_log_10_p_value"], source[pval], rtol=1e-9)
+        meta = Path(f"{out}-meta.yaml").read_text()
+        assert f"results columns {se} and {pval}" in meta
+        assert ("beta is the results column var_adapt" in meta) == (est == "var_adapt")
+    for name, extra, want in (("older", rob, "var_se_robust"), ("oldest", {}, "var_se")):
+        inp = write(tmp_path / f"{name}.models.gz", {**cols, **extra})
+        capsys.readouterr()
+        assert run([inp, "-o", tmp_path / f"{name}.tsv", "--effect", "var"]) == 0
+        df = read(tmp_path / f"{name}.tsv")
+        np.testing.assert_allclose(df["standard_error"], source[want], rtol=1e-9)
+        assert "no var_se_adapt column" in capsys.readouterr().err

@@ -69,13 +69,14 @@ def run(args) -> None:
     if args.out.endswith(".gz"):
         data = gzip.compress(data, compresslevel=6, mtime=0)
     write_atomic(args.out, data)
-    _, se_col, pval, _ = effect_columns(res, args.effect, args.se)
+    est, se_col, pval, _ = effect_columns(res, args.effect, args.se)
     meta = metadata_yaml(os.path.basename(args.out), hashlib.md5(data).hexdigest(), table, args.effect,
                          args.genome_assembly, args.trait, args.ancestry, args.genotyping_technology,
-                         columns=(se_col, pval))
+                         columns=(est, se_col, pval))
     write_atomic(metadata_path(args.out), meta.encode(), "metadata file")
-    log.info(f"wrote {args.out} ({len(table['snp_id']):,} rows, beta = {args.effect}, standard errors and p-values"
-             f" from {se_col} and {pval}) and {metadata_path(args.out)}")
+    log.info(f"wrote {args.out} ({len(table['snp_id']):,} rows, beta = {args.effect}"
+             + (f" ({est})" if est != args.effect else "")
+             + f", standard errors and p-values from {se_col} and {pval}) and {metadata_path(args.out)}")
 
 
 def main(argv=None) -> int:
