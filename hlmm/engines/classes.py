@@ -19,7 +19,7 @@ import numpy as np
 from hlmm.engines import _kernels_classes
 from hlmm.io import GenotypeBlock
 
-__all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis"]
+__all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis", "padded_width"]
 
 
 class _Layout:
@@ -148,6 +148,15 @@ class _IdentityCache:
         return value
 
 
+def padded_width(q: int) -> int:
+    """Columns of a per-individual design for ``q`` quantities: a multiple of 4, so that each row
+    is whole 32-byte vectors, which the compiled sums add with whole vector instructions (zero
+    columns are added, and their sums ignored; each column's sum is unchanged to the last bit).
+    Measured at n = 100,000 (docs/performance.rst): the default HLM scan of hard calls 0.81 times
+    the time with 3 columns, the score screen 0.80, 10 phenotypes (21 columns, padded to 24) 0.92."""
+    return -(-q // 4) * 4
+
+
 def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[np.ndarray, list]:
     """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
     rows, and each part's columns in it."""
@@ -172,7 +181,7 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
             # a run of consecutive columns is taken as a view
             contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else True
             index.append(slice(idx[0], idx[0] + len(idx)) if contiguous and idx else np.array(idx, dtype=np.intp))
-        Yc = np.zeros((n_rows, len(columns)))
+        Yc = np.zeros((n_rows, padded_width(len(columns))))
         for k, (r, col) in enumerate(columns):
             Yc[r, k] = col
         return packed, n_rows, block.rows.copy(), Yc, index
