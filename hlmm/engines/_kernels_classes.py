@@ -240,3 +240,36 @@ def segment_sums(offsets, x):
             for c in range(x.shape[1]):
                 out[j, c] += x[k, c]
     return out
+
+
+@njit(cache=True, parallel=True)
+def centred_segment_sums(offsets, values, counts, hsums):
+    """Per variant j, over its classes ``offsets[j]:offsets[j + 1]``: ``sum g h``, ``sum g^2`` and
+    ``sum g^3`` over the individuals, with ``g = value - mean`` centred over them, from the classes'
+    ``values``, ``counts`` and sums ``hsums`` of ``h``: (b, 3). NaN for a variant without calls."""
+    b = offsets.shape[0] - 1
+    out = np.zeros((b, 3))
+    for j in prange(b):
+        n = 0.0
+        s = 0.0
+        for k in range(offsets[j], offsets[j + 1]):
+            n += counts[k]
+            s += counts[k] * values[k]
+        if not n > 0:
+            out[j, 0] = out[j, 1] = out[j, 2] = np.nan
+            continue
+        mean = s / n
+        a = 0.0
+        q2 = 0.0
+        q3 = 0.0
+        for k in range(offsets[j], offsets[j + 1]):
+            if counts[k] > 0:
+                g = values[k] - mean
+                a += g * hsums[k]
+                w = counts[k] * g * g
+                q2 += w
+                q3 += w * g
+        out[j, 0] = a
+        out[j, 1] = q2
+        out[j, 2] = q3
+    return out

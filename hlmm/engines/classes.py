@@ -54,6 +54,11 @@ class _Layout:
     def centred_sums(self, counts: np.ndarray, sums: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``sum g h``, ``sum g^2`` and ``sum g^3`` per variant over the individuals with a call, ``g``
         centred over them, from the class ``counts`` and the class sums of ``h`` (same layout)."""
+        if self.ragged:  # thousands of classes per variant: one compiled pass
+            out = _kernels_classes.centred_segment_sums(self.offsets, np.ascontiguousarray(self.values, np.float64),
+                                                        np.ascontiguousarray(counts, np.float64),
+                                                        np.ascontiguousarray(sums, np.float64))
+            return out[:, 0], out[:, 1], out[:, 2]
         values = self.class_values()
         n = self.reduce(counts)
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -153,7 +158,9 @@ def padded_width(q: int) -> int:
     is whole 32-byte vectors, which the compiled sums add with whole vector instructions (zero
     columns are added, and their sums ignored; each column's sum is unchanged to the last bit).
     Measured at n = 100,000 (docs/performance.rst): the default HLM scan of hard calls 0.81 times
-    the time with 3 columns, the score screen 0.80, 10 phenotypes (21 columns, padded to 24) 0.92."""
+    the time with 3 columns, the score screen 0.80, 10 phenotypes (21 columns, padded to 24) 0.92;
+    the score test's power sums of dosages 0.78. Not for the class sums of dosages, which scatter
+    into thousands of classes per variant: 4 columns took 1.10 times as long as 3 there."""
     return -(-q // 4) * 4
 
 
@@ -161,6 +168,9 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
     rows, and each part's columns in it."""
     packed = block.packed is not None
+    # hard calls: rows padded to whole vectors (padded_width); dosages: not (their sums scatter into
+    # thousands of classes per variant, and wider rows measured 10% slower there)
+    pad = block.dosages is None
 
     def make():
         n_rows = block.n_file if packed else len(block.rows)
@@ -181,14 +191,15 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
             # a run of consecutive columns is taken as a view
             contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else True
             index.append(slice(idx[0], idx[0] + len(idx)) if contiguous and idx else np.array(idx, dtype=np.intp))
-        Yc = np.zeros((n_rows, padded_width(len(columns))))
+        Yc = np.zeros((n_rows, padded_width(len(columns)) if pad else len(columns)))
         for k, (r, col) in enumerate(columns):
             Yc[r, k] = col
-        return packed, n_rows, block.rows.copy(), Yc, index
+        return packed, n_rows, block.rows.copy(), Yc, index, pad
 
     objects = tuple(a for part in parts for a in part)
-    value = cache.get(objects, lambda v: v[0] == packed and v[1] == (block.n_file if packed else len(block.rows))
-                         and np.array_equal(v[2], block.rows), make)
+    value = cache.get(objects, lambda v: v[0] == packed and v[5] == pad
+                      and v[1] == (block.n_file if packed else len(block.rows)) and np.array_equal(v[2], block.rows),
+                      make)
     return value[3], value[4]
 
 
