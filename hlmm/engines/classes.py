@@ -278,10 +278,12 @@ class ClassStatistics:
                 P = np.column_stack([y**k for k in range(powers + 1)])
                 coef = None
                 if e is not None:
-                    coef = np.linalg.lstsq(P, e, rcond=None)[0]
-                    if np.linalg.norm(P @ coef - e) > 1e-10 * np.linalg.norm(e):
-                        coef = None
-                        P = np.column_stack([P, e])
+                    A = np.column_stack([P, e])
+                    basis, combination = column_basis(A)
+                    if basis.shape == P.shape and np.array_equal(basis, P):
+                        coef = combination[:, -1]
+                    else:
+                        P = A
                 parts.append((subset, P))
                 combos.append(coef)
             return parts, combos
