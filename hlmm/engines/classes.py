@@ -159,8 +159,9 @@ def padded_width(q: int) -> int:
     columns are added, and their sums ignored; each column's sum is unchanged to the last bit).
     Measured at n = 100,000 (docs/performance.rst): the default HLM scan of hard calls 0.81 times
     the time with 3 columns, the score screen 0.80, 10 phenotypes (21 columns, padded to 24) 0.92;
-    the score test's power sums of dosages 0.78. Not for the class sums of dosages, which scatter
-    into thousands of classes per variant: 4 columns took 1.10 times as long as 3 there."""
+    the score test's power sums of dosages 0.78 (``benchmarks/bench_kernels.py``). Not for the class
+    sums of dosages, which scatter into thousands of classes per variant: 4 columns took 1.07 times
+    as long as 3 there, 24 columns 1.12 times as long as 21."""
     return -(-q // 4) * 4
 
 
@@ -169,7 +170,7 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     rows, and each part's columns in it."""
     packed = block.packed is not None
     # hard calls: rows padded to whole vectors (padded_width); dosages: not (their sums scatter into
-    # thousands of classes per variant, and wider rows measured 10% slower there)
+    # thousands of classes per variant, and wider rows measured 7-12% slower there)
     pad = block.dosages is None
 
     def make():
