@@ -166,25 +166,33 @@ def dosage_classes(dosages, Yc, denominator):
     q = Yc.shape[1]
     grid = 0 < denominator <= 65536
     width = 2 * denominator + 1 if grid else 1
-    present = np.zeros((b if grid else 0, width), dtype=np.bool_)
+    # Scratch arrays are each variant's own (allocated in its loop), not rows of block-wide
+    # arrays: at n = 100,000 this took 0.42 against 0.70 ms per variant (64 variants, 3 columns),
+    # the block-wide ones being paged in afresh for every block. Within a class the rows are
+    # added in the order of the individuals, as before, so the sums are the same to the last bit.
     on_grid = np.zeros(b, dtype=np.bool_)
     counts = np.zeros(b, dtype=np.int64)
     for j in prange(b):
         ok = grid
         if grid:
+            present = np.zeros(width, dtype=np.int32)
+            row = dosages[j]
             for i in range(n):
-                d = dosages[j, i]
+                d = row[i]
                 if d >= 0:  # False for NaN
                     x = d * denominator
                     k = int(x + 0.5)
                     if abs(x - k) > 1e-6 or k >= width:
                         ok = False
                         break
-                    present[j, k] = True
+                    present[k] = 1
+            if ok:
+                c = 0
+                for v in range(width):
+                    c += present[v]
+                counts[j] = c
         on_grid[j] = ok
-        if ok:
-            counts[j] = np.count_nonzero(present[j])
-        else:
+        if not ok:
             counts[j] = _distinct_sorted(dosages[j]).shape[0]
     offsets = np.zeros(b + 1, dtype=np.int64)
     for j in range(b):
@@ -195,22 +203,29 @@ def dosage_classes(dosages, Yc, denominator):
     for j in prange(b):
         o = offsets[j]
         if on_grid[j]:
-            slot = np.empty(width, dtype=np.int32)
+            # class of each individual first (-1: missing), then the sums in a local array:
+            # measured 35-50% faster than adding into ``sums`` while looking the classes up
+            slot = np.zeros(width, dtype=np.int32)
+            keys = np.empty(n, dtype=np.int32)
+            row = dosages[j]
+            for i in range(n):
+                d = row[i]
+                if d >= 0:
+                    v = int(d * denominator + 0.5)
+                    keys[i] = v
+                    slot[v] = 1
+                else:
+                    keys[i] = -1
             k = 0
             for v in range(width):
-                if present[j, v]:
+                if slot[v]:
                     slot[v] = k
                     values[o + k] = v / denominator
                     k += 1
-            # class of each individual first (k: missing), then the sums in a local array:
-            # measured 35-50% faster than adding into ``sums`` while looking the classes up
-            keys = np.empty(n, dtype=np.int32)
-            for i in range(n):
-                d = dosages[j, i]
-                keys[i] = slot[int(d * denominator + 0.5)] if d >= 0 else k
             acc = np.zeros((k + 1, q))
             for i in range(n):
                 r = keys[i]
+                r = slot[r] if r >= 0 else k
                 for c in range(q):
                     acc[r, c] += Yc[i, c]
             sums[o : o + k] = acc[:k]

@@ -191,7 +191,10 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
             rss += max(y2[k] - 2.0 * mu * y1[k] + c[k] * mu * mu, 0.0)
         b0 = np.log(max(rss / n, 1e-300))
         b1 = 0.0
-        F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
+        # Each trial point is evaluated with its derivatives, which the accepted one then keeps:
+        # one pass over the classes per iteration rather than two (the same values at the same
+        # points, so the same iterates and results)
+        F, gr0, gr1, h00, h01, h11, a0, a1, minv11 = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
         ok = False
         stalls = 0
         last = np.inf
@@ -222,20 +225,19 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
             moved = False
             while t >= 1e-14:
                 nb0, nb1 = b0 + t * s0, b1 + t * s1_
-                Ft = _profile_classes(nb0, nb1, g, c, y1, y2, False, wk)[0]
+                Ft, t0, t1, t00, t01, t11, ta0, ta1, tm = _profile_classes(nb0, nb1, g, c, y1, y2, True, wk)
                 accept = Ft <= F - 1e-4 * t * dec or (local and t == 1.0 and Ft <= F + noise_rtol * scale)
                 if np.isfinite(Ft) and accept:
                     b0, b1 = nb0, nb1
+                    F, gr0, gr1, h00, h01, h11, a0, a1, minv11 = Ft, t0, t1, t00, t01, t11, ta0, ta1, tm
                     moved = True
                     break
                 t *= 0.5
             if not moved:
                 ok = dec <= stall_rtol * scale
                 break
-            F, gr0, gr1, h00, h01, h11, a0, a1, _ = _profile_classes(b0, b1, g, c, y1, y2, True, wk)
         if not ok:
             continue
-        F, _, _, _, _, _, a0, a1, minv11 = _profile_classes(b0, b1, g, c, y1, y2, False, wk)
         var_b1 = 2.0 * v00 / vdet
         if np.isfinite(F) and minv11 > 0 and var_b1 > 0:
             out[j, 0] = F
