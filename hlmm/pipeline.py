@@ -33,7 +33,7 @@ from hlmm.io import InputError, OutputError, open_genotypes
 from hlmm.io.loco import loco_line, read_loco, read_pred_list
 from hlmm.model import ModelSpec
 from hlmm.nulls import NO_TERMS, GroupTerms, PhenotypeFit, fit_model, kurtosis_warning, log_fit, phenotype_model
-from hlmm.runner import ScanJob, open_executor, run_blocks
+from hlmm.runner import ScanJob, open_executor, read_size, run_blocks
 from hlmm.runstate import RunState, fingerprint
 from hlmm.scan import ScanSettings
 
@@ -426,24 +426,15 @@ def _variant_info(source, idx: np.ndarray) -> dict:
 #: At most this many genotype values per block by default (512 MB as float64): at n = 500,000 a
 #: block of 512 dosages and its mean-imputed copy had taken 3 GB of an HLMM score screen's 8.2 GB.
 MAX_BLOCK_VALUES = 2**26
-#: At most this many per block of dosages (16 MB as float32). Smaller blocks of dosages are
-#: faster: at n = 100,000, whole processes on 3,000 variants with blocks of 32 took 0.83x the time
-#: of blocks of 256 for the Wald scan of a .pgen, 0.79x of 512 for its score screen, and 0.83x of
-#: 256 for the Wald scan of an 8-bit .bgen, with the same rows. Such a block stays in cache, and
-#: below glibc's largest threshold for allocating by mmap (32 MB), so that its pages are not
-#: requested from the kernel afresh for every block.
-DOSAGE_BLOCK_VALUES = 2**22
 
 
-def scan_block_size(requested: int | None, scanner, n_individuals: int, dosages: bool = False) -> int:
+def scan_block_size(requested: int | None, scanner, n_individuals: int) -> int:
     """Variants per block: ``--block_size`` if given, else the engine's, lowered for large samples
     so that a block holds at most :data:`MAX_BLOCK_VALUES` genotypes (no change up to n = 131,072
-    for the HLM, whose blocks are 256), or :data:`DOSAGE_BLOCK_VALUES` when the blocks hold
-    ``dosages`` (41 variants at n = 100,000). Results do not depend on it."""
+    for the HLM, whose blocks are 256). Results do not depend on it."""
     if requested:
         return requested
-    limit = DOSAGE_BLOCK_VALUES if dosages else MAX_BLOCK_VALUES
-    return max(1, min(scanner.block_size, limit // max(1, n_individuals)))
+    return max(1, min(scanner.block_size, MAX_BLOCK_VALUES // max(1, n_individuals)))
 
 
 def block_ranges(group_of: np.ndarray, first: int, block_size: int) -> list:
@@ -470,7 +461,8 @@ def _scan_blocks(prepared: Prepared, first: int, block_size: int, on_tables, *, 
     the runner, turned into each phenotype's result columns and passed, in order, to
     ``on_tables(b0, b1, tables, outs, failure)``. Returns the blocks that failed twice."""
     blocks = block_ranges(prepared.group_of, first, block_size)
-    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
+    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls,
+                  read_size(len(prepared.rows), prepared.has_dosages))
     if executor is None:
         if n_jobs is None:
             n_jobs = default_jobs(prepared.scanner, len(blocks))
@@ -534,9 +526,9 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     total = len(prepared.variants)
     summary = ScanSummary(outputs=[st.out for st in states],
                           tallies=[results.Tally(tally_columns(prepared.spec)) for _ in states])
-    block_size = scan_block_size(prepared.options.block_size, prepared.scanner, len(prepared.rows),
-                                 prepared.has_dosages)
-    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls)
+    block_size = scan_block_size(prepared.options.block_size, prepared.scanner, len(prepared.rows))
+    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls,
+                  read_size(len(prepared.rows), prepared.has_dosages))
     n_blocks = len(block_ranges(prepared.group_of, 0, block_size))
     if n_jobs is None:
         n_jobs = default_jobs(prepared.scanner, n_blocks)
@@ -686,7 +678,7 @@ def scan_arrays(y, genotypes, *, mean_covar=None, var_covar=None, random=None,
     prepared = Prepared(spec, source, variants, start, stop, rows, [VariantGroup(NO_TERMS, [fit], [model], scanner)],
                         np.zeros(len(variants), dtype=np.int64), inputs, options)
     parts = []
-    _scan_blocks(prepared, 0, scan_block_size(options.block_size, scanner, len(rows), prepared.has_dosages),
+    _scan_blocks(prepared, 0, scan_block_size(options.block_size, scanner, len(rows)),
                  lambda b0, b1, tables, outs, failure:
                  parts.append(tables[0]), n_jobs=1)
     columns = {c: np.concatenate([p[c] for p in parts])

@@ -369,6 +369,16 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
         np.add.at(want, inv, Y[called])
         np.testing.assert_allclose(sums[seg], want, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(missing[j], Y[~called].sum(axis=0), rtol=1e-12, atol=1e-12)
+    # per part (columns shared between parts, out of order, alone): each part's own C-contiguous
+    # arrays, its columns' sums to the last bit
+    parts = [[0, 1], [0, 2], [2], [2, 1, 0]]
+    o2, v2, part_sums, part_missing = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    np.testing.assert_array_equal(o2, offsets)
+    np.testing.assert_array_equal(v2, values)
+    for p, s, m in zip(parts, part_sums, part_missing):
+        assert s.flags.c_contiguous and s.shape == (offsets[-1], len(p)) and m.shape == (D.shape[0], len(p))
+        np.testing.assert_array_equal(s, sums[:, p])
+        np.testing.assert_array_equal(m, missing[:, p])
 
 
 def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosages(data):

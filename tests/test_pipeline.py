@@ -214,18 +214,13 @@ def test_random_effects__held_once_for_phenotypes_with_the_same_individuals(ds, 
 
 def test_scan_block_size__engine_default_capped_for_large_samples():
     """--block_size wins; otherwise the engine's block, lowered so that a block holds at most
-    MAX_BLOCK_VALUES genotypes (n = 500,000: 134 variants instead of 512), or DOSAGE_BLOCK_VALUES
-    dosages (n = 100,000: 41), never below 1."""
+    MAX_BLOCK_VALUES genotypes (n = 500,000: 134 variants instead of 512), never below 1."""
     from types import SimpleNamespace
 
-    from hlmm.pipeline import DOSAGE_BLOCK_VALUES, MAX_BLOCK_VALUES, scan_block_size
+    from hlmm.pipeline import MAX_BLOCK_VALUES, scan_block_size
 
     score, hlm = SimpleNamespace(block_size=512), SimpleNamespace(block_size=256)
     assert scan_block_size(None, score, 100_000) == 512 and scan_block_size(None, hlm, 131_072) == 256
     assert scan_block_size(None, score, 500_000) == MAX_BLOCK_VALUES // 500_000 == 134
     assert scan_block_size(None, hlm, 10**9) == 1
-    assert scan_block_size(None, hlm, 100_000, dosages=True) == DOSAGE_BLOCK_VALUES // 100_000 == 41
-    assert scan_block_size(None, score, 10_000, dosages=True) == 419 and scan_block_size(None, hlm, 10_000, True) == 256
-    assert scan_block_size(None, hlm, 10**8, dosages=True) == 1
-    assert scan_block_size(64, hlm, 100_000, dosages=True) == 64
     assert scan_block_size(1000, score, 500_000) == 1000

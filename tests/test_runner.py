@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from hlmm import runner
+from hlmm import hetlm, runner
 from hlmm.engines import STATUS, make_scanner
 from hlmm.io import ArraySource
 from hlmm.model import ModelSpec
-from hlmm.scan import ScanModel
+from hlmm.scan import NullFit, ScanModel
 
 
 def job(m=30):
@@ -79,3 +79,52 @@ def test_run_blocks__input_errors_are_not_retried(monkeypatch):
     monkeypatch.setattr(runner, "compute_block", bad)
     with pytest.raises(InputError, match="truncated"):
         collect(job(), [(0, 7)])
+
+
+@pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(test="score"), ModelSpec(robust=True)])
+def test_compute_block__read_in_parts_gives_the_whole_blocks_results(spec):
+    """A block read and scanned a few variants at a time (``read_size``, as for dosages) gives the
+    rows of one read: the same arrays to the last bit, and each failure at its variant's position
+    within the block. Dosages with a multi-allelic, a monomorphic and a failing variant in the later
+    parts."""
+    rng = np.random.default_rng(3)
+    n, m = 300, 23
+    g = np.clip(rng.binomial(2, 0.3, (n, m)) + rng.normal(0, 0.1, (n, m)) * (rng.random((n, m)) < 0.3), 0, 2)
+    g = np.round(g * 255) / 255
+    g[rng.random((n, m)) < 0.02] = np.nan
+    g[:, 17] = 0.0  # monomorphic: filtered
+    g[:, 19] = 1.0  # all heterozygous: one class, the fit fails (a problem at 19)
+    y = rng.standard_normal(n) * np.exp(0.2 * np.nan_to_num(g[:, 3]))
+    one = np.ones((n, 1))
+    model = ScanModel("y", np.arange(n), y, null=NullFit.of(hetlm.model(y, one, one).optimize_model()))
+    src = ArraySource(g)
+    src.variants.n_alleles[11] = 3
+    whole = runner.ScanJob(src, np.arange(n), make_scanner(spec, [model], True), np.arange(m))
+    parts = runner.ScanJob(src, np.arange(n), whole.scanner, np.arange(m), read_size=4)
+    a, b = runner.compute_block(whole, 2, 21)[0], runner.compute_block(parts, 2, 21)[0]
+    assert a.keys() == b.keys() and a["status"][11 - 2] == STATUS["multiallelic"]
+    assert a["status"][17 - 2] == STATUS["maf"] and a["status"][19 - 2] == STATUS["failed"]
+    for key in a:
+        if key == "problems":
+            assert a[key] == b[key]
+        else:
+            np.testing.assert_array_equal(a[key], b[key])
+    assert [j for j, _ in b["problems"]] == [19 - 2]
+    problems = runner.compute_block(parts, 0, m)[0]["problems"]
+    assert problems == runner.compute_block(whole, 0, m)[0]["problems"] and [j for j, _ in problems] == [19]
+
+
+def test_concatenate_results__shifts_problems_by_the_parts_before():
+    from hlmm.engines.base import concatenate_results, empty_results
+
+    p1, p2 = empty_results(3, ModelSpec()), empty_results(2, ModelSpec())
+    p1["problems"], p2["problems"] = [(1, "a")], [(0, "b"), (1, "c")]
+    p2["add"][1] = 5.0
+    out = concatenate_results([p1, p2])
+    assert out["problems"] == [(1, "a"), (3, "b"), (4, "c")]
+    assert out["add"].shape == (5,) and out["add"][4] == 5.0 and np.isnan(out["add"][:4]).all()
+
+
+def test_read_size__dosages_only():
+    assert runner.read_size(100_000, True) == runner.DOSAGE_READ_VALUES // 100_000 == 41
+    assert runner.read_size(10**9, True) == 1 and runner.read_size(100_000, False) is None

@@ -16,7 +16,7 @@ from hlmm.engines.classes import ClassMoments, ClassStatistics
 from hlmm.io import GenotypeBlock
 from hlmm.model import ModelSpec
 
-__all__ = ["Scanner", "STATUS", "filters", "empty_results", "MODEL_SE_KEYS"]
+__all__ = ["Scanner", "STATUS", "concatenate_results", "filters", "empty_results", "MODEL_SE_KEYS"]
 
 #: Per-variant status codes in the ``status`` array of a scanner's result.
 STATUS = {"ok": 0, "maf": 1, "missing": 2, "no_calls": 3, "multiallelic": 4, "failed": 5}
@@ -49,6 +49,18 @@ def empty_results(b: int, spec: ModelSpec, status: str = "no_calls") -> dict:
             out["gxe_model_se"] = np.zeros(b, dtype=np.int8)
     out["status"] = np.full(b, STATUS[status], dtype=np.int8)
     out["problems"] = []
+    return out
+
+
+def concatenate_results(parts: list) -> dict:
+    """The results of consecutive parts of a block as one: arrays joined along the variants, and
+    the ``problems`` of each part with its variants' positions shifted by the parts before it."""
+    out, offset, problems = {}, 0, []
+    for part in parts:
+        problems += [(j + offset, why) for j, why in part["problems"]]
+        offset += len(part["status"])
+    for key in parts[0]:
+        out[key] = problems if key == "problems" else np.concatenate([p[key] for p in parts], axis=0)
     return out
 
 

@@ -247,8 +247,10 @@ class ClassStatistics:
         elif block.dosages is None:
             mom = _kernels_classes.class_moments_codes(block.codes, Yc)
         else:
-            seg, values, sums, missing = _kernels_classes.dosage_classes(block.dosages, Yc, block.denominator or 0)
-            return [ClassSums(sums[:, idx], values, missing[:, idx], seg) for idx in index]
+            cols = [np.arange(Yc.shape[1])[idx] for idx in index]
+            seg, values, sums, missing = _kernels_classes.dosage_classes(block.dosages, Yc, block.denominator or 0,
+                                                                         cols)
+            return [ClassSums(s, values, m, seg) for s, m in zip(sums, missing)]
         return [ClassSums(mom[:, :3][:, :, idx], None, mom[:, 3][:, idx]) for idx in index]
 
     def moments(self, block: GenotypeBlock, models: list, powers: int, extra: list | None = None) -> list:
@@ -294,9 +296,18 @@ class ClassStatistics:
         for c, e, coef in zip(self.sums(block, parts), extra, combos):
             summed = e is not None and coef is None
             last = c.sums.shape[-1] - summed
-            ex = None if e is None else c.sums[..., last] if summed else c.sums[..., :powers + 1] @ coef
+            ex = None if e is None else c.sums[..., last] if summed else _combination(c.sums, coef)
             out.append(ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets, ex))
         return out
+
+
+def _combination(sums: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """``sums[..., :len(coef)] @ coef``, term by term in order: the same to the last bit wherever
+    ``sums`` lies in memory (a BLAS product's last bits depend on its operands' alignment)."""
+    out = sums[..., 0] * coef[0]
+    for k in range(1, len(coef)):
+        out = out + sums[..., k] * coef[k]
+    return out
 
 
 def column_basis(A: np.ndarray, tol: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
