@@ -28,7 +28,11 @@ Runs (``--what``; each program on each data set):
 ``bed``         hard.bed and miss.bed;
 ``bgen``        dos.bgen;
 ``phenotypes``  dos.pgen with the ten traits of pheno10.txt (plink2 reads all the columns,
-                hlmm_chr ``--all_phenotypes``).
+                hlmm_chr ``--all_phenotypes``);
+``pgen8``       dos8.pgen, one trait and the ten: ``plink2 --bgen dos.bgen ref-first --sample
+                dos.sample --make-pgen``, UK Biobank's 8-bit dosages as a user converts them for
+                plink2 (a dosage is then one of at most 511 values, about 330 distinct per
+                variant, against about 9,100 in dos.pgen; made once).
 
 The programs: ``plink2 --glm allow-no-covars --threads T`` (T = ``--plink-threads``, default 2;
 ``--covar cov.txt`` and ``hide-covar`` instead with ``--covariates``) on the first k variants
@@ -122,7 +126,7 @@ from hlmm.io import BedWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_original import REPO, run_once  # noqa: E402
 
-WHAT = ("pgen", "bed", "bgen", "phenotypes")
+WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8")
 TRAITS10 = [f"t{j}" for j in range(10)]
 
 
@@ -228,6 +232,9 @@ def build_runs(args) -> list:
                      [w / "dos.bgen", "--sample", w / "dos.sample"], "pheno.txt", ["trait"]),
         "dos.pgen, 10 traits": ("phenotypes", ["--pfile", w / "dos"], [w / "dos.pgen", "--all_phenotypes"],
                                 "pheno10.txt", TRAITS10),
+        "dos8.pgen": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen"], "pheno.txt", ["trait"]),
+        "dos8.pgen, 10 traits": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen", "--all_phenotypes"],
+                                 "pheno10.txt", TRAITS10),
     }
     hlmms = [("hlmm_chr", REPO)]
     if args.compare:
@@ -270,6 +277,13 @@ def first_bgens(workdir: Path, ks: tuple) -> None:
             run_once([plink2(), "--pfile", str(workdir / "dos"), "--snps", f"rs0-rs{k - 1}", "--export", "bgen-1.2",
                       "bits=8", "ref-first", "--threads", "2", "--out", str(workdir / f"dos_first{k}")], None,
                      workdir / "export_bgen.log")
+
+
+def pgen8(workdir: Path) -> None:
+    """dos8.pgen (+ .pvar, .psam): dos.bgen's 8-bit dosages converted by plink2 (made once)."""
+    if not all((workdir / f"dos8.{e}").exists() for e in ("pgen", "pvar", "psam")):
+        run_once([plink2(), "--bgen", str(workdir / "dos.bgen"), "ref-first", "--sample", str(workdir / "dos.sample"),
+                  "--make-pgen", "--threads", "2", "--out", str(workdir / "dos8")], None, workdir / "make_pgen8.log")
 
 
 def count_rows(path: Path) -> int:
@@ -490,6 +504,8 @@ def main(argv=None) -> list:
           f"{stamp['seconds_write']:.1f} s + {stamp['seconds_bgen']:.1f} s for the .bgen); {machine()}")
     if "bgen" in args.what:
         first_bgens(args.workdir, args.k)
+    if "pgen8" in args.what:
+        pgen8(args.workdir)
     runs = build_runs(args)
     if args.profile and args.profile_data not in args.what:
         profile_args = argparse.Namespace(**{**vars(args), "what": [{"miss": "bed"}.get(args.profile_data,

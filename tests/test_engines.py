@@ -482,3 +482,38 @@ def test_centred_segment_sums__equal_numpy_over_ragged_classes():
             continue
         g = D[j, called] - D[j, called].mean()
         np.testing.assert_allclose(out[j], [g @ h[called], g @ g, np.sum(g**3)], rtol=1e-10, atol=1e-10)
+    # strided columns (as the engines pass them) give the same sums as contiguous copies
+    np.testing.assert_array_equal(_kernels_classes.centred_segment_sums(offsets, values, sums[:, 0], sums[:, 1]), out)
+
+
+def test_segment_count_sums_and_combine_columns__equal_numpy():
+    """Per variant over its ragged classes, the calls and the copies of A1 (counts and counts times
+    values, added in class order as numpy's reduction of them is here); a combination of a few
+    columns of per-class sums, term by term: the same to the last bit as the numpy expressions."""
+    from hlmm.engines import _kernels_classes
+    from hlmm.engines.classes import ClassMoments, _combination
+
+    rng = np.random.default_rng(13)
+    n = 611
+    D = np.stack([rng.integers(0, 2 * 16384 + 1, n) / 16384, np.full(n, np.nan),
+                  np.where(rng.random(n) < 0.7, 0.0, rng.random(n) * 2), rng.integers(0, 3, n).astype(float)])
+    D[:, rng.random(n) < 0.05] = np.nan
+    Y = rng.standard_normal((n, 3)) * [1.0, 3.0, 0.1]
+    Y[:, 0] = 1.0
+    offsets, values, sums, missing = _kernels_classes.dosage_classes(D, Y, 16384)
+    got = _kernels_classes.segment_count_sums(offsets, sums[:, 0], values)
+    for j in range(D.shape[0]):
+        seg = slice(offsets[j], offsets[j + 1])
+        n_j, a1_j = 0.0, 0.0
+        for c, v in zip(sums[seg, 0], values[seg]):
+            n_j, a1_j = n_j + c, a1_j + c * v
+        assert got[j, 0] == n_j and got[j, 1] == a1_j
+        called = ~np.isnan(D[j])
+        assert n_j == called.sum() and np.isclose(a1_j, D[j, called].sum(), rtol=1e-12)
+    mom = ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets)
+    np.testing.assert_array_equal(mom.n_called, np.rint(got[:, 0]).astype(np.int64))
+    np.testing.assert_array_equal(mom.a1_copies, got[:, 1])
+    coef = np.array([0.7, -1.3, 2.9])
+    want = (sums[:, 0] * coef[0] + sums[:, 1] * coef[1]) + sums[:, 2] * coef[2]
+    np.testing.assert_array_equal(_combination(sums, coef), want)
+    np.testing.assert_array_equal(_combination(sums[None], coef)[0], want)  # padded layout: numpy

@@ -111,7 +111,8 @@ def build_parser():
     p.add_argument("--block_size", type=positive_int, default=None,
                    help="Variants read, fitted and written per block (default: chosen for the model, 512 for score "
                         "tests and 256 for HLMs down to 1 for the reference mixed model, so that progress moves "
-                        "every few seconds, and at most 2^26 genotypes per block)")
+                        "every few seconds, and at most 2^26 genotypes per block; blocks of dosages are read and "
+                        "fitted at most 2^22 dosages at a time)")
     p.add_argument("--n_jobs", type=positive_int, default=None,
                    help="Worker processes fitting blocks in parallel (default: one per core for the exact fits of "
                         "mixed models, whose blocks are slow; 1 otherwise). Results do not depend on it")

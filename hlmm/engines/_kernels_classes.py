@@ -299,6 +299,36 @@ def segment_sums(offsets, x):
 
 
 @njit(cache=True, parallel=True)
+def segment_count_sums(offsets, counts, values):
+    """Per variant j, over its classes ``offsets[j]:offsets[j + 1]``: the sum of ``counts`` and the
+    sum of ``counts * values``, each added in class order: (b, 2)."""
+    b = offsets.shape[0] - 1
+    out = np.zeros((b, 2))
+    for j in prange(b):
+        n = 0.0
+        s = 0.0
+        for k in range(offsets[j], offsets[j + 1]):
+            n += counts[k]
+            s += counts[k] * values[k]
+        out[j, 0] = n
+        out[j, 1] = s
+    return out
+
+
+@njit(cache=True, parallel=True)
+def combine_columns(S, coef):
+    """``S[:, :len(coef)] @ coef`` term by term in column order, for each row of ``S`` (K, r)."""
+    K = S.shape[0]
+    out = np.empty(K)
+    for k in prange(K):
+        x = S[k, 0] * coef[0]
+        for t in range(1, coef.shape[0]):
+            x = x + S[k, t] * coef[t]
+        out[k] = x
+    return out
+
+
+@njit(cache=True, parallel=True)
 def centred_segment_sums(offsets, values, counts, hsums):
     """Per variant j, over its classes ``offsets[j]:offsets[j + 1]``: ``sum g h``, ``sum g^2`` and
     ``sum g^3`` over the individuals, with ``g = value - mean`` centred over them, from the classes'

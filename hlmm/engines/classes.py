@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -55,9 +56,9 @@ class _Layout:
         """``sum g h``, ``sum g^2`` and ``sum g^3`` per variant over the individuals with a call, ``g``
         centred over them, from the class ``counts`` and the class sums of ``h`` (same layout)."""
         if self.ragged:  # thousands of classes per variant: one compiled pass
-            out = _kernels_classes.centred_segment_sums(self.offsets, np.ascontiguousarray(self.values, np.float64),
-                                                        np.ascontiguousarray(counts, np.float64),
-                                                        np.ascontiguousarray(sums, np.float64))
+            # (columns of the sums as they are, strided or not: a copy cost more than the pass)
+            out = _kernels_classes.centred_segment_sums(self.offsets, np.asarray(self.values, np.float64),
+                                                        np.asarray(counts, np.float64), np.asarray(sums, np.float64))
             return out[:, 0], out[:, 1], out[:, 2]
         values = self.class_values()
         n = self.reduce(counts)
@@ -99,13 +100,23 @@ class ClassMoments(_Layout):
 
     @property
     def n_called(self) -> np.ndarray:
+        if self.ragged:
+            return np.rint(self._count_sums[:, 0]).astype(np.int64)
         return np.rint(self.reduce(self.counts)).astype(np.int64)
 
     @property
     def a1_copies(self) -> np.ndarray:
         if self.values is None:
             return self.counts[:, 1] + 2 * self.counts[:, 2]
+        if self.ragged:
+            return self._count_sums[:, 1]
         return self.reduce(self.counts * self.values)
+
+    @cached_property
+    def _count_sums(self) -> np.ndarray:
+        """Ragged: per variant, the sums of the counts and of counts times values in one compiled
+        pass, added as :meth:`reduce` adds them."""
+        return _kernels_classes.segment_count_sums(self.offsets, self.counts, self.values)
 
 
 @dataclass
@@ -303,7 +314,10 @@ class ClassStatistics:
 
 def _combination(sums: np.ndarray, coef: np.ndarray) -> np.ndarray:
     """``sums[..., :len(coef)] @ coef``, term by term in order: the same to the last bit wherever
-    ``sums`` lies in memory (a BLAS product's last bits depend on its operands' alignment)."""
+    ``sums`` lies in memory (a BLAS product's last bits depend on its operands' alignment).
+    Ragged (2-D) sums in one compiled pass, the same operations in the same order."""
+    if sums.ndim == 2:
+        return _kernels_classes.combine_columns(sums, np.ascontiguousarray(coef, dtype=np.float64))
     out = sums[..., 0] * coef[0]
     for k in range(1, len(coef)):
         out = out + sums[..., k] * coef[k]
