@@ -128,3 +128,20 @@ def test_concatenate_results__shifts_problems_by_the_parts_before():
 def test_read_size__dosages_only():
     assert runner.read_size(100_000, True) == runner.DOSAGE_READ_VALUES // 100_000 == 41
     assert runner.read_size(10**9, True) == 1 and runner.read_size(100_000, False) is None
+
+
+def test_adaptive_columns__cache_entry_of_another_object_is_rebuilt():
+    """The scanner's cache of [1, h] is keyed by the model's id; an entry left by another object
+    under that id (as in a scanner unpickled in a worker, whose keys are the parent's ids) is not
+    used: the model's own columns are built."""
+    from types import SimpleNamespace
+
+    from hlmm.engines.base import Scanner
+
+    m = SimpleNamespace(n=3, adaptive=SimpleNamespace(h=np.array([1.0, 2.0, 3.0])))
+    other = SimpleNamespace(n=3, adaptive=SimpleNamespace(h=np.array([9.0, 9.0, 9.0])))
+    s = Scanner.__new__(Scanner)
+    s._adaptive_cache = {id(m): (other, np.column_stack([np.ones(3), other.adaptive.h]))}
+    np.testing.assert_array_equal(s._adaptive_columns(m), np.column_stack([np.ones(3), m.adaptive.h]))
+    assert s._adaptive_cache[id(m)][0] is m
+    assert s._adaptive_columns(m) is s._adaptive_columns(m)  # built once

@@ -170,11 +170,13 @@ class Scanner:
         return outs
 
     def _adaptive_columns(self, m) -> np.ndarray:
-        """``[1, h]`` of a model, built once."""
+        """``[1, h]`` of a model, built once. Found again by the model's identity: an entry whose
+        model is another object (an id of the process a scanner was pickled in) is rebuilt."""
         cache = self.__dict__.setdefault("_adaptive_cache", {})
-        if id(m) not in cache:
-            cache[id(m)] = (m, np.column_stack([np.ones(m.n), m.adaptive.h]))
-        return cache[id(m)][1]
+        hit = cache.get(id(m))
+        if hit is None or hit[0] is not m:
+            hit = cache[id(m)] = (m, np.column_stack([np.ones(m.n), m.adaptive.h]))
+        return hit[1]
 
     def summaries(self, block: GenotypeBlock) -> list:
         """Calls, frequencies and filters of every model (one compiled pass)."""
