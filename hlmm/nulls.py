@@ -280,7 +280,7 @@ def phenotype_model(spec: ModelSpec, mt: Matched, p: int, inputs: Inputs, shared
                       covariate_fit["beta"] if spec.fit_covariates else None,
                       None if null is None else NullFit.of(null), moments,
                       None if mt.exposures is None else np.ascontiguousarray(mt.exposures[sel]), score_null, adaptive)
-    log.info(f"phenotype '{name}': {adaptive.describe()}")
+    log.info(f"phenotype '{name}'{', ' + terms.label if terms.label else ''}: {adaptive.describe()}")
     _check_interaction_size(spec, model, inputs)
     return fit, model
 

@@ -186,3 +186,15 @@ def test_regenie_example_bgen__fid_iid_tokens_match_the_phenotype_file(tmp_path)
     for col, sign in (("add", -1), ("var", -1), ("add_se", 1), ("var_se", 1), ("likelihood", 1),
                       ("var_pval_robust", 1)):
         np.testing.assert_allclose(a[col], sign * b[col], rtol=1e-7, atol=1e-10, err_msg=col)
+
+
+def test_pred__log_names_each_chromosomes_adaptive_score(data, tmp_path, capfd):
+    """The log's adaptive-score line of each null model names its chromosome (one line per
+    phenotype and chromosome, not the same line repeated)."""
+    d = data["dir"]
+    argv = [d / "g.bed", 0, 16, d / "pheno.txt", tmp_path / "pred", "--pred", d / "pred.list", "--no_x_sex",
+            "--min_maf", "0.01"]
+    assert hlmm_chr.main([str(a) for a in argv]) == 0
+    err = capfd.readouterr().err
+    for c in (1, 2):
+        assert err.count(f"phenotype 'y', chromosome {c}: adaptive variance score: ") == 1, err
