@@ -145,3 +145,39 @@ def test_adaptive_columns__cache_entry_of_another_object_is_rebuilt():
     np.testing.assert_array_equal(s._adaptive_columns(m), np.column_stack([np.ones(3), m.adaptive.h]))
     assert s._adaptive_cache[id(m)][0] is m
     assert s._adaptive_columns(m) is s._adaptive_columns(m)  # built once
+
+
+def test_run_blocks__a_part_that_fails_fails_its_whole_block_and_is_retried():
+    """Read in parts (``read_size``), a read that fails in the second part of a block makes the
+    whole block fail: it is retried once (the same rows as an undisturbed run), and a block whose
+    part always fails gets NaN rows for all its variants, not only the part's."""
+    class Flaky(ArraySource):
+        def __init__(self, g, fail_at, times):
+            super().__init__(g)
+            self.fail_at, self.left = fail_at, times
+
+        def read_block(self, rows, index, hard_calls=False):
+            if self.fail_at in index and self.left > 0:
+                self.left -= 1
+                raise OSError("read error")
+            return super().read_block(rows, index, hard_calls)
+
+    rng = np.random.default_rng(4)
+    g = np.round(np.clip(rng.binomial(2, 0.3, (200, 30)) + rng.normal(0, 0.1, (200, 30)), 0, 2) * 255) / 255
+    y = rng.standard_normal(200)
+    scanner = make_scanner(ModelSpec(), [ScanModel("y", np.arange(200), y)], True)
+    blocks = [(0, 10), (10, 20), (20, 30)]
+
+    def scan(source):
+        j = runner.ScanJob(source, np.arange(200), scanner, np.arange(30), read_size=4)
+        return collect(j, blocks)
+
+    clean, _ = scan(ArraySource(g))
+    once, failed = scan(Flaky(g, 15, 1))  # 15: the second part (14-17) of block 10-20
+    assert failed == []
+    for (_, _, a, _), (_, _, b, _) in zip(clean, once):
+        np.testing.assert_array_equal(a["add"], b["add"])
+    always, failed = scan(Flaky(g, 15, 99))
+    assert failed == [[10, 20, "OSError: read error"]]
+    assert np.isnan(always[1][2]["add"]).all() and (always[1][2]["status"] == STATUS["failed"]).all()
+    np.testing.assert_array_equal(always[2][2]["add"], clean[2][2]["add"])
