@@ -298,6 +298,17 @@ def segment_sums(offsets, x):
     return out
 
 
+@njit(cache=True)
+def _count_sums(counts, values, k0, k1):
+    """The sum of ``counts[k0:k1]`` and of ``counts * values`` over them, added in class order."""
+    n = 0.0
+    s = 0.0
+    for k in range(k0, k1):
+        n += counts[k]
+        s += counts[k] * values[k]
+    return n, s
+
+
 @njit(cache=True, parallel=True)
 def segment_count_sums(offsets, counts, values):
     """Per variant j, over its classes ``offsets[j]:offsets[j + 1]``: the sum of ``counts`` and the
@@ -305,13 +316,7 @@ def segment_count_sums(offsets, counts, values):
     b = offsets.shape[0] - 1
     out = np.zeros((b, 2))
     for j in prange(b):
-        n = 0.0
-        s = 0.0
-        for k in range(offsets[j], offsets[j + 1]):
-            n += counts[k]
-            s += counts[k] * values[k]
-        out[j, 0] = n
-        out[j, 1] = s
+        out[j, 0], out[j, 1] = _count_sums(counts, values, offsets[j], offsets[j + 1])
     return out
 
 
@@ -336,11 +341,7 @@ def centred_segment_sums(offsets, values, counts, hsums):
     b = offsets.shape[0] - 1
     out = np.zeros((b, 3))
     for j in prange(b):
-        n = 0.0
-        s = 0.0
-        for k in range(offsets[j], offsets[j + 1]):
-            n += counts[k]
-            s += counts[k] * values[k]
+        n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
         if not n > 0:
             out[j, 0] = out[j, 1] = out[j, 2] = np.nan
             continue
