@@ -74,9 +74,9 @@ def read_size(n_individuals: int, dosages: bool) -> int | None:
 def compute_block(job: ScanJob, b0: int, b1: int) -> list:
     """Statistics of block ``b0:b1`` for every model, read and scanned ``job.read_size`` variants at
     a time. BLAS runs single-threaded, so results do not depend on how blocks are distributed."""
-    step = job.read_size or (b1 - b0)
+    step = max(1, job.read_size or (b1 - b0))
     parts = []
-    for a in range(b0, b1, max(1, step)):
+    for a in range(b0, max(b1, b0 + 1), step):  # (an empty block is read once, as before)
         block = job.source.read_block(job.rows, job.variants[a:min(a + step, b1)], job.hard_calls)
         with blas_threads_for(0):
             parts.append(job.scanner.scan(block))
