@@ -195,7 +195,9 @@ def _dosage_classes(dosages, Yc, denominator, cols, starts):
     grid = 0 < denominator <= 65536
     width = 2 * denominator + 1 if grid else 1
     # Scratch arrays are each variant's own (allocated in its loop), not rows of block-wide
-    # arrays: at n = 100,000 this took 0.42 against 0.70 ms per variant (64 variants, 3 columns),
+    # arrays: at n = 100,000 this took 0.42 against 0.70 ms per variant (64 variants, 3 columns,
+    # an in-process timing script not kept; ``benchmarks/bench_kernels.py --b 64 --widths 3`` times
+    # this kernel),
     # the block-wide ones being paged in afresh for every block. Within a class the rows are
     # added in the order of the individuals, as before, so the sums are the same to the last bit.
     on_grid = np.zeros(b, dtype=np.bool_)
@@ -228,8 +230,9 @@ def _dosage_classes(dosages, Yc, denominator, cols, starts):
     K = offsets[b]
     R = cols.shape[0]
     P = starts.shape[0] - 1
-    # part p's array starts at element first[p], a multiple of 8 (64 bytes): each part is aligned
-    # as the buffer is, as an array of its own would be (BLAS's results can depend on alignment)
+    # part p's array starts at element first[p], a multiple of 8 (64 bytes into the buffer), so that
+    # every part has the buffer's alignment whatever K is: the last bits of a BLAS product (the G×E
+    # class engine multiplies these sums) can depend on its operands' alignment
     first = np.zeros(P + 1, dtype=np.int64)
     for p in range(P):
         first[p + 1] = first[p] + (K * (starts[p + 1] - starts[p]) + 7) // 8 * 8
