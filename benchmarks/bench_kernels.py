@@ -1,12 +1,16 @@
-"""Time the compiled sums of dosage blocks at several design widths (columns per individual).
+"""Time the compiled sums of genotype blocks at several design widths (columns per individual).
 
 The class sums of dosages (``dosage_classes``: a scatter over the ~9,000 distinct dosages of each
 variant) and the score test's power sums (``centred_power_sums``) on one block of imputation-like
-dosages (30% of the calls perturbed by N(0, 0.1), on the 1/16384 grid), n = 100,000, 256 variants;
-medians of 5 runs after a warm-up. The figures behind :func:`hlmm.engines.classes.padded_width`
-(docs/performance.rst)::
+dosages (30% of the calls perturbed by N(0, 0.1), on the 1/16384 grid), and the class sums of the
+same block's hard calls, packed as in a .bed without missing calls (``class_moments_packed``);
+n = 100,000, 256 variants; medians of 5 runs after a warm-up. The figures behind
+:func:`hlmm.engines.classes.padded_width` (docs/performance.rst)::
 
     python benchmarks/bench_kernels.py
+
+Run it in another checkout (``PYTHONPATH=../other python benchmarks/bench_kernels.py``) for the
+same kernels before a change.
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(0)
     n, b = args.n, args.b
     g = rng.binomial(2, rng.uniform(0.05, 0.5, b)[:, None], (b, n)).astype(np.float64)
+    bits = np.select([g == 2, g == 1], [0, 2], 3).astype(np.uint8)  # .bed codes: 00 two copies, 10 one, 11 none
+    bits = np.concatenate([bits, np.full((b, -n % 4), 3, np.uint8)], axis=1)
+    packed = (bits[:, 0::4] | bits[:, 1::4] << 2 | bits[:, 2::4] << 4 | bits[:, 3::4] << 6).astype(np.uint8)
     pert = rng.random((b, n)) < 0.3
     g[pert] = np.clip(g[pert] + rng.normal(0, 0.1, pert.sum()), 0, 2)
     D = (np.round(g * 16384) / 16384).astype(np.float32)
@@ -36,7 +43,8 @@ def main(argv=None) -> None:
     for q in args.widths:
         Y = np.ascontiguousarray(rng.standard_normal((n, q)))
         kernels = {"dosage_classes": lambda Y=Y: _kernels_classes.dosage_classes(D, Y, 16384),
-                   "centred_power_sums": lambda Y=Y: _kernels_score.centred_power_sums(D, rows, Y)}
+                   "centred_power_sums": lambda Y=Y: _kernels_score.centred_power_sums(D, rows, Y),
+                   "class_moments_packed": lambda Y=Y: _kernels_classes.class_moments_packed(packed, Y)}
         out = []
         for name, f in kernels.items():
             f()  # compile / warm
