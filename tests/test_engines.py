@@ -323,7 +323,8 @@ def test_column_basis__reproduces_dependent_columns_and_keeps_independent_ones()
 @pytest.mark.parametrize("q", [3, 11])
 def test_class_moments_packed__equal_numpy_class_sums(q):
     """Both kernels (plain for q <= 8, tiled above) give each class's column sums, for n not a
-    multiple of 4, and agree with the decoded-codes kernel to the last bit."""
+    multiple of 4, and agree with the decoded-codes kernel to the last bit, on all individuals and
+    on a subset."""
     from hlmm.engines import _kernels_classes
 
     rng = np.random.default_rng(3)
@@ -339,7 +340,18 @@ def test_class_moments_packed__equal_numpy_class_sums(q):
     for k, cls in enumerate((0, 1, 2, -1)):
         want = np.stack([Y[codes[j] == cls].sum(axis=0) for j in range(b)])
         np.testing.assert_allclose(got[:, k], want, rtol=1e-12, atol=1e-12)
-    np.testing.assert_array_equal(got, _kernels_classes.class_moments_codes(codes, Y))
+    np.testing.assert_array_equal(got, _kernels_classes.class_moments_codes(codes, Y, np.arange(n)))
+    # a subset of the individuals: the decoded kernel over them (with their places in the file)
+    # and the packed one over the file with zero rows for the others agree to the last bit
+    keep = np.sort(rng.choice(n, 700, replace=False))
+    Yz = np.zeros_like(Y)
+    Yz[keep] = Y[keep]
+    sub = _kernels_classes.class_moments_codes(np.ascontiguousarray(codes[:, keep]), np.ascontiguousarray(Y[keep]),
+                                               keep)
+    np.testing.assert_array_equal(sub, _kernels_classes.class_moments_packed(packed, Yz))
+    for k, cls in enumerate((0, 1, 2, -1)):
+        want = np.stack([Y[keep][codes[j, keep] == cls].sum(axis=0) for j in range(b)])
+        np.testing.assert_allclose(sub[:, k], want, rtol=1e-12, atol=1e-12)
 
 
 def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():

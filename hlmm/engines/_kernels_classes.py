@@ -32,9 +32,12 @@ def class_moments_packed(packed, Yc):
     Each class sum is four partial sums, over the individuals ``i`` with ``i % 4`` equal to 0, 1,
     2 and 3 (the four positions of a packed byte), each added in the order of the individuals and
     combined as ``(s0 + s1) + (s2 + s3)``: one running sum per class made a chain of dependent
-    additions, and the four take 0.071 against 0.094 ms per variant (n = 100,000, 4 columns, 2
-    threads; ``benchmarks/bench_kernels.py`` times this kernel). :func:`class_moments_codes`
-    splits its sums the same way.
+    additions. Against that single sum, on 512 variants of ``hard.bed`` (n = 100,000, 2 threads,
+    medians of 7 interleaved calls, two runs): 0.75-0.78 times the time with 4 columns, 0.90 with
+    8 and 0.83-0.94 with 24; the decoded-codes kernel 0.86-0.96 (4 columns) and 0.95-0.97 (24).
+    The arrays are indexed whole: views of their rows, and a module-level ``slot`` table, made
+    the same loops up to 1.3 times slower. :func:`class_moments_codes` splits its sums the same
+    way, by each individual's place in the file.
 
     With more than 8 columns, variants are taken in groups of 8 and individuals in chunks whose
     rows of ``Yc`` fit in cache, so that each chunk is read from memory once per group rather than
@@ -47,25 +50,13 @@ def class_moments_packed(packed, Yc):
     return _class_moments_plain(packed, Yc)
 
 
-# class index by 2-bit code: 00 -> 2 copies, 01 -> missing (3), 10 -> 1 copy, 11 -> 0 copies
-_SLOT = np.array([2, 3, 1, 0])
-
-
-@njit(cache=True)
-def _combine_partial(acc, out):
-    """``out[k, c] = (acc[0, k, c] + acc[1, k, c]) + (acc[2, k, c] + acc[3, k, c])``: the four
-    partial sums (individuals ``i % 4`` = 0..3) of each class and column."""
-    for k in range(out.shape[0]):
-        for c in range(out.shape[1]):
-            out[k, c] = (acc[0, k, c] + acc[1, k, c]) + (acc[2, k, c] + acc[3, k, c])
-
-
 @njit(cache=True, parallel=True)
 def _class_moments_plain(packed, Yc):
     b, n_bytes = packed.shape
     n, q = Yc.shape
     out = np.zeros((b, 4, q))
-    slot = _SLOT
+    # class index by 2-bit code: 00 -> 2 copies, 01 -> missing (3), 10 -> 1 copy, 11 -> 0 copies
+    slot = np.array([2, 3, 1, 0])
     full = n // 4  # bytes holding 4 individuals
     for j in prange(b):
         acc = np.zeros((4, 4, q))  # [i % 4, class, column]
@@ -76,11 +67,15 @@ def _class_moments_plain(packed, Yc):
                 k = slot[(v >> (2 * p)) & 3]
                 for c in range(q):
                     acc[p, k, c] += Yc[base + p, c]
-        for p in range(n - 4 * full):  # the last, partly filled byte
-            k = slot[(packed[j, full] >> (2 * p)) & 3]
+        for i in range(4 * full, n):  # the last, partly filled byte
+            v = packed[j, full]
+            p = i - 4 * full
+            k = slot[(v >> (2 * p)) & 3]
             for c in range(q):
-                acc[p, k, c] += Yc[4 * full + p, c]
-        _combine_partial(acc, out[j])
+                acc[p, k, c] += Yc[i, c]
+        for k in range(4):
+            for c in range(q):
+                out[j, k, c] = (acc[0, k, c] + acc[1, k, c]) + (acc[2, k, c] + acc[3, k, c])
     return out
 
 
@@ -89,46 +84,48 @@ def _class_moments_tiled(packed, Yc):
     b, n_bytes = packed.shape
     n, q = Yc.shape
     out = np.zeros((b, 4, q))
-    slot = _SLOT
+    slot = np.array([2, 3, 1, 0])
     group = 8
     chunk = max(16, 16384 // max(q, 1))  # bytes: 4 * chunk rows of Yc, about 512 KB
     full = n // 4  # bytes holding 4 individuals
     for grp in prange((b + group - 1) // group):
         j0 = grp * group
         j1 = min(j0 + group, b)
-        acc = np.zeros((j1 - j0, 4, 4, q))  # [variant, i % 4, class, column]
-        for c0 in range(0, n_bytes, chunk):
-            c1 = min(c0 + chunk, n_bytes)
+        acc = np.zeros((j1 - j0, 4, 4, q))  # [variant, i % 4, class, column], indexed whole (views were slower)
+        for c0 in range(0, full, chunk):
+            c1 = min(c0 + chunk, full)
             for j in range(j0, j1):
-                a = acc[j - j0]
-                for byte in range(c0, min(c1, full)):
+                for byte in range(c0, c1):
                     v = packed[j, byte]
                     base = 4 * byte
                     for p in range(4):
-                        ak = a[p, slot[(v >> (2 * p)) & 3]]
-                        row = Yc[base + p]
+                        k = slot[(v >> (2 * p)) & 3]
                         for c in range(q):
-                            ak[c] += row[c]
-                if c1 > full:  # the last, partly filled byte
-                    for p in range(n - 4 * full):
-                        ak = a[p, slot[(packed[j, full] >> (2 * p)) & 3]]
-                        for c in range(q):
-                            ak[c] += Yc[4 * full + p, c]
+                            acc[j - j0, p, k, c] += Yc[base + p, c]
         for j in range(j0, j1):
-            _combine_partial(acc[j - j0], out[j])
+            for i in range(4 * full, n):  # the last, partly filled byte
+                p = i - 4 * full
+                k = slot[(packed[j, full] >> (2 * p)) & 3]
+                for c in range(q):
+                    acc[j - j0, p, k, c] += Yc[i, c]
+            for k in range(4):
+                for c in range(q):
+                    out[j, k, c] = ((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
+                                    + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
     return out
 
 
 @njit(cache=True, parallel=True)
-def class_moments_codes(codes, Yc):
+def class_moments_codes(codes, Yc, positions):
     """Like :func:`class_moments_packed`, from decoded hard calls ``codes`` (b, n), -1 missing,
-    with ``Yc`` of shape (n, q) over the same individuals; the sums are split into the same four
-    partial sums (individuals ``i % 4`` = 0..3)."""
+    with ``Yc`` of shape (n, q) over the same individuals, whose places in their file are
+    ``positions`` (n,): the partial sums go by ``positions % 4``, as the packed kernel's go by
+    each individual's place in the file, so that both give the same sums to the last bit."""
     b, n = codes.shape
     q = Yc.shape[1]
     out = np.zeros((b, 4, q))
     group = 8
-    chunk = max(64, 65536 // max(q, 1)) // 4 * 4
+    chunk = max(64, 65536 // max(q, 1))
     for grp in prange((b + group - 1) // group):
         j0 = grp * group
         j1 = min(j0 + group, b)
@@ -136,16 +133,18 @@ def class_moments_codes(codes, Yc):
         for i0 in range(0, n, chunk):
             i1 = min(i0 + chunk, n)
             for j in range(j0, j1):
-                a = acc[j - j0]
                 for i in range(i0, i1):
                     k = codes[j, i]
                     if k < 0:
                         k = 3
-                    ak = a[i & 3, k]
+                    r = positions[i] & 3
                     for c in range(q):
-                        ak[c] += Yc[i, c]
+                        acc[j - j0, r, k, c] += Yc[i, c]
         for j in range(j0, j1):
-            _combine_partial(acc[j - j0], out[j])
+            for k in range(4):
+                for c in range(q):
+                    out[j, k, c] = ((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
+                                    + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
     return out
 
 

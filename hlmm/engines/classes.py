@@ -256,7 +256,7 @@ class ClassStatistics:
         if block.packed is not None:
             mom = _kernels_classes.class_moments_packed(block.packed, Yc)
         elif block.dosages is None:
-            mom = _kernels_classes.class_moments_codes(block.codes, Yc)
+            mom = _kernels_classes.class_moments_codes(block.codes, Yc, block.rows)
         else:
             cols = [np.arange(Yc.shape[1])[idx] for idx in index]
             seg, values, sums, missing = _kernels_classes.dosage_classes(block.dosages, Yc, block.denominator or 0,
