@@ -32,7 +32,11 @@ Runs (``--what``; each program on each data set):
 ``pgen8``       dos8.pgen, one trait and the ten: ``plink2 --bgen dos.bgen ref-first --sample
                 dos.sample --make-pgen``, UK Biobank's 8-bit dosages as a user converts them for
                 plink2 (a dosage is then one of at most 511 values, about 330 distinct per
-                variant, against about 9,100 in dos.pgen; made once).
+                variant, against about 9,100 in dos.pgen; made once);
+``bed5``        hard5.bed and miss5.bed: hard.bed's and miss.bed's m variants five times over (5m
+                variants, rs0 to rs<5m-1>, made once), so that k1 may be up to 5m: at about 0.1 ms
+                per hard-call variant, 5,400 variants add half a second to a whole process,
+                within the noise of its start-up.
 
 The programs: ``plink2 --glm allow-no-covars --threads T`` (T = ``--plink-threads``, default 2;
 ``--covar cov.txt`` and ``hide-covar`` instead with ``--covariates``) on the first k variants
@@ -126,7 +130,7 @@ from hlmm.io import BedWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_original import REPO, run_once  # noqa: E402
 
-WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8")
+WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8", "bed5")
 TRAITS10 = [f"t{j}" for j in range(10)]
 
 
@@ -232,6 +236,8 @@ def build_runs(args) -> list:
                      [w / "dos.bgen", "--sample", w / "dos.sample"], "pheno.txt", ["trait"]),
         "dos.pgen, 10 traits": ("phenotypes", ["--pfile", w / "dos"], [w / "dos.pgen", "--all_phenotypes"],
                                 "pheno10.txt", TRAITS10),
+        "hard5.bed": ("bed5", ["--bfile", w / "hard5"], [w / "hard5.bed"], "pheno.txt", ["trait"]),
+        "miss5.bed": ("bed5", ["--bfile", w / "miss5"], [w / "miss5.bed"], "pheno.txt", ["trait"]),
         "dos8.pgen": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen"], "pheno.txt", ["trait"]),
         "dos8.pgen, 10 traits": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen", "--all_phenotypes"],
                                  "pheno10.txt", TRAITS10),
@@ -277,6 +283,30 @@ def first_bgens(workdir: Path, ks: tuple) -> None:
             run_once([plink2(), "--pfile", str(workdir / "dos"), "--snps", f"rs0-rs{k - 1}", "--export", "bgen-1.2",
                       "bits=8", "ref-first", "--threads", "2", "--out", str(workdir / f"dos_first{k}")], None,
                      workdir / "export_bgen.log")
+
+
+def repeated_beds(workdir: Path, times: int = 5) -> None:
+    """hard5.bed and miss5.bed (+ .bim, .fam): the variants of hard.bed and miss.bed ``times`` times
+    over, renamed rs0, rs1, ... with increasing positions (made once)."""
+    for name in ("hard", "miss"):
+        out = workdir / f"{name}{times}"
+        if all(out.with_suffix(e).exists() for e in (".bed", ".bim", ".fam")):
+            continue
+        bim = [line.split("\t") for line in (workdir / f"{name}.bim").read_text().splitlines()]
+        m = len(bim)
+        with open(out.with_suffix(".bim.tmp"), "w") as f:
+            for c in range(times):
+                for i, cols in enumerate(bim):
+                    f.write("\t".join([cols[0], f"rs{c * m + i}", cols[2], str(1000 * (c * m + i + 1)), *cols[4:]])
+                            + "\n")
+        body = (workdir / f"{name}.bed").read_bytes()
+        with open(out.with_suffix(".bed.tmp"), "wb") as f:
+            f.write(body[:3])
+            for _ in range(times):
+                f.write(body[3:])
+        shutil.copyfile(workdir / f"{name}.fam", out.with_suffix(".fam"))
+        os.replace(out.with_suffix(".bim.tmp"), out.with_suffix(".bim"))
+        os.replace(out.with_suffix(".bed.tmp"), out.with_suffix(".bed"))
 
 
 def pgen8(workdir: Path) -> None:
@@ -369,7 +399,10 @@ def conditions(args, stamp: dict) -> str:
             "dos.pgen: dosages g + N(0, 0.1) at 30% of the calls, clipped to [0, 2], no missing; hard.bed: hard "
             f"calls, no missing; miss.bed: 0.5% missing calls; dos.bgen: ``{stamp['bgen_command']}`` (as UK "
             f"Biobank's: zlib, 8 bits; read with --sample dos.sample); one standard normal trait (ten for '10 "
-            f"traits'), {cov}. Marginal time per variant "
+            f"traits'), {cov}. "
+            + ("hard5.bed and miss5.bed: hard.bed's and miss.bed's variants five times over "
+               f"({5 * stamp['m']:,} variants). " if "bed5" in args.what else "")
+            + "Marginal time per variant "
             f"between k0 = {args.k[0]:,} and k1 = {args.k[1]:,} variants, medians of {args.repeats} interleaved "
             f"whole-process runs; peak resident memory at k1. plink2 --glm (mean model only) with "
             f"--threads {args.plink_threads}; hlmm_chr with its defaults (one process). {machine()}.")
@@ -468,7 +501,7 @@ def main(argv=None) -> list:
     argv = list(sys.argv[1:] if argv is None else argv)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--what", nargs="+", choices=WHAT, default=None,
-                   help="which data sets (default all; none with --profile alone)")
+                   help="which data sets (default all but bed5; none with --profile alone)")
     p.add_argument("--n", type=int, default=100_000, help="individuals (default 100,000)")
     p.add_argument("--m", type=int, default=6_000, help="variants simulated (default 6,000; at least k1)")
     p.add_argument("--k", type=int, nargs=2, default=(600, 6000), help="the two numbers of variants (k0 k1)")
@@ -492,10 +525,11 @@ def main(argv=None) -> list:
         p.error(f"--compare: no {args.compare / 'bin' / 'hlmm_chr.py'}")
     args.k = tuple(sorted(args.k))
     k0, k1 = args.k
-    if not 0 < k0 < k1 <= args.m:
-        p.error(f"need 0 < k0 < k1 <= m, got k = {args.k}, m = {args.m}")
     if args.what is None:
-        args.what = [] if args.profile else list(WHAT)
+        args.what = [] if args.profile else [w for w in WHAT if w != "bed5"]
+    most = 5 * args.m if args.what == ["bed5"] else args.m
+    if not 0 < k0 < k1 <= most:
+        p.error(f"need 0 < k0 < k1 <= {'5m' if most > args.m else 'm'}, got k = {args.k}, m = {args.m}")
     (args.workdir / "out").mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
@@ -506,6 +540,8 @@ def main(argv=None) -> list:
         first_bgens(args.workdir, args.k)
     if "pgen8" in args.what:
         pgen8(args.workdir)
+    if "bed5" in args.what:
+        repeated_beds(args.workdir)
     runs = build_runs(args)
     if args.profile and args.profile_data not in args.what:
         profile_args = argparse.Namespace(**{**vars(args), "what": [{"miss": "bed"}.get(args.profile_data,
