@@ -32,12 +32,13 @@ def class_moments_packed(packed, Yc):
     Each class sum is four partial sums, over the individuals ``i`` with ``i % 4`` equal to 0, 1,
     2 and 3 (the four positions of a packed byte), each added in the order of the individuals and
     combined as ``(s0 + s1) + (s2 + s3)``: one running sum per class made a chain of dependent
-    additions. Against that single sum, on 512 variants of ``hard.bed`` (n = 100,000, 2 threads,
-    medians of 7 interleaved calls, two runs): 0.75-0.78 times the time with 4 columns, 0.90 with
-    8 and 0.83-0.94 with 24; the decoded-codes kernel 0.86-0.96 (4 columns) and 0.95-0.97 (24).
-    The arrays are indexed whole: views of their rows, and a module-level ``slot`` table, made
-    the same loops up to 1.3 times slower. :func:`class_moments_codes` splits its sums the same
-    way, by each individual's place in the file.
+    additions. Against that single sum (``benchmarks/bench_kernels.py --b 512 --widths 4 8 24
+    --repeats 7 --compare``, n = 100,000, 2 threads, two runs; docs/performance.rst): 0.74-0.81
+    times the time with 4 columns, 0.89 with 8 and 0.76-0.82 with 24. The arrays are indexed
+    whole: views of their rows, and a module-level ``slot`` table, left the same loops no faster
+    than the single sum. :func:`class_moments_codes` splits its sums the same way, by each
+    individual's place in the file, so that both kernels give the same sums to the last bit; it
+    gains nothing from that (0.89-1.32 times its time before, slower with more columns).
 
     With more than 8 columns, variants are taken in groups of 8 and individuals in chunks whose
     rows of ``Yc`` fit in cache, so that each chunk is read from memory once per group rather than
