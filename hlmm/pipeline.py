@@ -455,14 +455,19 @@ def block_ranges(group_of: np.ndarray, first: int, block_size: int) -> list:
     return blocks
 
 
+def _scan_job(prepared: Prepared) -> ScanJob:
+    """What the runner needs to compute any block of the scan (dosages read in parts)."""
+    return ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls,
+                   read_size(len(prepared.rows), prepared.has_dosages))
+
+
 def _scan_blocks(prepared: Prepared, first: int, block_size: int, on_tables, *, n_jobs: int | None = None,
                  dask_scheduler: str | None = None, executor=None) -> list:
     """The block loop of every scan: blocks of the selected variants from ``first`` on, computed by
     the runner, turned into each phenotype's result columns and passed, in order, to
     ``on_tables(b0, b1, tables, outs, failure)``. Returns the blocks that failed twice."""
     blocks = block_ranges(prepared.group_of, first, block_size)
-    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls,
-                  read_size(len(prepared.rows), prepared.has_dosages))
+    job = _scan_job(prepared)
     if executor is None:
         if n_jobs is None:
             n_jobs = default_jobs(prepared.scanner, len(blocks))
@@ -527,8 +532,7 @@ def run_scan(prepared: Prepared, outprefix: str, *, n_jobs: int | None = None, d
     summary = ScanSummary(outputs=[st.out for st in states],
                           tallies=[results.Tally(tally_columns(prepared.spec)) for _ in states])
     block_size = scan_block_size(prepared.options.block_size, prepared.scanner, len(prepared.rows))
-    job = ScanJob(prepared.source, prepared.rows, prepared.scanner, prepared.variants, prepared.spec.hard_calls,
-                  read_size(len(prepared.rows), prepared.has_dosages))
+    job = _scan_job(prepared)
     n_blocks = len(block_ranges(prepared.group_of, 0, block_size))
     if n_jobs is None:
         n_jobs = default_jobs(prepared.scanner, n_blocks)
