@@ -11,7 +11,7 @@ SNPS ?= 500
 
 .PHONY: test tutorial venv docs clean
 
-$(V)/.installed: setup.py pyproject.toml
+$(V)/.installed: setup.py pyproject.toml hlmm/engines/_classsums.c
 	test -x $(PY) || $(PYTHON) -m venv $(V)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[$(EXTRAS)]'
 	touch $@

@@ -2,7 +2,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "hlmm" / "__init__.py").read_text()).group(1)
@@ -16,6 +16,10 @@ setup(
     license="MIT",
     python_requires=">=3.10",
     packages=find_packages(include=["hlmm", "hlmm.*"]),
+    # The hard-call class sums (hlmm/engines/_classsums.c), loaded with ctypes rather than imported:
+    # optional, as hlmm falls back to numba kernels that give the same sums to the last bit
+    ext_modules=[Extension("hlmm.engines._classsums", ["hlmm/engines/_classsums.c"],
+                           extra_compile_args=["-O3"], optional=True)],
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

@@ -354,6 +354,113 @@ def test_class_moments_packed__equal_numpy_class_sums(q):
         np.testing.assert_allclose(sub[:, k], want, rtol=1e-12, atol=1e-12)
 
 
+def _pack_codes(codes):
+    """.bed bytes of hard calls (b, n), -1 missing: 2 copies 0b00, missing 0b01, 1 copy 0b10, 0 copies 0b11."""
+    b, n = codes.shape
+    bits = np.select([codes == 2, codes == -1, codes == 1], [0, 1, 2], 3).astype(np.uint8)
+    padded = np.zeros((b, 4 * ((n + 3) // 4)), np.uint8)
+    padded[:, :n] = bits
+    return (padded[:, 0::4] | padded[:, 1::4] << 2 | padded[:, 2::4] << 4 | padded[:, 3::4] << 6).astype(np.uint8)
+
+
+def _lane_sums(codes, Y):
+    """numpy, in the kernels' documented order: per class, 8 sums over the rows i % 8 = 0..7, each
+    added in increasing i (cumsum adds in order), combined ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))."""
+    b, n = codes.shape
+    out = np.zeros((b, 4, Y.shape[1]))
+    for j in range(b):
+        for k, cls in enumerate((0, 1, 2, -1)):
+            lanes = []
+            for lane in range(8):
+                rows = np.flatnonzero(codes[j, lane::8] == cls) * 8 + lane
+                lanes.append(np.cumsum(Y[rows], axis=0)[-1] if rows.size else np.zeros(Y.shape[1]))
+            l0, l1, l2, l3, l4, l5, l6, l7 = lanes
+            out[j, k] = ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+    return out
+
+
+def test_compiled_class_sums__built_for_the_tests():
+    """``make test`` installs the package with its C kernel (``_classsums.c``); without it the tests
+    below would check the numba kernels alone."""
+    import os
+
+    from hlmm.engines import _kernels_classes
+
+    assert _kernels_classes.COMPILED or os.environ.get("HLMM_NO_COMPILED")
+
+
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 1003])
+@pytest.mark.parametrize("q", [1, 3, 6, 9])
+def test_class_sums__every_kernel_adds_in_the_documented_order(n, q):
+    """The compiled kernel (if built), the numba kernels (plain and tiled) and the decoded-codes
+    kernel give the same sums as numpy adding in the documented order, to the last bit: for n not
+    a multiple of 8, variants with and without missing calls (the compiled kernel skips the missing
+    class of the latter), 1 to 9 columns (taken four at a time), any number of threads, a design
+    in either layout, and packed bytes that are not contiguous."""
+    import numba
+
+    from hlmm.engines import _kernels_classes as K
+
+    rng = np.random.default_rng(n * 10 + q)
+    b = 23
+    codes = rng.integers(0, 3, (b, n)).astype(np.int8)
+    codes[::2][rng.random((len(codes[::2]), n)) < 0.05] = -1  # missing calls in every other variant
+    packed = _pack_codes(codes)
+    Y = rng.standard_normal((n, q))
+    Y[rng.random(n) < 0.2] = 0.0  # individuals left out: zero rows
+    want = _lane_sums(codes, Y)
+    design = K.packed_design(n, q)
+    design[:n] = Y
+    got = K.class_moments_packed(packed, design)
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(K.class_moments_packed(packed, Y), want)
+    np.testing.assert_array_equal(K._class_moments_plain(packed, Y), want)
+    np.testing.assert_array_equal(K._class_moments_tiled(packed, Y), want)
+    np.testing.assert_array_equal(K.class_moments_codes(codes, Y, np.arange(n)), want)
+    # every other variant, from a view of the bytes, on one thread and on two
+    threads = numba.get_num_threads()
+    try:
+        for t in sorted({1, threads}):
+            numba.set_num_threads(t)
+            np.testing.assert_array_equal(K.class_moments_packed(packed[::2], design), want[::2])
+    finally:
+        numba.set_num_threads(threads)
+
+
+def test_class_sums__same_rows_with_and_without_the_compiled_kernel(data, tmp_path):
+    """Whole hlmm_chr processes on a .bed with missing calls, Wald and score, with the compiled
+    kernel and with ``HLMM_NO_COMPILED=1`` (the numba kernels): the same output, byte for byte."""
+    import gzip
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rng = np.random.default_rng(11)
+    n, m = 301, 40
+    g = rng.binomial(2, rng.uniform(0.05, 0.5, m), (n, m)).astype(float)
+    g[rng.random((n, m)) < 0.02] = np.nan
+    write_bed(str(tmp_path / "g"), g)
+    y = rng.standard_normal(n)
+    (tmp_path / "p.txt").write_text("".join(f"f{i} i{i} {v}\n" for i, v in enumerate(y)))
+    script = Path(__file__).resolve().parents[1] / "bin" / "hlmm_chr.py"
+    outputs = {}
+    for compiled in (True, False):
+        env = {k: v for k, v in os.environ.items() if k != "HLMM_NO_COMPILED"}
+        if not compiled:
+            env["HLMM_NO_COMPILED"] = "1"
+        for test in ("wald", "score"):
+            out = tmp_path / f"{test}_{compiled}"
+            argv = [str(tmp_path / "g.bed"), "0", str(m), str(tmp_path / "p.txt"), str(out), "--quiet", "--test", test]
+            r = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr
+            with gzip.open(f"{out}.models.gz", "rt") as f:
+                outputs[test, compiled] = f.read()
+    for test in ("wald", "score"):
+        assert outputs[test, True].count("\n") == m + 1
+        assert outputs[test, True] == outputs[test, False]
+
+
 def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
     """Each variant's classes are its distinct called dosages, with the column sums of their
     individuals, whether its dosages lie on the 1/16384 grid (binned) or not (sorted), in one block;

@@ -7,8 +7,52 @@ missing, 0b10 one copy, 0b11 no copy; the first individual of a byte is in its l
 
 from __future__ import annotations
 
+import ctypes
+import importlib.machinery
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numba
 import numpy as np
 from numba import njit, prange
+
+
+def _load_compiled():
+    """The C kernel ``hlmm_class_sums`` of ``_classsums.c`` (built by setup.py), or None if it was
+    not built (it is optional: the numba kernels below give the same sums)."""
+    here = Path(__file__).resolve().parent
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        path = here / f"_classsums{suffix}"
+        if path.is_file():
+            try:
+                lib = ctypes.CDLL(str(path))
+            except OSError:
+                return None
+            lib.hlmm_classsums_init()
+            f = lib.hlmm_class_sums
+            f.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+            f.restype = None
+            return f
+    return None
+
+
+_compiled = None if os.environ.get("HLMM_NO_COMPILED") else _load_compiled()
+#: Whether the hard-call class sums of packed .bed bytes use the compiled kernel (``_classsums.c``);
+#: ``HLMM_NO_COMPILED=1`` in the environment turns it off (the numba kernels then give the same sums).
+COMPILED = _compiled is not None
+
+LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
+
+
+def packed_design(n_file: int, q: int) -> np.ndarray:
+    """A zero design for :func:`class_moments_packed` of ``q`` columns over the ``n_file`` rows of a
+    .bed: column-major (Fortran order) with rows up to a multiple of 8, which the compiled kernel
+    reads a column at a time, if it was built; otherwise C order, ``n_file`` rows."""
+    if COMPILED:
+        return np.zeros((-(-n_file // LANES) * LANES, q), order="F")
+    return np.zeros((n_file, q))
 
 
 def class_moments_packed(packed, Yc):
@@ -18,9 +62,11 @@ def class_moments_packed(packed, Yc):
     ----------
     packed : ndarray of uint8, shape (b, n_bytes)
         Packed genotypes of b variants.
-    Yc : ndarray of float64, shape (n_file, q)
+    Yc : ndarray of float64, shape (n_rows, q)
         Per individual of the file, the quantities to sum (e.g. an inclusion indicator, y and
-        y^2 for each phenotype; zero rows for individuals not included).
+        y^2 for each phenotype; zero rows for individuals not included); rows past the file's
+        ``4 * n_bytes`` individuals, if any, must be zero. :func:`packed_design` makes one in the
+        layout the compiled kernel reads.
 
     Returns
     -------
@@ -29,26 +75,71 @@ def class_moments_packed(packed, Yc):
 
     Notes
     -----
-    Each class sum is four partial sums, over the individuals ``i`` with ``i % 4`` equal to 0, 1,
-    2 and 3 (the four positions of a packed byte), each added in the order of the individuals and
-    combined as ``(s0 + s1) + (s2 + s3)``: one running sum per class made a chain of dependent
-    additions. Against that single sum (``benchmarks/bench_kernels.py --b 512 --widths 4 8 24
-    --repeats 7 --compare``, n = 100,000, 2 threads, two runs; docs/performance.rst): 0.74-0.81
-    times the time with 4 columns, 0.89 with 8 and 0.76-0.82 with 24. The arrays are indexed
-    whole: views of their rows, and a module-level ``slot`` table, left the same loops no faster
-    than the single sum. :func:`class_moments_codes` splits its sums the same way, by each
-    individual's place in the file, so that both kernels give the same sums to the last bit; it
-    gains nothing from that (0.89-1.32 times its time before, slower with more columns).
+    Each class sum is eight partial sums (lanes), over the individuals ``i`` (rows of the file)
+    with ``i % 8`` equal to 0, ..., 7, each added in increasing ``i`` and combined as
+    ``((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))``: one running sum per class made a chain
+    of dependent additions. :func:`class_moments_codes` adds in the same order, by each
+    individual's place in the file, so that a .bed and a .pgen of the same calls give the same
+    sums to the last bit.
 
-    With more than 8 columns, variants are taken in groups of 8 and individuals in chunks whose
-    rows of ``Yc`` fit in cache, so that each chunk is read from memory once per group rather than
-    once per variant; with few columns the plain loop over individuals per variant was faster
-    (measured at n = 100,000: 47-72 ms against 54-108 ms per 256 variants for 1-8 columns). Both
-    add the individuals in the same order, so the sums are the same to the last bit.
+    The compiled kernel (``_classsums.c``, if built; :data:`COMPILED`) holds the eight lanes in
+    vectors and picks each class's rows with bitwise masks from a table of the 256 bytes, four
+    columns at a time and eight variants over each chunk of 1,024 individuals, and skips the
+    missing class of a variant without missing calls. At n = 100,000, 512 variants, 2 threads
+    (``benchmarks/bench_kernels.py --compare``; docs/performance.rst) it took 0.036 ms per variant
+    on the 3 columns of one trait, 0.33 times the time of the last stop's numba kernel and 0.38
+    times the numba kernel's on 4 padded columns. It gives the same sums as the numba kernels
+    below, which are used without it: one variant at a time with few columns, and
+    with more than 8 columns in groups of 8 variants over chunks of individuals whose rows fit in
+    cache, so that each chunk is read from memory once per group rather than once per variant.
     """
-    if Yc.shape[1] > 8:
+    b = packed.shape[0]
+    q = Yc.shape[1]
+    if _compiled is not None and b and q:
+        packed = np.ascontiguousarray(packed, dtype=np.uint8)
+        n8 = -(-(4 * packed.shape[1]) // LANES) * LANES
+        Yt = Yc.T
+        if not Yt.flags.c_contiguous or Yt.shape[1] != n8 or Yt.dtype != np.float64:
+            rows = min(Yc.shape[0], n8)
+            Yt = np.zeros((q, n8))
+            Yt[:, :rows] = Yc[:rows].T
+        return _sums_compiled(packed, Yt)
+    Yc = np.ascontiguousarray(Yc[: 4 * packed.shape[1]])
+    if q > 8:
         return _class_moments_tiled(packed, Yc)
     return _class_moments_plain(packed, Yc)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _forget_pool() -> None:  # a forked child has none of its parent's threads
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+def _sums_compiled(packed, Yt):
+    """The compiled kernel over the variants of ``packed``, split into as many ranges as numba has
+    threads (``numba.set_num_threads``, as the runner sets it per worker), one range on this thread
+    and the others on a pool: ctypes releases the GIL for each call."""
+    global _pool
+    b, n_bytes = packed.shape
+    q, n8 = Yt.shape
+    out = np.zeros((b, 4, q))
+    threads = max(1, min(numba.get_num_threads(), b // 8 or 1))
+    bounds = [b * t // threads for t in range(threads + 1)]
+    args = (packed.ctypes.data, n_bytes, Yt.ctypes.data, q, n8, out.ctypes.data)
+    futures = []
+    if threads > 1:
+        if _pool is None or _pool._max_workers < threads - 1:
+            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="hlmm-classsums")
+        futures = [_pool.submit(_compiled, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    _compiled(*args, bounds[0], bounds[1])
+    for f in futures:
+        f.result()
+    return out
 
 
 @njit(cache=True, parallel=True)
@@ -60,25 +151,27 @@ def _class_moments_plain(packed, Yc):
     slot = np.array([2, 3, 1, 0])
     full = n // 4  # bytes holding 4 individuals
     for j in prange(b):
-        acc = np.zeros((4, 4, q))  # [i % 4, class, column]
+        acc = np.zeros((8, 4, q))  # [i % 8, class, column]
         for byte in range(full):
             v = packed[j, byte]
             base = 4 * byte
+            lane = 4 * (byte & 1)
             for p in range(4):
                 k = slot[(v >> (2 * p)) & 3]
                 for c in range(q):
-                    acc[p, k, c] += Yc[base + p, c]
+                    acc[lane + p, k, c] += Yc[base + p, c]
         for i in range(4 * full, n):  # the last, partly filled byte
             v = packed[j, full]
             p = i - 4 * full
             k = slot[(v >> (2 * p)) & 3]
             for c in range(q):
-                acc[p, k, c] += Yc[i, c]
+                acc[i & 7, k, c] += Yc[i, c]
         # the combination is written out in each kernel: a compiled helper for it, although outside
         # the loop over individuals, made all three kernels 1.03-1.68 times slower (bench_kernels)
         for k in range(4):
             for c in range(q):
-                out[j, k, c] = (acc[0, k, c] + acc[1, k, c]) + (acc[2, k, c] + acc[3, k, c])
+                out[j, k, c] = (((acc[0, k, c] + acc[1, k, c]) + (acc[2, k, c] + acc[3, k, c]))
+                                + ((acc[4, k, c] + acc[5, k, c]) + (acc[6, k, c] + acc[7, k, c])))
     return out
 
 
@@ -89,32 +182,35 @@ def _class_moments_tiled(packed, Yc):
     out = np.zeros((b, 4, q))
     slot = np.array([2, 3, 1, 0])
     group = 8
-    chunk = max(16, 16384 // max(q, 1))  # bytes: 4 * chunk rows of Yc, about 512 KB
+    chunk = max(16, 16384 // max(q, 1)) // 2 * 2  # bytes (even: lanes by i % 8): 4 * chunk rows of Yc, ~512 KB
     full = n // 4  # bytes holding 4 individuals
     for grp in prange((b + group - 1) // group):
         j0 = grp * group
         j1 = min(j0 + group, b)
-        acc = np.zeros((j1 - j0, 4, 4, q))  # [variant, i % 4, class, column], indexed whole (views were slower)
+        acc = np.zeros((j1 - j0, 8, 4, q))  # [variant, i % 8, class, column], indexed whole (views were slower)
         for c0 in range(0, full, chunk):
             c1 = min(c0 + chunk, full)
             for j in range(j0, j1):
                 for byte in range(c0, c1):
                     v = packed[j, byte]
                     base = 4 * byte
+                    lane = 4 * (byte & 1)
                     for p in range(4):
                         k = slot[(v >> (2 * p)) & 3]
                         for c in range(q):
-                            acc[j - j0, p, k, c] += Yc[base + p, c]
+                            acc[j - j0, lane + p, k, c] += Yc[base + p, c]
         for j in range(j0, j1):
             for i in range(4 * full, n):  # the last, partly filled byte
                 p = i - 4 * full
                 k = slot[(packed[j, full] >> (2 * p)) & 3]
                 for c in range(q):
-                    acc[j - j0, p, k, c] += Yc[i, c]
+                    acc[j - j0, i & 7, k, c] += Yc[i, c]
             for k in range(4):
                 for c in range(q):
-                    out[j, k, c] = ((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
-                                    + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
+                    out[j, k, c] = (((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
+                                     + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
+                                    + ((acc[j - j0, 4, k, c] + acc[j - j0, 5, k, c])
+                                       + (acc[j - j0, 6, k, c] + acc[j - j0, 7, k, c])))
     return out
 
 
@@ -122,7 +218,7 @@ def _class_moments_tiled(packed, Yc):
 def class_moments_codes(codes, Yc, positions):
     """Like :func:`class_moments_packed`, from decoded hard calls ``codes`` (b, n), -1 missing,
     with ``Yc`` of shape (n, q) over the same individuals, whose places in their file are
-    ``positions`` (n,): the partial sums go by ``positions % 4``, as the packed kernel's go by
+    ``positions`` (n,): the partial sums go by ``positions % 8``, as the packed kernels' go by
     each individual's place in the file, so that both give the same sums to the last bit."""
     b, n = codes.shape
     q = Yc.shape[1]
@@ -132,7 +228,7 @@ def class_moments_codes(codes, Yc, positions):
     for grp in prange((b + group - 1) // group):
         j0 = grp * group
         j1 = min(j0 + group, b)
-        acc = np.zeros((j1 - j0, 4, 4, q))  # [variant, i % 4, class, column]
+        acc = np.zeros((j1 - j0, 8, 4, q))  # [variant, i % 8, class, column]
         for i0 in range(0, n, chunk):
             i1 = min(i0 + chunk, n)
             for j in range(j0, j1):
@@ -140,14 +236,16 @@ def class_moments_codes(codes, Yc, positions):
                     k = codes[j, i]
                     if k < 0:
                         k = 3
-                    r = positions[i] & 3
+                    r = positions[i] & 7
                     for c in range(q):
                         acc[j - j0, r, k, c] += Yc[i, c]
         for j in range(j0, j1):
             for k in range(4):
                 for c in range(q):
-                    out[j, k, c] = ((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
-                                    + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
+                    out[j, k, c] = (((acc[j - j0, 0, k, c] + acc[j - j0, 1, k, c])
+                                     + (acc[j - j0, 2, k, c] + acc[j - j0, 3, k, c]))
+                                    + ((acc[j - j0, 4, k, c] + acc[j - j0, 5, k, c])
+                                       + (acc[j - j0, 6, k, c] + acc[j - j0, 7, k, c])))
     return out
 
 

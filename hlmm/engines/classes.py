@@ -180,9 +180,11 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
     rows, and each part's columns in it."""
     packed = block.packed is not None
+    # .bed bytes with the compiled kernel: its column-major layout (packed_design), unpadded; other
     # hard calls: rows padded to whole vectors (padded_width); dosages: not (their sums scatter into
     # thousands of classes per variant, and wider rows measured 7-12% slower there)
-    pad = block.dosages is None
+    columnwise = packed and _kernels_classes.COMPILED
+    pad = block.dosages is None and not columnwise
 
     def make():
         n_rows = block.n_file if packed else len(block.rows)
@@ -203,7 +205,10 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
             # a run of consecutive columns is taken as a view
             contiguous = idx == list(range(idx[0], idx[0] + len(idx))) if idx else True
             index.append(slice(idx[0], idx[0] + len(idx)) if contiguous and idx else np.array(idx, dtype=np.intp))
-        Yc = np.zeros((n_rows, padded_width(len(columns)) if pad else len(columns)))
+        if columnwise:
+            Yc = _kernels_classes.packed_design(n_rows, len(columns))
+        else:
+            Yc = np.zeros((n_rows, padded_width(len(columns)) if pad else len(columns)))
         for k, (r, col) in enumerate(columns):
             Yc[r, k] = col
         return packed, n_rows, block.rows.copy(), Yc, index, pad
