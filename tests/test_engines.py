@@ -389,14 +389,15 @@ def test_compiled_class_sums__built_for_the_tests():
     assert _kernels_classes.COMPILED or os.environ.get("HLMM_NO_COMPILED")
 
 
-@pytest.mark.parametrize("n", [1, 5, 8, 13, 1003])
+@pytest.mark.parametrize("n", [1, 5, 8, 13, 1003, 2100])
 @pytest.mark.parametrize("q", [1, 3, 6, 9])
 def test_class_sums__every_kernel_adds_in_the_documented_order(n, q):
     """The compiled kernel (if built), the numba kernels (plain and tiled) and the decoded-codes
     kernel give the same sums as numpy adding in the documented order, to the last bit: for n not
-    a multiple of 8, variants with and without missing calls (the compiled kernel skips the missing
-    class of the latter), 1 to 9 columns (taken four at a time), any number of threads, a design
-    in either layout, and packed bytes that are not contiguous."""
+    a multiple of 8, across the compiled kernel's chunks of 1,024 individuals (n = 2,100) and its
+    groups of 8 variants (23), variants with and without missing calls (the compiled kernel skips
+    the missing class of the latter), 1 to 9 columns (taken four at a time), one and two threads,
+    a design in either layout, and packed bytes that are not contiguous."""
     import numba
 
     from hlmm.engines import _kernels_classes as K
@@ -428,8 +429,9 @@ def test_class_sums__every_kernel_adds_in_the_documented_order(n, q):
 
 
 def test_class_sums__same_rows_with_and_without_the_compiled_kernel(data, tmp_path):
-    """Whole hlmm_chr processes on a .bed with missing calls, Wald and score, with the compiled
-    kernel and with ``HLMM_NO_COMPILED=1`` (the numba kernels): the same output, byte for byte."""
+    """Whole hlmm_chr processes on a .bed with missing calls, Wald and score, in blocks of 7 variants,
+    with the compiled kernel and with ``HLMM_NO_COMPILED=1`` (the numba kernels): the same output,
+    byte for byte."""
     import gzip
     import os
     import subprocess
@@ -451,7 +453,8 @@ def test_class_sums__same_rows_with_and_without_the_compiled_kernel(data, tmp_pa
             env["HLMM_NO_COMPILED"] = "1"
         for test in ("wald", "score"):
             out = tmp_path / f"{test}_{compiled}"
-            argv = [str(tmp_path / "g.bed"), "0", str(m), str(tmp_path / "p.txt"), str(out), "--quiet", "--test", test]
+            argv = [str(tmp_path / "g.bed"), "0", str(m), str(tmp_path / "p.txt"), str(out), "--quiet", "--test", test,
+                    "--block_size", "7"]
             r = subprocess.run([sys.executable, str(script), *argv], env=env, capture_output=True, text=True)
             assert r.returncode == 0, r.stderr
             with gzip.open(f"{out}.models.gz", "rt") as f:
