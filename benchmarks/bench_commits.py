@@ -1,12 +1,13 @@
 """Benchmark two versions of our hlmm_chr side by side (this checkout against a baseline commit).
 
-The baseline is checked out with ``git worktree`` into ``--workdir`` (pure Python and numba: it
-runs from its source tree with ``PYTHONPATH``), and both run ``hlmm_chr`` on the same simulated
-data with the same arguments. For each version and scan mode the marginal time per variant is
-``(t[0, k1) - t[0, k0)) / (k1 - k0)`` with ``t`` the median wall time over the repeats, so that
-start-up, reading and the null fits cancel; runs are interleaved (baseline k0, ours k0, baseline
-k1, ours k1, ... in every repeat) so that changes of machine load hit both. Peak memory is each
-process's maximum resident set size (GNU time), the largest over the repeats.
+The baseline is checked out with ``git worktree`` into ``--workdir`` (it runs from its source tree
+with ``PYTHONPATH``; its optional C kernel, if it has one, is built in place first), and both run
+``hlmm_chr`` on the same simulated data with the same arguments. For each version and scan mode the
+marginal time per variant is ``(t[0, k1) - t[0, k0)) / (k1 - k0)`` with ``t`` the median wall time
+over the repeats, so that start-up, reading and the null fits cancel; runs are interleaved
+(baseline k0, ours k0, baseline k1, ours k1, ... in every repeat) so that changes of machine load
+hit both. Peak memory is each process's maximum resident set size (GNU time), the largest over the
+repeats.
 
 Modes: ``hlm`` (default scan), ``robust``, ``score``, ``hlmm_score`` (``--test score --random_gts``),
 ``fit_covariates`` (with 2 covariates), ``phenotypes`` (10 traits in one pass); any other
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vs_original import run_once, write_fileset  # noqa: E402
+from bench_vs_original import build_in_place, run_once, write_fileset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = {
@@ -71,6 +72,7 @@ def worktree(commit: str, workdir: Path) -> Path:
     if not path.exists():
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), commit], check=True,
                        capture_output=True)
+    build_in_place(path)
     return path
 
 

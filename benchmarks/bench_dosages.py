@@ -128,7 +128,7 @@ import numpy as np
 from hlmm.io import BedWriter
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_vs_original import REPO, run_once  # noqa: E402
+from bench_vs_original import REPO, build_in_place, run_once  # noqa: E402
 
 WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8", "bed5")
 TRAITS10 = [f"t{j}" for j in range(10)]
@@ -244,6 +244,7 @@ def build_runs(args) -> list:
     }
     hlmms = [("hlmm_chr", REPO)]
     if args.compare:
+        build_in_place(args.compare.resolve())
         hlmms.append(("baseline hlmm_chr", args.compare.resolve()))
     plink_env = {key: v for key, v in os.environ.items() if key != "PYTHONPATH"}
     runs = []

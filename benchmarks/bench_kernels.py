@@ -31,6 +31,9 @@ import numpy as np
 
 from hlmm.engines import _kernels_classes, _kernels_score
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_vs_original import build_in_place  # noqa: E402
+
 
 def load_baseline(path: Path):
     """The ``_kernels_classes`` module of the checkout at ``path``, imported from a copy."""
@@ -39,6 +42,9 @@ def load_baseline(path: Path):
         raise SystemExit(f"--compare: no {src}")
     tmp = Path(tempfile.mkdtemp(prefix="bench_kernels_"))
     shutil.copyfile(src, tmp / "baseline_kernels_classes.py")
+    build_in_place(path)
+    for lib in src.parent.glob("_classsums*.so"):  # its C kernel, found next to the module
+        shutil.copyfile(lib, tmp / lib.name)
     sys.path.insert(0, str(tmp))
     return importlib.import_module("baseline_kernels_classes")
 

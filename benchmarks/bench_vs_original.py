@@ -147,6 +147,19 @@ def command(program: str, k: int, workdir: Path, mode: str, original: Path) -> t
     return cmd, env
 
 
+def build_in_place(tree: Path) -> None:
+    """Build the optional C kernel of another checkout of ours (``hlmm/engines/_classsums.c``, from
+    242874a on) in its source tree, as ``pip install -e`` does, so that running it with ``PYTHONPATH``
+    measures its C kernel rather than its numba fallback; a warning if that fails."""
+    engines = Path(tree) / "hlmm" / "engines"
+    if not (engines / "_classsums.c").exists() or any(engines.glob("_classsums*.so")):
+        return
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, capture_output=True,
+                       text=True)
+    if r.returncode != 0 or not any(engines.glob("_classsums*.so")):
+        print(f"warning: could not build {engines / '_classsums.c'}; {tree} runs its numba kernels", file=sys.stderr)
+
+
 def run_once(cmd: list, env: dict, log: Path) -> tuple[float, float]:
     """Wall time (s) and peak RSS (MB) of one run; its output goes to ``log``.
 

@@ -203,15 +203,39 @@ def test_two_runs_on_one_output__the_second_refuses_at_once(ds, tmp_path):
     assert len(read_models(str(tmp_path / "o.models.gz"))["SNP"]) == 60
 
 
+def _children(pid: int) -> list:
+    """Linux: the processes whose parent is ``pid``."""
+    out = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            if f"\nPPid:\t{pid}\n" in status.read_text():
+                out.append(int(status.parent.name))
+        except OSError:
+            pass
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 def test_kill_9_during_a_rerun__finished_results_stay_intact(ds, tmp_path):
     assert hlmm_chr.main([ds.bed, "0", "30", ds.pheno, str(tmp_path / "o"), "--quiet"]) == 0
     before = {p: (tmp_path / p).read_bytes() for p in ("o.models.gz", "o.models.json")}
     args = [sys.executable, str(REPO / "bin" / "hlmm_chr.py"), ds.bed, "0", "30", ds.pheno, str(tmp_path / "o"),
-            "--random_gts", ds.random, *SLOW]
+            "--random_gts", ds.random, *SLOW, "--n_jobs", "2"]
     proc = subprocess.Popen(args, stderr=subprocess.DEVNULL)
     assert _wait_for(lambda: _position(tmp_path / "o.models.gz.partial.json") >= 2)
+    workers = _children(proc.pid) if sys.platform.startswith("linux") else []
     proc.kill()
     proc.wait()
+    # its worker processes end with it (they stayed, idle, before PR_SET_PDEATHSIG)
+    assert not sys.platform.startswith("linux") or workers
+    assert _wait_for(lambda: not any(_alive(w) for w in workers), 30), [w for w in workers if _alive(w)]
     assert {p: (tmp_path / p).read_bytes() for p in ("o.models.gz", "o.models.json")} == before
     # the interrupted new run resumes to the same file as an uninterrupted one
     assert cli(*args[2:], "--resume")[0] == 0
