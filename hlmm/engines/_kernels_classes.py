@@ -20,14 +20,17 @@ from numba import njit, prange
 
 def _load_compiled():
     """The C kernel ``hlmm_class_sums`` of ``_classsums.c`` (built by setup.py), or None if it was
-    not built (it is optional: the numba kernels below give the same sums)."""
+    not built (it is optional: the numba kernels below give the same sums), or if this machine or
+    build has no 256-bit vectors for it (it then measured slower than numba's kernel)."""
     here = Path(__file__).resolve().parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = here / f"_classsums{suffix}"
         if path.is_file():
             try:
                 lib = ctypes.CDLL(str(path))
-            except OSError:
+                if not lib.hlmm_classsums_fast():  # no 256-bit vectors here: numba's kernel is faster
+                    return None
+            except (OSError, AttributeError):
                 return None
             lib.hlmm_classsums_init()
             f = lib.hlmm_class_sums
@@ -39,8 +42,9 @@ def _load_compiled():
 
 
 _compiled = None if os.environ.get("HLMM_NO_COMPILED") else _load_compiled()
-#: Whether the hard-call class sums of packed .bed bytes use the compiled kernel (``_classsums.c``);
-#: ``HLMM_NO_COMPILED=1`` in the environment turns it off (the numba kernels then give the same sums).
+#: Whether the hard-call class sums of packed .bed bytes use the compiled kernel (``_classsums.c``:
+#: built, and with AVX2 or more on this machine); ``HLMM_NO_COMPILED=1`` in the environment turns it
+#: off (the numba kernels then give the same sums).
 COMPILED = _compiled is not None
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
