@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import importlib.machinery
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -114,21 +115,36 @@ def class_moments_packed(packed, Yc):
     return _class_moments_plain(packed, Yc)
 
 
-_pool: ThreadPoolExecutor | None = None
+class _Threads:
+    """A pool of threads for the compiled kernel's other ranges, made on first use and grown when
+    more threads are asked for; a forked child starts without one (it has none of its parent's
+    threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pool: ThreadPoolExecutor | None = None
+        self.size = 0
+
+    def get(self, size: int) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.pool is None or self.size < size:
+                self.pool = ThreadPoolExecutor(max_workers=size, thread_name_prefix="hlmm-classsums")
+                self.size = size
+            return self.pool
+
+    def forget(self) -> None:
+        self.lock = threading.Lock()
+        self.pool, self.size = None, 0
 
 
-def _forget_pool() -> None:  # a forked child has none of its parent's threads
-    global _pool
-    _pool = None
+_threads = _Threads()
+os.register_at_fork(after_in_child=_threads.forget)
 
-
-os.register_at_fork(after_in_child=_forget_pool)
 
 def _sums_compiled(packed, Yt):
     """The compiled kernel over the variants of ``packed``, split into as many ranges as numba has
     threads (``numba.set_num_threads``, as the runner sets it per worker), one range on this thread
     and the others on a pool: ctypes releases the GIL for each call."""
-    global _pool
     b, n_bytes = packed.shape
     q, n8 = Yt.shape
     out = np.zeros((b, 4, q))
@@ -137,9 +153,8 @@ def _sums_compiled(packed, Yt):
     args = (packed.ctypes.data, n_bytes, Yt.ctypes.data, q, n8, out.ctypes.data)
     futures = []
     if threads > 1:
-        if _pool is None or _pool._max_workers < threads - 1:
-            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="hlmm-classsums")
-        futures = [_pool.submit(_compiled, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+        pool = _threads.get(threads - 1)
+        futures = [pool.submit(_compiled, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
     _compiled(*args, bounds[0], bounds[1])
     for f in futures:
         f.result()
