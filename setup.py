@@ -19,7 +19,7 @@ setup(
     # The hard-call class sums (hlmm/engines/_classsums.c), loaded with ctypes rather than imported:
     # optional, as hlmm falls back to numba kernels that give the same sums to the last bit
     ext_modules=[Extension("hlmm.engines._classsums", ["hlmm/engines/_classsums.c"],
-                           extra_compile_args=["-O3"], optional=True)],
+                           extra_compile_args=["-O3", "-ffp-contract=off"], optional=True)],
     install_requires=[
         "numpy>=1.24",
         "scipy>=1.10",

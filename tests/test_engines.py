@@ -550,6 +550,61 @@ def test_centred_power_sums__equal_numpy_on_and_off_the_grid_with_missing_and_a_
             np.testing.assert_allclose(S[j, k - 1], (g**k) @ B, rtol=1e-10, atol=1e-10)
 
 
+def _lanes(x):
+    """numpy, in the kernels' documented order: 8 sums over the rows i % 8 = 0..7 of x (n, ...),
+    each added in increasing i (cumsum adds in order), combined ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))."""
+    lanes = [np.cumsum(x[lane::8], axis=0)[-1] if len(x[lane::8]) else np.zeros(x.shape[1:]) for lane in range(8)]
+    l0, l1, l2, l3, l4, l5, l6, l7 = lanes
+    return ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
+
+
+@pytest.mark.parametrize("n", [1, 7, 9, 500, 2003])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, dtype):
+    """The compiled power sums (if built) and numba's give numpy's sums in the documented order, to
+    the last bit, each product rounded on its own: float32 and float64 dosages with missing calls
+    (NaN, negative) and a variant without calls, all rows or a subset, 1 to 6 columns (padding
+    zero columns included), one and two threads."""
+    import numba
+
+    from hlmm.engines import _kernels_score
+
+    rng = np.random.default_rng(n)
+    N = n + 3
+    b = 11
+    D = np.clip(rng.binomial(2, 0.3, (b, N)) + rng.normal(0, 0.1, (b, N)) * (rng.random((b, N)) < 0.3), 0, 2)
+    D[rng.random((b, N)) < 0.05] = np.nan
+    D[1, :2] = -1.0
+    D[2] = np.nan
+    D = D.astype(dtype)
+    threads = numba.get_num_threads()
+    for rows in (np.arange(N), np.sort(rng.choice(N, n, replace=False))):
+        rows = rows.astype(np.int64)
+        for r in (1, 4, 6):
+            B = rng.standard_normal((len(rows), r))
+            if r == 4:
+                B[:, 3] = 0.0  # a padding column
+            x = D[:, rows].astype(np.float64)
+            want_a1 = np.zeros(b)
+            want_S = np.zeros((b, 3, r))
+            for j in range(b):
+                ok = x[j] >= 0
+                want_a1[j] = _lanes(np.where(ok, x[j], 0.0)[:, None])[0]
+                if ok.any():
+                    g = np.where(ok, x[j] - want_a1[j] / ok.sum(), 0.0)
+                    want_S[j] = np.stack([_lanes(gm[:, None] * B) for gm in (g, g * g, g * g * g)])
+            try:
+                for t in sorted({1, threads}):
+                    numba.set_num_threads(t)
+                    for got in (_kernels_score.centred_power_sums(D, rows, B),
+                                _kernels_score._centred_power_sums(D, rows, B)):
+                        np.testing.assert_array_equal(got[0], (x >= 0).sum(1))
+                        np.testing.assert_array_equal(got[1], want_a1)
+                        np.testing.assert_array_equal(got[2], want_S)
+            finally:
+                numba.set_num_threads(threads)
+
+
 @pytest.mark.parametrize("mixed", [False, True])
 @pytest.mark.parametrize("robust", [False, True])
 def test_score_scanner__dosage_blocks_equal_dense_score_module_at_any_block_boundary(data, mixed, robust):

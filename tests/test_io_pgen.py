@@ -303,3 +303,45 @@ def test_negative_to_nan__equals_numpy():
     want = np.where(a < 0, np.nan, a)
     negative_to_nan(a)
     np.testing.assert_array_equal(a, want)
+
+
+def test_threads__decode_parts_of_a_block_in_parallel_with_the_same_genotypes(tmp_path):
+    """A block of 40 variants x 30,003 samples (dosages with missing calls, and hard calls) read by
+    1, 2 and 3 threads, all samples and a subset of 25,000: the same dosages and codes, also at part
+    boundaries (parts of 13-14 variants); each helper thread opens a reader of its own, and
+    close() releases them all."""
+    import pgenlib
+
+    rng = np.random.default_rng(4)
+    n, m = 30_003, 40
+    g = rng.binomial(2, 0.3, (m, n)).astype(np.float32)
+    dos = np.clip(g + rng.normal(0, 0.1, (m, n)) * (rng.random((m, n)) < 0.3), 0, 2).astype(np.float32)
+    dos[rng.random((m, n)) < 0.01] = -9  # missing
+    for name, dosages in (("d", True), ("h", False)):
+        w = pgenlib.PgenWriter(str(tmp_path / f"{name}.pgen").encode(), n, m, False, dosage_present=dosages)
+        for j in range(m):
+            if dosages:
+                w.append_dosages(dos[j])
+            else:
+                w.append_biallelic(np.where(dos[j] < 0, -9, np.rint(np.maximum(dos[j], 0))).astype(np.int8))
+        w.close()
+        (tmp_path / f"{name}.pvar").write_text("#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
+            f"1\t{j + 1}\tv{j}\tG\tA\n" for j in range(m)))
+        (tmp_path / f"{name}.psam").write_text("#FID\tIID\n" + "".join(f"f{i}\ti{i}\n" for i in range(n)))
+        subset = np.sort(rng.choice(n, 25_000, replace=False))
+        for rows in (np.arange(n), subset):
+            results = []
+            for threads in (1, 2, 3):
+                src = open_pgen(str(tmp_path / f"{name}.pgen"))
+                src.threads = threads
+                got = (src.read_dosages(rows, 0, m), src.read_codes(rows, 0, m), src.read_dosages(rows, 5, 33))
+                assert len(src._open_readers) == threads
+                src.close()
+                assert src._open_readers == [] and src._pool is None
+                results.append(got)
+            for got in results[1:]:
+                for a, b in zip(results[0], got):
+                    np.testing.assert_array_equal(a, b)
+            want = np.where(dos[:, rows] < 0, np.nan, dos[:, rows]) if dosages else \
+                np.where(dos[:, rows] < 0, np.nan, np.rint(np.maximum(dos[:, rows], 0)))
+            np.testing.assert_allclose(results[0][0], want, rtol=0, atol=1 / 16384)

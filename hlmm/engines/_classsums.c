@@ -172,3 +172,132 @@ void hlmm_class_sums(const uint8_t *packed_all, int64_t nbytes, const double *Yt
         }
     }
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * The score test's power sums of dosages (hlmm.engines._kernels_score.centred_power_sums): per
+ * variant, the calls (dosage >= 0; NaN is not), their summed dosage s, and sum_i g_i^m B[i, k] for
+ * m = 1, 2, 3 with g = dosage - s / calls over the calls (a missing call adds nothing).
+ *
+ * Order: individual i (its row in B) goes to lane i % 8 of each sum, each lane in increasing i,
+ * combined as ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7)); products and sums are rounded
+ * one by one (the file is built with -ffp-contract=off: no fused multiply-adds), as numba's
+ * fallback rounds them, so the two agree to the last bit on every instruction set.
+ * ------------------------------------------------------------------------------------------- */
+
+static inline __attribute__((always_inline)) double combine(v4d a, v4d b)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((b[0] + b[1]) + (b[2] + b[3]));
+}
+
+/* Eight dosages of individuals i .. i + 7 (rows[i] .. of row x, or x[i] .. if rows is NULL), as
+ * two 4-lane halves; past n, NaN (no call). */
+typedef float v4f __attribute__((vector_size(16)));
+#define LOAD8(T, VT)                                                                               \
+    static inline __attribute__((always_inline)) void load8_##T(const T *x, const int64_t *rows,   \
+                                                                 int64_t i, int64_t n, v4d *d0, v4d *d1) \
+    {                                                                                              \
+        if (!rows && i + 8 <= n) {                                                                 \
+            VT a, b;                                                                               \
+            memcpy(&a, x + i, sizeof(a));                                                          \
+            memcpy(&b, x + i + 4, sizeof(b));                                                      \
+            *d0 = __builtin_convertvector(a, v4d);                                                 \
+            *d1 = __builtin_convertvector(b, v4d);                                                 \
+            return;                                                                                \
+        }                                                                                          \
+        double v[8];                                                                               \
+        for (int l = 0; l < 8; l++)                                                                \
+            v[l] = i + l < n ? (double)x[rows ? rows[i + l] : i + l] : __builtin_nan("");          \
+        memcpy(d0, v, 32);                                                                         \
+        memcpy(d1, v + 4, 32);                                                                     \
+    }
+LOAD8(float, v4f)
+LOAD8(double, v4d)
+
+/* Pass two over individuals i0 .. i1 - 1 (multiples of 8) and columns col0 .. col0 + NQ - 1 of Bt
+ * (r, n8), added to acc[3][4][2] (held in registers over the range). */
+#define POWERS(T, NQ)                                                                              \
+    static inline __attribute__((always_inline)) void powers_##T##_##NQ(                          \
+        const T *x, const int64_t *rows, int64_t n, double mean, const double *Bt, int64_t n8,     \
+        int64_t col0, int64_t i0, int64_t i1, v4d acc[3][4][2])                                    \
+    {                                                                                              \
+        v4d a[3][NQ][2];                                                                           \
+        for (int m = 0; m < 3; m++)                                                                \
+            for (int c = 0; c < NQ; c++) {                                                         \
+                a[m][c][0] = acc[m][c][0];                                                         \
+                a[m][c][1] = acc[m][c][1];                                                         \
+            }                                                                                      \
+        v4d mv = {mean, mean, mean, mean};                                                         \
+        for (int64_t i = i0; i < i1; i += 8) {                                                     \
+            v4d d[2];                                                                              \
+            load8_##T(x, rows, i, n, &d[0], &d[1]);                                                \
+            for (int h = 0; h < 2; h++) {                                                          \
+                v4l ok = d[h] >= 0.0;                                                              \
+                v4d g = (v4d)((v4l)(d[h] - mv) & ok);                                              \
+                v4d g2 = g * g;                                                                    \
+                v4d g3 = g2 * g;                                                                   \
+                for (int c = 0; c < NQ; c++) {                                                     \
+                    v4d v;                                                                         \
+                    memcpy(&v, Bt + (col0 + c) * n8 + i + 4 * h, 32);                              \
+                    a[0][c][h] += g * v;                                                           \
+                    a[1][c][h] += g2 * v;                                                          \
+                    a[2][c][h] += g3 * v;                                                          \
+                }                                                                                  \
+            }                                                                                      \
+        }                                                                                          \
+        for (int m = 0; m < 3; m++)                                                                \
+            for (int c = 0; c < NQ; c++) {                                                         \
+                acc[m][c][0] = a[m][c][0];                                                         \
+                acc[m][c][1] = a[m][c][1];                                                         \
+            }                                                                                      \
+    }
+
+/* Per variant: pass one (calls, summed dosage, mean), then pass two, four columns at a time.
+ * (Taking 8 variants over chunks of 1,024 individuals, as the class sums do, measured no faster:
+ * 0.106-0.110 against 0.097 ms per variant, bench_kernels.py at 4 columns.) */
+#define POWER_SUMS(T)                                                                              \
+    POWERS(T, 1) POWERS(T, 2) POWERS(T, 3) POWERS(T, 4)                                            \
+    CLONES                                                                                         \
+    void hlmm_power_sums_##T(const T *dosages, int64_t N, const int64_t *rows, int64_t n,          \
+                             const double *Bt, int64_t r, int64_t n8, int64_t r_out,               \
+                             int64_t *n_called, double *a1, double *S, int64_t j0, int64_t j1)     \
+    {                                                                                              \
+        for (int64_t j = j0; j < j1; j++) {                                                        \
+            const T *x = dosages + j * N;                                                          \
+            v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
+            v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
+            for (int64_t i = 0; i < n8; i += 8) {                                                  \
+                v4d d[2];                                                                          \
+                load8_##T(x, rows, i, n, &d[0], &d[1]);                                            \
+                for (int h = 0; h < 2; h++) {                                                      \
+                    v4l ok = d[h] >= 0.0;                                                          \
+                    s[h] += (v4d)((v4l)d[h] & ok);                                                 \
+                    c[h] -= ok;                                                                    \
+                }                                                                                  \
+            }                                                                                      \
+            int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
+            double sum = combine(s[0], s[1]);                                                      \
+            n_called[j] = calls;                                                                   \
+            a1[j] = sum;                                                                           \
+            if (calls == 0)                                                                        \
+                continue;                                                                          \
+            double mean = sum / (double)calls;                                                     \
+            double *out = S + j * 3 * r_out;                                                       \
+            for (int64_t col0 = 0; col0 < r; col0 += 4) {                                          \
+                int64_t w = r - col0 < 4 ? r - col0 : 4;                                           \
+                v4d acc[3][4][2];                                                                  \
+                memset(acc, 0, sizeof(acc));                                                       \
+                switch (w) {                                                                       \
+                case 1: powers_##T##_1(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
+                case 2: powers_##T##_2(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
+                case 3: powers_##T##_3(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
+                default: powers_##T##_4(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;        \
+                }                                                                                  \
+                for (int m = 0; m < 3; m++)                                                        \
+                    for (int64_t k = 0; k < w; k++)                                                \
+                        out[m * r_out + col0 + k] = combine(acc[m][k][0], acc[m][k][1]);           \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
+POWER_SUMS(float)
+POWER_SUMS(double)

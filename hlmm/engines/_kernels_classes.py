@@ -19,10 +19,10 @@ import numpy as np
 from numba import njit, prange
 
 
-def _load_compiled():
-    """The C kernel ``hlmm_class_sums`` of ``_classsums.c`` (built by setup.py), or None if it was
-    not built (it is optional: the numba kernels below give the same sums), or if this machine or
-    build has no 256-bit vectors for it (it then measured slower than numba's kernel)."""
+def _load_library():
+    """The library built from ``_classsums.c`` by setup.py, or None if it was not built (it is
+    optional: the numba kernels give the same sums), or if this machine or build has no 256-bit
+    vectors for it (its code then measured slower than numba's)."""
     here = Path(__file__).resolve().parent
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
         path = here / f"_classsums{suffix}"
@@ -34,19 +34,23 @@ def _load_compiled():
             except (OSError, AttributeError):
                 return None
             lib.hlmm_classsums_init()
-            f = lib.hlmm_class_sums
-            f.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
-                          ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
-            f.restype = None
-            return f
+            p, i64 = ctypes.c_void_p, ctypes.c_int64
+            lib.hlmm_class_sums.argtypes = [p, i64, p, i64, i64, p, i64, i64]
+            lib.hlmm_class_sums.restype = None
+            for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
+                f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, i64, i64]
+                f.restype = None
+            return lib
     return None
 
 
-_compiled = None if os.environ.get("HLMM_NO_COMPILED") else _load_compiled()
-#: Whether the hard-call class sums of packed .bed bytes use the compiled kernel (``_classsums.c``:
-#: built, and with AVX2 or more on this machine); ``HLMM_NO_COMPILED=1`` in the environment turns it
-#: off (the numba kernels then give the same sums).
-COMPILED = _compiled is not None
+#: The compiled kernels' library (``_classsums.c``), or None; ``HLMM_NO_COMPILED=1`` in the
+#: environment leaves it unused (the numba kernels then give the same sums).
+LIBRARY = None if os.environ.get("HLMM_NO_COMPILED") else _load_library()
+_compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
+#: Whether the hard-call class sums of packed .bed bytes, and the score test's power sums of
+#: dosages, use the compiled kernels (built, and with AVX2 or more on this machine).
+COMPILED = LIBRARY is not None
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
 
@@ -141,23 +145,28 @@ _threads = _Threads()
 os.register_at_fork(after_in_child=_threads.forget)
 
 
-def _sums_compiled(packed, Yt):
-    """The compiled kernel over the variants of ``packed``, split into as many ranges as numba has
-    threads (``numba.set_num_threads``, as the runner sets it per worker), one range on this thread
-    and the others on a pool: ctypes releases the GIL for each call."""
-    b, n_bytes = packed.shape
-    q, n8 = Yt.shape
-    out = np.zeros((b, 4, q))
-    threads = max(1, min(numba.get_num_threads(), b // 8 or 1))
+def run_ranges(f, b: int, *args, minimum: int = 8) -> None:
+    """``f(*args, j0, j1)`` over the variants 0 .. b - 1, split into as many ranges as numba has
+    threads (``numba.set_num_threads``, as the runner sets it per worker; ranges of at least
+    ``minimum`` variants), one on this thread and the others on a pool: ctypes releases the GIL
+    for each call."""
+    threads = max(1, min(numba.get_num_threads(), b // minimum or 1))
     bounds = [b * t // threads for t in range(threads + 1)]
-    args = (packed.ctypes.data, n_bytes, Yt.ctypes.data, q, n8, out.ctypes.data)
     futures = []
     if threads > 1:
         pool = _threads.get(threads - 1)
-        futures = [pool.submit(_compiled, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
-    _compiled(*args, bounds[0], bounds[1])
-    for f in futures:
-        f.result()
+        futures = [pool.submit(f, *args, bounds[t], bounds[t + 1]) for t in range(1, threads)]
+    f(*args, bounds[0], bounds[1])
+    for fut in futures:
+        fut.result()
+
+
+def _sums_compiled(packed, Yt):
+    """The compiled class sums over the variants of ``packed``."""
+    b, n_bytes = packed.shape
+    q, n8 = Yt.shape
+    out = np.zeros((b, 4, q))
+    run_ranges(_compiled, b, packed.ctypes.data, n_bytes, Yt.ctypes.data, q, n8, out.ctypes.data)
     return out
 
 

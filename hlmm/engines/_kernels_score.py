@@ -8,6 +8,8 @@ import numpy as np
 from numba import njit, prange, types
 from numba.extending import intrinsic
 
+from hlmm.engines import _kernels_classes
+
 
 @intrinsic
 def _popcount(typingctx, x):
@@ -157,7 +159,6 @@ def sparse_centred_products(indptr, indices, data, l, codes, gbar):
 # ----------------------------------------------------------------------------------------------
 
 
-@njit(cache=True, parallel=True)
 def centred_power_sums(dosages, rows, B):
     """Per variant: calls, summed dosage, and ``sum_i g_i^m B[i, :]`` for m = 1, 2, 3, where ``g``
     is the dosage centred over the individuals with a call (a missing call, NaN or negative,
@@ -178,7 +179,58 @@ def centred_power_sums(dosages, rows, B):
     a1 : ndarray, shape (b,)
         Sum of the dosages over the calls.
     S : ndarray, shape (b, 3, r)
+
+    Notes
+    -----
+    Every sum is eight partial sums (lanes), over the individuals ``i`` (rows of ``B``) with
+    ``i % 8`` equal to 0, ..., 7, each added in increasing ``i`` and combined as ``((l0 + l1) +
+    (l2 + l3)) + ((l4 + l5) + (l6 + l7))``, with each product rounded on its own (no fused
+    multiply-add). The compiled kernel (``_classsums.c``; :data:`hlmm.engines._kernels_classes.COMPILED`)
+    adds in vectors of those lanes, over B's columns in a column-major copy made once per ``B``
+    (its trailing zero columns, padding for numba's rows, left out); numba's kernel, used without
+    it, adds in the same order, so both give the same sums to the last bit.
     """
+    lib = _kernels_classes.LIBRARY
+    b, N = dosages.shape
+    n, r = B.shape
+    if lib is None or b == 0 or n == 0 or dosages.dtype not in (np.float32, np.float64):
+        return _centred_power_sums(dosages, np.asarray(rows, np.int64), B)
+    dosages = np.ascontiguousarray(dosages)
+    rows = np.ascontiguousarray(rows, np.int64)
+    Bt, r_used = _columns(B)
+    n_called = np.zeros(b, dtype=np.int64)
+    a1 = np.zeros(b)
+    S = np.zeros((b, 3, r))
+    identity = n == N and bool(np.all(rows == np.arange(n)))
+    f = lib.hlmm_power_sums_float if dosages.dtype == np.float32 else lib.hlmm_power_sums_double
+    _kernels_classes.run_ranges(f, b, dosages.ctypes.data, N, None if identity else rows.ctypes.data, n,
+                                Bt.ctypes.data, r_used, Bt.shape[1], r, n_called.ctypes.data, a1.ctypes.data,
+                                S.ctypes.data, minimum=4)
+    return n_called, a1, S
+
+
+_last_columns: tuple = (None, None, 0)
+
+
+def _columns(B):
+    """``B`` column-major, rows up to a multiple of 8 (zero past n), without its trailing zero
+    columns, and how many columns that leaves; the last one made is kept for the next call (the
+    scanner passes the same basis for every block)."""
+    global _last_columns
+    last = _last_columns
+    if last[0] is B:
+        return last[1], last[2]
+    n, r = B.shape
+    nonzero = np.flatnonzero(np.any(B != 0, axis=0))
+    used = int(nonzero[-1]) + 1 if nonzero.size else 0
+    Bt = np.zeros((used, -(-n // 8) * 8))
+    Bt[:, :n] = B[:, :used].T
+    _last_columns = (B, Bt, used)
+    return Bt, used
+
+
+@njit(cache=True, parallel=True)
+def _centred_power_sums(dosages, rows, B):
     b = dosages.shape[0]
     n, r = B.shape
     n_called = np.zeros(b, dtype=np.int64)
@@ -186,28 +238,33 @@ def centred_power_sums(dosages, rows, B):
     S = np.zeros((b, 3, r))
     for j in prange(b):
         c = 0
-        s = 0.0
+        lanes = np.zeros(8)
         for i in range(n):
             d = dosages[j, rows[i]]
             if d >= 0:  # False for NaN
                 c += 1
-                s += d
+                lanes[i & 7] += d
+        s = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]))
         n_called[j] = c
         a1[j] = s
         if c == 0:
             continue
         mean = s / c
-        acc = np.zeros((3, r))
+        acc = np.zeros((8, 3, r))  # [i % 8, power - 1, column]
         for i in range(n):
             d = dosages[j, rows[i]]
             if d >= 0:
                 g = d - mean
                 g2 = g * g
                 g3 = g2 * g
+                lane = i & 7
                 for k in range(r):
                     v = B[i, k]
-                    acc[0, k] += g * v
-                    acc[1, k] += g2 * v
-                    acc[2, k] += g3 * v
-        S[j] = acc
+                    acc[lane, 0, k] += g * v
+                    acc[lane, 1, k] += g2 * v
+                    acc[lane, 2, k] += g3 * v
+        for m in range(3):
+            for k in range(r):
+                S[j, m, k] = (((acc[0, m, k] + acc[1, m, k]) + (acc[2, m, k] + acc[3, m, k]))
+                              + ((acc[4, m, k] + acc[5, m, k]) + (acc[6, m, k] + acc[7, m, k])))
     return n_called, a1, S
