@@ -300,9 +300,12 @@ class PgenSource(GenotypeSource):
         futures = [pool.submit(read, bounds[t], bounds[t + 1]) for t in range(1, parts)]
         try:
             read(bounds[0], bounds[1])
-        finally:
-            for f in futures:
-                f.result()
+        except BaseException:
+            for f in futures:  # finish the helpers' parts, but raise this thread's error, the first part's
+                f.exception()
+            raise
+        for f in futures:
+            f.result()
 
     def _reader(self):
         """This thread's reader, opened on first use."""
