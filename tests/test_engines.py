@@ -694,3 +694,23 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
     want = (sums[:, 0] * coef[0] + sums[:, 1] * coef[1]) + sums[:, 2] * coef[2]
     np.testing.assert_array_equal(_combination(sums, coef), want)
     np.testing.assert_array_equal(_combination(sums[None], coef)[0], want)  # padded layout: numpy
+
+
+@pytest.mark.parametrize("given", [None, "ACTIVE"])
+def test_openmp_threads_wait_passively_unless_the_user_says(given):
+    """``import hlmm`` sets OMP_WAIT_POLICY=PASSIVE before numba loads its OpenMP layer (whose
+    spinning threads otherwise slow down the .pgen decoding and compiled-sum threads; see
+    hlmm/__init__.py), and keeps a value the user set; numba's parallel kernels run after it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        env["OMP_WAIT_POLICY"] = given
+    code = ("import os, numpy as np, hlmm\n"
+            "from hlmm.io._kernels import negative_to_nan\n"
+            "a = -np.ones((3, 5)); negative_to_nan(a); assert np.isnan(a).all()\n"
+            "print(os.environ['OMP_WAIT_POLICY'])\n")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == (given or "PASSIVE")
