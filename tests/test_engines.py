@@ -564,7 +564,10 @@ def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, d
     """The compiled power sums (if built) and numba's give numpy's sums in the documented order, to
     the last bit, each product rounded on its own: float32 and float64 dosages with missing calls
     (NaN, negative) and a variant without calls, all rows or a subset, 1 to 6 columns (padding
-    zero columns included), one and two threads."""
+    zero columns included), one and two threads; every power asked of every column (the default),
+    or a highest power per column, in decreasing order (the compiled kernel's own loops) or not,
+    whose other sums are zero. 11 variants and up to 2,006 rows: more than one group of variants
+    and one chunk of rows of the compiled kernel."""
     import numba
 
     from hlmm.engines import _kernels_score
@@ -593,16 +596,22 @@ def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, d
                 if ok.any():
                     g = np.where(ok, x[j] - want_a1[j] / ok.sum(), 0.0)
                     want_S[j] = np.stack([_lanes(gm[:, None] * B) for gm in (g, g * g, g * g * g)])
-            try:
-                for t in sorted({1, threads}):
-                    numba.set_num_threads(t)
-                    for got in (_kernels_score.centred_power_sums(D, rows, B),
-                                _kernels_score._centred_power_sums(D, rows, B)):
-                        np.testing.assert_array_equal(got[0], (x >= 0).sum(1))
-                        np.testing.assert_array_equal(got[1], want_a1)
-                        np.testing.assert_array_equal(got[2], want_S)
-            finally:
-                numba.set_num_threads(threads)
+            decreasing = np.sort(rng.integers(1, 4, r))[::-1]
+            for powers in (None, decreasing, rng.integers(1, 4, r)):
+                want = want_S.copy()
+                if powers is not None:
+                    want[:, np.arange(3)[:, None] >= np.asarray(powers)[None, :]] = 0.0
+                try:
+                    for t in sorted({1, threads}):
+                        numba.set_num_threads(t)
+                        for got in (_kernels_score.centred_power_sums(D, rows, B, powers),
+                                    _kernels_score._centred_power_sums(D, rows, B, np.full(r, 3) if powers is None
+                                                                       else np.asarray(powers, np.int64))):
+                            np.testing.assert_array_equal(got[0], (x >= 0).sum(1))
+                            np.testing.assert_array_equal(got[1], want_a1)
+                            np.testing.assert_array_equal(got[2], want)
+                finally:
+                    numba.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("mixed", [False, True])
@@ -622,6 +631,58 @@ def test_score_scanner__dosage_blocks_equal_dense_score_module_at_any_block_boun
         assert ok.sum() >= min(5, len(idx) - 1)
         for k in ("add", "add_se", "var", "var_se", "av_chi2"):
             np.testing.assert_allclose(out[k][ok], ref[k][idx][ok], rtol=1e-9, err_msg=k)
+
+
+@pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("robust", [False, True])
+def test_score_scanner__dosage_sums_skipped_change_no_row(data, mixed, robust):
+    """The dosage pass skips the sums ``sum g^m B[:, k]`` that no statistic reads (those whose
+    coefficients are rounding): the rows equal those of a pass computing all 3 powers of every column,
+    to 1e-13 (phenotypes side by side, one of the HLM's on a subset)."""
+    from hlmm.engines import score as score_engine
+
+    sub = np.random.default_rng(8).random(data["n"]) < 0.9
+    G = data["G"] if mixed else None
+    models = [default_model(data, G, name="a"), default_model(dict(data, y=data["y"] ** 2), G, name="b")]
+    if not mixed:  # (the fixture's random effects are of all individuals)
+        models.append(default_model(data, name="c", subset=sub))
+    blk = block_of(data["dos"])
+    sc = build(ScoreScanner, models, test="score", robust=robust)
+    assert any((p < 3).any() for p in sc.powers)  # something is skipped
+    got = sc.scan(blk)
+    full = build(ScoreScanner, models, test="score", robust=robust)
+    full.powers = [np.full_like(p, 3) for p in full.powers]
+    want = full.scan(blk)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g["status"], w["status"])
+        for k in ("add", "add_se", "var", "var_se", "av_chi2", "var_adapt", "var_se_adapt"):
+            if k in g:
+                np.testing.assert_allclose(g[k], w[k], rtol=1e-13, atol=0, err_msg=k)
+    assert score_engine.COEFFICIENT_TOL < 1e-12  # far below column_basis's own 1e-12 reconstruction
+
+
+def test_column_powers__highest_power_each_basis_column_is_read_at():
+    """A basis column counts for a power when a column read at it has a coefficient on it beyond
+    rounding: exact multiples and least-squares noise (1e-17) do not make it count."""
+    from hlmm.engines.classes import column_basis
+    from hlmm.engines.score import _column_powers
+
+    rng = np.random.default_rng(3)
+    n = 200
+    one, e, t = np.ones(n), rng.standard_normal(n), rng.standard_normal(n)
+    # C = [1 | 2e, t | 3 + 0e, e | 5] read at powers 1: (1, 2), 2: (3, 4), 3: (5,)
+    A = np.column_stack([one, 2 * e, t, 3 * one, e, 5 * one])
+    basis, coef = column_basis(A)
+    assert basis.shape[1] == 3  # 1, e, t
+    np.testing.assert_array_equal(_column_powers(coef, basis, [[1, 2], [3, 4], [5]]), [3, 2, 1])
+    np.testing.assert_array_equal(_column_powers(coef, basis, [[1, 2], [], []]), [1, 1, 1])
+    np.testing.assert_array_equal(_column_powers(coef, basis, [[], [2], [2]]), [1, 1, 3])
+    # a coefficient of 1e-17 (as a least-squares fit leaves) does not count, 1e-6 does
+    noisy = coef.copy()
+    noisy[2, 3] = 1e-17
+    np.testing.assert_array_equal(_column_powers(noisy, basis, [[], [3], []]), [2, 1, 1])
+    noisy[2, 3] = 1e-6
+    np.testing.assert_array_equal(_column_powers(noisy, basis, [[], [3], []]), [2, 1, 2])
 
 
 def test_score_scanner__dosages_of_several_phenotypes_equal_separate_scans(data):

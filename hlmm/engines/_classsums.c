@@ -213,19 +213,17 @@ typedef float v4f __attribute__((vector_size(16)));
 LOAD8(float, v4f)
 LOAD8(double, v4d)
 
-/* Pass two over individuals i0 .. i1 - 1 (multiples of 8) and columns col0 .. col0 + NQ - 1 of Bt
- * (r, n8), added to acc[3][4][2] (held in registers over the range). */
-#define POWERS(T, NQ)                                                                              \
-    static inline __attribute__((always_inline)) void powers_##T##_##NQ(                          \
+/* Pass two over individuals i0 .. i1 - 1 (multiples of 8) and the columns col0 .. col0 + 3 of Bt
+ * (r, n8) whose powers P[c] (3, 2, 1, or 0 for no column) are given, added to acc[3][4][2] (held
+ * in registers over the range): sum g^m Bt[col0 + c] for m = 1 .. P[c]. Always inlined with P a
+ * constant, so that each pattern of P has its own loop, without the products it does not need. */
+#define POWERS(T)                                                                                  \
+    static inline __attribute__((always_inline)) void powers_##T(                                  \
         const T *x, const int64_t *rows, int64_t n, double mean, const double *Bt, int64_t n8,     \
-        int64_t col0, int64_t i0, int64_t i1, v4d acc[3][4][2])                                    \
+        int64_t col0, const int P[4], int64_t i0, int64_t i1, v4d acc[3][4][2])                    \
     {                                                                                              \
-        v4d a[3][NQ][2];                                                                           \
-        for (int m = 0; m < 3; m++)                                                                \
-            for (int c = 0; c < NQ; c++) {                                                         \
-                a[m][c][0] = acc[m][c][0];                                                         \
-                a[m][c][1] = acc[m][c][1];                                                         \
-            }                                                                                      \
+        v4d a[3][4][2];                                                                            \
+        memcpy(a, acc, sizeof(a));                                                                 \
         v4d mv = {mean, mean, mean, mean};                                                         \
         for (int64_t i = i0; i < i1; i += 8) {                                                     \
             v4d d[2];                                                                              \
@@ -235,66 +233,118 @@ LOAD8(double, v4d)
                 v4d g = (v4d)((v4l)(d[h] - mv) & ok);                                              \
                 v4d g2 = g * g;                                                                    \
                 v4d g3 = g2 * g;                                                                   \
-                for (int c = 0; c < NQ; c++) {                                                     \
+                for (int c = 0; c < 4; c++) {                                                      \
+                    if (P[c] == 0)                                                                 \
+                        continue;                                                                  \
                     v4d v;                                                                         \
                     memcpy(&v, Bt + (col0 + c) * n8 + i + 4 * h, 32);                              \
                     a[0][c][h] += g * v;                                                           \
-                    a[1][c][h] += g2 * v;                                                          \
-                    a[2][c][h] += g3 * v;                                                          \
+                    if (P[c] >= 2)                                                                 \
+                        a[1][c][h] += g2 * v;                                                      \
+                    if (P[c] >= 3)                                                                 \
+                        a[2][c][h] += g3 * v;                                                      \
                 }                                                                                  \
             }                                                                                      \
         }                                                                                          \
-        for (int m = 0; m < 3; m++)                                                                \
-            for (int c = 0; c < NQ; c++) {                                                         \
-                acc[m][c][0] = a[m][c][0];                                                         \
-                acc[m][c][1] = a[m][c][1];                                                         \
-            }                                                                                      \
+        memcpy(acc, a, sizeof(a));                                                                 \
     }
 
-/* Per variant: pass one (calls, summed dosage, mean), then pass two, four columns at a time.
- * (Taking 8 variants over chunks of 1,024 individuals, as the class sums do, measured no faster:
- * 0.106-0.110 against 0.097 ms per variant, bench_kernels.py at 4 columns.) */
+/* The patterns of powers of four columns that have a loop of their own: the non-increasing ones,
+ * as the caller orders its columns (a chunk of another pattern takes its highest power for every
+ * column, and the extra sums are not written out). */
+#define PATTERNS(X, T)                                                                             \
+    X(T, 1, 0, 0, 0) X(T, 1, 1, 0, 0) X(T, 1, 1, 1, 0) X(T, 1, 1, 1, 1)                            \
+    X(T, 2, 0, 0, 0) X(T, 2, 1, 0, 0) X(T, 2, 1, 1, 0) X(T, 2, 1, 1, 1) X(T, 2, 2, 0, 0)           \
+    X(T, 2, 2, 1, 0) X(T, 2, 2, 1, 1) X(T, 2, 2, 2, 0) X(T, 2, 2, 2, 1) X(T, 2, 2, 2, 2)           \
+    X(T, 3, 0, 0, 0) X(T, 3, 1, 0, 0) X(T, 3, 1, 1, 0) X(T, 3, 1, 1, 1) X(T, 3, 2, 0, 0)           \
+    X(T, 3, 2, 1, 0) X(T, 3, 2, 1, 1) X(T, 3, 2, 2, 0) X(T, 3, 2, 2, 1) X(T, 3, 2, 2, 2)           \
+    X(T, 3, 3, 0, 0) X(T, 3, 3, 1, 0) X(T, 3, 3, 1, 1) X(T, 3, 3, 2, 0) X(T, 3, 3, 2, 1)           \
+    X(T, 3, 3, 2, 2) X(T, 3, 3, 3, 0) X(T, 3, 3, 3, 1) X(T, 3, 3, 3, 2) X(T, 3, 3, 3, 3)
+#define PATTERN_CODE(p0, p1, p2, p3) ((p0) * 64 + (p1) * 16 + (p2) * 4 + (p3))
+#define PATTERN_CASE(T, p0, p1, p2, p3)                                                            \
+    case PATTERN_CODE(p0, p1, p2, p3): {                                                           \
+        static const int P[4] = {p0, p1, p2, p3};                                                  \
+        powers_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                                  \
+        break;                                                                                     \
+    }
+
+/* Per variant: pass one (calls, summed dosage, mean); then pass two, four columns at a time, with
+ * the powers[k] (1 to 3) asked of column k (S[j, m - 1, k] for m > powers[k] is left zero), over
+ * chunks of PCHUNK individuals, each chunk of the columns taken by PGROUP variants in turn while
+ * it is in cache. At n = 100,000 three columns are 2.4 MB, more than a core's L2 cache here:
+ * 41 variants of dos.pgen, powers (3, 2, 1), took 0.060 ms per variant on two threads against
+ * 0.067-0.076 a variant at a time over all rows (0.116 against 0.123 on one thread). Skipping the
+ * three sums that (3, 2, 1) does not ask for: 0.123 against 0.133-0.136 ms per variant on one
+ * thread (in-process timings by a script in /tmp, not kept; benchmarks/bench_dosages.py times the
+ * whole scan). */
+#define PGROUP 8
+#define PCHUNK 1024
 #define POWER_SUMS(T)                                                                              \
-    POWERS(T, 1) POWERS(T, 2) POWERS(T, 3) POWERS(T, 4)                                            \
+    POWERS(T)                                                                                      \
     CLONES                                                                                         \
     void hlmm_power_sums_##T(const T *dosages, int64_t N, const int64_t *rows, int64_t n,          \
                              const double *Bt, int64_t r, int64_t n8, int64_t r_out,               \
-                             int64_t *n_called, double *a1, double *S, int64_t j0, int64_t j1)     \
+                             const int64_t *powers, int64_t *n_called, double *a1, double *S,      \
+                             int64_t j0, int64_t j1)                                               \
     {                                                                                              \
-        for (int64_t j = j0; j < j1; j++) {                                                        \
-            const T *x = dosages + j * N;                                                          \
-            v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
-            v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
-            for (int64_t i = 0; i < n8; i += 8) {                                                  \
-                v4d d[2];                                                                          \
-                load8_##T(x, rows, i, n, &d[0], &d[1]);                                            \
-                for (int h = 0; h < 2; h++) {                                                      \
-                    v4l ok = d[h] >= 0.0;                                                          \
-                    s[h] += (v4d)((v4l)d[h] & ok);                                                 \
-                    c[h] -= ok;                                                                    \
+        v4d acc[PGROUP][3][4][2];                                                                  \
+        double means[PGROUP];                                                                      \
+        for (int64_t g0 = j0; g0 < j1; g0 += PGROUP) {                                             \
+            int64_t g1 = g0 + PGROUP < j1 ? g0 + PGROUP : j1;                                      \
+            for (int64_t j = g0; j < g1; j++) {                                                    \
+                const T *x = dosages + j * N;                                                      \
+                v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
+                v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
+                for (int64_t i = 0; i < n8; i += 8) {                                              \
+                    v4d d[2];                                                                      \
+                    load8_##T(x, rows, i, n, &d[0], &d[1]);                                        \
+                    for (int h = 0; h < 2; h++) {                                                  \
+                        v4l ok = d[h] >= 0.0;                                                      \
+                        s[h] += (v4d)((v4l)d[h] & ok);                                             \
+                        c[h] -= ok;                                                                \
+                    }                                                                              \
                 }                                                                                  \
+                int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
+                double sum = combine(s[0], s[1]);                                                  \
+                n_called[j] = calls;                                                               \
+                a1[j] = sum;                                                                       \
+                means[j - g0] = calls ? sum / (double)calls : 0.0;                                 \
             }                                                                                      \
-            int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
-            double sum = combine(s[0], s[1]);                                                      \
-            n_called[j] = calls;                                                                   \
-            a1[j] = sum;                                                                           \
-            if (calls == 0)                                                                        \
-                continue;                                                                          \
-            double mean = sum / (double)calls;                                                     \
-            double *out = S + j * 3 * r_out;                                                       \
             for (int64_t col0 = 0; col0 < r; col0 += 4) {                                          \
                 int64_t w = r - col0 < 4 ? r - col0 : 4;                                           \
-                v4d acc[3][4][2];                                                                  \
-                memset(acc, 0, sizeof(acc));                                                       \
-                switch (w) {                                                                       \
-                case 1: powers_##T##_1(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
-                case 2: powers_##T##_2(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
-                case 3: powers_##T##_3(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;         \
-                default: powers_##T##_4(x, rows, n, mean, Bt, n8, col0, 0, n8, acc); break;        \
+                int p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0}, top = 0, sorted = 1;                   \
+                for (int64_t k = 0; k < w; k++) {                                                  \
+                    p[k] = (int)powers[col0 + k];                                                  \
+                    top = p[k] > top ? p[k] : top;                                                 \
+                    sorted &= k == 0 || p[k] <= p[k - 1];                                          \
                 }                                                                                  \
-                for (int m = 0; m < 3; m++)                                                        \
-                    for (int64_t k = 0; k < w; k++)                                                \
-                        out[m * r_out + col0 + k] = combine(acc[m][k][0], acc[m][k][1]);           \
+                for (int64_t k = 0; k < w; k++)                                                    \
+                    q[k] = sorted ? p[k] : top;                                                    \
+                memset(acc, 0, sizeof(acc));                                                       \
+                for (int64_t i0 = 0; i0 < n8; i0 += PCHUNK) {                                      \
+                    int64_t i1 = i0 + PCHUNK < n8 ? i0 + PCHUNK : n8;                              \
+                    for (int64_t j = g0; j < g1; j++) {                                            \
+                        if (!n_called[j])                                                          \
+                            continue;                                                              \
+                        const T *x = dosages + j * N;                                              \
+                        double mean = means[j - g0];                                               \
+                        v4d(*a)[4][2] = acc[j - g0];                                               \
+                        switch (PATTERN_CODE(q[0], q[1], q[2], q[3])) {                            \
+                            PATTERNS(PATTERN_CASE, T)                                              \
+                        default:                                                                   \
+                            break; /* (powers outside 1 .. 3: refused by the caller) */            \
+                        }                                                                          \
+                    }                                                                              \
+                }                                                                                  \
+                for (int64_t j = g0; j < g1; j++) {                                                \
+                    if (!n_called[j])                                                              \
+                        continue;                                                                  \
+                    double *out = S + j * 3 * r_out;                                               \
+                    for (int m = 0; m < 3; m++)                                                    \
+                        for (int64_t k = 0; k < w; k++)                                            \
+                            if (m < p[k])                                                          \
+                                out[m * r_out + col0 + k] = combine(acc[j - g0][m][k][0], acc[j - g0][m][k][1]); \
+                }                                                                                  \
             }                                                                                      \
         }                                                                                          \
     }

@@ -159,10 +159,10 @@ def sparse_centred_products(indptr, indices, data, l, codes, gbar):
 # ----------------------------------------------------------------------------------------------
 
 
-def centred_power_sums(dosages, rows, B):
-    """Per variant: calls, summed dosage, and ``sum_i g_i^m B[i, :]`` for m = 1, 2, 3, where ``g``
-    is the dosage centred over the individuals with a call (a missing call, NaN or negative,
-    is mean-imputed: it adds nothing). The score test of a dosage needs nothing else of it.
+def centred_power_sums(dosages, rows, B, powers=None):
+    """Per variant: calls, summed dosage, and ``sum_i g_i^m B[i, k]`` for m = 1 .. ``powers[k]``,
+    where ``g`` is the dosage centred over the individuals with a call (a missing call, NaN or
+    negative, is mean-imputed: it adds nothing). The score test of a dosage needs nothing else of it.
 
     Parameters
     ----------
@@ -172,6 +172,9 @@ def centred_power_sums(dosages, rows, B):
         The individuals (columns of ``dosages``) of the model, in the order of ``B``'s rows.
     B : ndarray, shape (n, r)
         Per-individual columns.
+    powers : ndarray of int64, shape (r,), optional
+        The highest power (1, 2 or 3) asked of each column (default 3 for all); the compiled
+        kernel is fastest when they do not increase from one column to the next.
 
     Returns
     -------
@@ -179,6 +182,7 @@ def centred_power_sums(dosages, rows, B):
     a1 : ndarray, shape (b,)
         Sum of the dosages over the calls.
     S : ndarray, shape (b, 3, r)
+        ``S[j, m - 1, k]``; zero for ``m > powers[k]``.
 
     Notes
     -----
@@ -188,13 +192,17 @@ def centred_power_sums(dosages, rows, B):
     multiply-add). The compiled kernel (``_classsums.c``; :data:`hlmm.engines._kernels_classes.COMPILED`)
     adds in vectors of those lanes, over B's columns in a column-major copy made once per ``B``
     (its trailing zero columns, padding for numba's rows, left out); numba's kernel, used without
-    it, adds in the same order, so both give the same sums to the last bit.
+    it, adds in the same order, so both give the same sums to the last bit. A sum not asked for is
+    not computed (the score scanner asks for 6 of the 9 of its usual 3 columns).
     """
     lib = _kernels_classes.LIBRARY
     b, N = dosages.shape
     n, r = B.shape
+    powers = np.full(r, 3, dtype=np.int64) if powers is None else np.ascontiguousarray(powers, dtype=np.int64)
+    if powers.shape != (r,) or np.any((powers < 1) | (powers > 3)):
+        raise ValueError(f"powers must be {r} integers in 1..3, got {powers!r}")
     if lib is None or b == 0 or n == 0 or dosages.dtype not in (np.float32, np.float64):
-        return _centred_power_sums(dosages, np.asarray(rows, np.int64), B)
+        return _centred_power_sums(dosages, np.asarray(rows, np.int64), B, powers)
     dosages = np.ascontiguousarray(dosages)
     rows = np.ascontiguousarray(rows, np.int64)
     Bt, r_used = _columns(B)
@@ -204,8 +212,8 @@ def centred_power_sums(dosages, rows, B):
     identity = n == N and bool(np.all(rows == np.arange(n)))
     f = lib.hlmm_power_sums_float if dosages.dtype == np.float32 else lib.hlmm_power_sums_double
     _kernels_classes.run_ranges(f, b, dosages.ctypes.data, N, None if identity else rows.ctypes.data, n,
-                                Bt.ctypes.data, r_used, Bt.shape[1], r, n_called.ctypes.data, a1.ctypes.data,
-                                S.ctypes.data, minimum=4)
+                                Bt.ctypes.data, r_used, Bt.shape[1], r, powers.ctypes.data, n_called.ctypes.data,
+                                a1.ctypes.data, S.ctypes.data, minimum=4)
     return n_called, a1, S
 
 
@@ -230,7 +238,7 @@ def _columns(B):
 
 
 @njit(cache=True, parallel=True)
-def _centred_power_sums(dosages, rows, B):
+def _centred_power_sums(dosages, rows, B, powers):
     b = dosages.shape[0]
     n, r = B.shape
     n_called = np.zeros(b, dtype=np.int64)
@@ -261,10 +269,14 @@ def _centred_power_sums(dosages, rows, B):
                 for k in range(r):
                     v = B[i, k]
                     acc[lane, 0, k] += g * v
-                    acc[lane, 1, k] += g2 * v
-                    acc[lane, 2, k] += g3 * v
+                    if powers[k] >= 2:
+                        acc[lane, 1, k] += g2 * v
+                    if powers[k] >= 3:
+                        acc[lane, 2, k] += g3 * v
         for m in range(3):
             for k in range(r):
+                if m >= powers[k]:
+                    continue
                 S[j, m, k] = (((acc[0, m, k] + acc[1, m, k]) + (acc[2, m, k] + acc[3, m, k]))
                               + ((acc[4, m, k] + acc[5, m, k]) + (acc[6, m, k] + acc[7, m, k])))
     return n_called, a1, S

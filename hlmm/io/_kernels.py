@@ -31,10 +31,11 @@ def decode_packed(packed, rows, n_file):
     return out
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True)
 def negative_to_nan(a):
-    """Set the negative entries of a 2-D array (pgenlib's -9 for a missing dosage) to NaN, in place."""
-    for j in prange(a.shape[0]):
+    """Set the negative entries of a 2-D array (pgenlib's -9 for a missing dosage) to NaN, in place
+    (on the calling thread: each .pgen decoding thread calls it on the variants it decoded)."""
+    for j in range(a.shape[0]):
         row = a[j]
         for i in range(row.shape[0]):
             if row[i] < 0:
