@@ -1,11 +1,15 @@
 """Time .pgen decoding on one and two threads, as a scan reads it, under each OpenMP wait policy.
 
 A scan reads dosages 41 variants at a time (``hlmm.runner.DOSAGE_READ_VALUES`` at n = 100,000), and
-each part goes through a numba kernel (``negative_to_nan``) whose OpenMP threads, by default, spin
-after it. This times ``PgenSource.read_block`` over ``--variants`` variants of a .pgen in parts of
-``--part``, for ``threads`` = 1 and 2, medians of ``--repeats``, in a fresh process per case:
+each part goes through numba's parallel kernels, whose OpenMP threads, by default, spin after them.
+(When this was found, the reader's own ``negative_to_nan`` was such a kernel; since 8a594e2 each
+decoding thread runs it on its own variants, and the scanners' kernels, such as the Wald scan's
+class sums of dosages, are the parallel ones.) This times ``PgenSource.read_block`` over
+``--variants`` variants of a .pgen in parts of ``--part``, each part followed by a small parallel
+numba kernel (``decode_packed`` of one byte per variant, standing in for the scanner's), for
+``threads`` = 1 and 2, medians of ``--repeats``, in a fresh process per case:
 
-* ``without numba``: ``negative_to_nan`` replaced by a no-op (the decoding alone);
+* ``without numba``: without that kernel (the decoding alone);
 * ``OMP_WAIT_POLICY=ACTIVE``: with it, OpenMP threads spinning (libgomp's default);
 * ``OMP_WAIT_POLICY=PASSIVE``: with it, as ``import hlmm`` sets by default.
 
@@ -27,12 +31,12 @@ import sys
 CHILD = r"""
 import json, sys, time
 import numpy as np
-import hlmm.io.pgen as pgen
 from hlmm.io import open_genotypes
+from hlmm.io._kernels import decode_packed
 path, stub = sys.argv[1], sys.argv[5] == "1"
 variants, part, repeats = (int(x) for x in sys.argv[2:5])
-if stub:
-    pgen.negative_to_nan = lambda a: None
+packed, who = np.zeros((part, 1), np.uint8), np.arange(4, dtype=np.int64)
+decode_packed(packed, who, 4)
 src = open_genotypes(path)
 rows = np.arange(src.n_samples)
 starts = range(0, variants - part + 1, part)
@@ -44,6 +48,8 @@ for threads in (1, 2, 1, 2):
         t = time.perf_counter()
         for a in starts:
             src.read_block(rows, np.arange(a, a + part))
+            if not stub:
+                decode_packed(packed, who, 4)
         times.append(time.perf_counter() - t)
     out.setdefault(threads, []).append(float(np.median(times)) / (len(starts) * part) * 1e3)
 print(json.dumps(out))

@@ -761,7 +761,8 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
 def test_openmp_threads_wait_passively_unless_the_user_says(given):
     """``import hlmm`` sets OMP_WAIT_POLICY=PASSIVE before numba loads its OpenMP layer (whose
     spinning threads otherwise slow down the .pgen decoding and compiled-sum threads; see
-    hlmm/__init__.py), and keeps a value the user set; numba's parallel kernels run after it."""
+    hlmm/__init__.py), and keeps a value the user set; numba's parallel kernels (``decode_packed``)
+    run after it."""
     import os
     import subprocess
     import sys
@@ -770,8 +771,8 @@ def test_openmp_threads_wait_passively_unless_the_user_says(given):
     if given:
         env["OMP_WAIT_POLICY"] = given
     code = ("import os, numpy as np, hlmm\n"
-            "from hlmm.io._kernels import negative_to_nan\n"
-            "a = -np.ones((3, 5)); negative_to_nan(a); assert np.isnan(a).all()\n"
+            "from hlmm.io._kernels import decode_packed\n"
+            "c = decode_packed(np.zeros((3, 1), np.uint8), np.arange(4), 4); assert (c == 2).all()\n"
             "print(os.environ['OMP_WAIT_POLICY'])\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (given or "PASSIVE")
