@@ -264,21 +264,20 @@ LOAD8(double, v4d)
 #define PATTERN_CASE(T, p0, p1, p2, p3)                                                            \
     case PATTERN_CODE(p0, p1, p2, p3): {                                                           \
         static const int P[4] = {p0, p1, p2, p3};                                                  \
-        powers_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                                  \
+        powers_##T(x, rows, n, mean, Bt, n8, col0, P, 0, n8, acc);                                 \
         break;                                                                                     \
     }
 
 /* Per variant: pass one (calls, summed dosage, mean); then pass two, four columns at a time, with
- * the powers[k] (1 to 3) asked of column k (S[j, m - 1, k] for m > powers[k] is left zero), over
- * chunks of PCHUNK individuals, each chunk of the columns taken by PGROUP variants in turn while
- * it is in cache. At n = 100,000 three columns are 2.4 MB, more than a core's L2 cache here:
- * 41 variants of dos.pgen, powers (3, 2, 1), took 0.060 ms per variant on two threads against
- * 0.067-0.076 a variant at a time over all rows (0.116 against 0.123 on one thread). Skipping the
- * three sums that (3, 2, 1) does not ask for: 0.123 against 0.133-0.136 ms per variant on one
- * thread (in-process timings by a script in /tmp, not kept; benchmarks/bench_dosages.py times the
- * whole scan). */
-#define PGROUP 8
-#define PCHUNK 1024
+ * the powers[k] (1 to 3) asked of column k (S[j, m - 1, k] for m > powers[k] is left zero).
+ * Skipping the three sums that powers (3, 2, 1) do not ask for: 0.127 against 0.144 ms per variant
+ * on one thread, 0.082 against 0.095 on two (41 variants of dos.pgen at a time, n = 100,000).
+ * Taking 8 variants over chunks of 1,024 individuals, so that a chunk of the columns is read once
+ * for 8 variants (three columns are 2.4 MB here, more than a core's L2 cache), measured slower on
+ * six parts of 41 variants in turn (0.168 and 0.090 ms per variant: the 8 variants' dosages fall
+ * out of cache instead), and no faster in whole scans (0.153 against 0.145 ms per variant, medians
+ * of 4 A/B pairs; earlier, 0.106-0.110 against 0.097 in bench_kernels.py at 4 columns). The
+ * pattern's loops make this library about 3 MB (0.4 MB before them). */
 #define POWER_SUMS(T)                                                                              \
     POWERS(T)                                                                                      \
     CLONES                                                                                         \
@@ -287,29 +286,27 @@ LOAD8(double, v4d)
                              const int64_t *powers, int64_t *n_called, double *a1, double *S,      \
                              int64_t j0, int64_t j1)                                               \
     {                                                                                              \
-        v4d acc[PGROUP][3][4][2];                                                                  \
-        double means[PGROUP];                                                                      \
-        for (int64_t g0 = j0; g0 < j1; g0 += PGROUP) {                                             \
-            int64_t g1 = g0 + PGROUP < j1 ? g0 + PGROUP : j1;                                      \
-            for (int64_t j = g0; j < g1; j++) {                                                    \
-                const T *x = dosages + j * N;                                                      \
-                v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
-                v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
-                for (int64_t i = 0; i < n8; i += 8) {                                              \
-                    v4d d[2];                                                                      \
-                    load8_##T(x, rows, i, n, &d[0], &d[1]);                                        \
-                    for (int h = 0; h < 2; h++) {                                                  \
-                        v4l ok = d[h] >= 0.0;                                                      \
-                        s[h] += (v4d)((v4l)d[h] & ok);                                             \
-                        c[h] -= ok;                                                                \
-                    }                                                                              \
+        for (int64_t j = j0; j < j1; j++) {                                                        \
+            const T *x = dosages + j * N;                                                          \
+            v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
+            v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
+            for (int64_t i = 0; i < n8; i += 8) {                                                  \
+                v4d d[2];                                                                          \
+                load8_##T(x, rows, i, n, &d[0], &d[1]);                                            \
+                for (int h = 0; h < 2; h++) {                                                      \
+                    v4l ok = d[h] >= 0.0;                                                          \
+                    s[h] += (v4d)((v4l)d[h] & ok);                                                 \
+                    c[h] -= ok;                                                                    \
                 }                                                                                  \
-                int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
-                double sum = combine(s[0], s[1]);                                                  \
-                n_called[j] = calls;                                                               \
-                a1[j] = sum;                                                                       \
-                means[j - g0] = calls ? sum / (double)calls : 0.0;                                 \
             }                                                                                      \
+            int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
+            double sum = combine(s[0], s[1]);                                                      \
+            n_called[j] = calls;                                                                   \
+            a1[j] = sum;                                                                           \
+            if (calls == 0)                                                                        \
+                continue;                                                                          \
+            double mean = sum / (double)calls;                                                     \
+            double *out = S + j * 3 * r_out;                                                       \
             for (int64_t col0 = 0; col0 < r; col0 += 4) {                                          \
                 int64_t w = r - col0 < 4 ? r - col0 : 4;                                           \
                 int p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0}, top = 0, sorted = 1;                   \
@@ -320,31 +317,17 @@ LOAD8(double, v4d)
                 }                                                                                  \
                 for (int64_t k = 0; k < w; k++)                                                    \
                     q[k] = sorted ? p[k] : top;                                                    \
+                v4d acc[3][4][2];                                                                  \
                 memset(acc, 0, sizeof(acc));                                                       \
-                for (int64_t i0 = 0; i0 < n8; i0 += PCHUNK) {                                      \
-                    int64_t i1 = i0 + PCHUNK < n8 ? i0 + PCHUNK : n8;                              \
-                    for (int64_t j = g0; j < g1; j++) {                                            \
-                        if (!n_called[j])                                                          \
-                            continue;                                                              \
-                        const T *x = dosages + j * N;                                              \
-                        double mean = means[j - g0];                                               \
-                        v4d(*a)[4][2] = acc[j - g0];                                               \
-                        switch (PATTERN_CODE(q[0], q[1], q[2], q[3])) {                            \
-                            PATTERNS(PATTERN_CASE, T)                                              \
-                        default:                                                                   \
-                            break; /* (powers outside 1 .. 3: refused by the caller) */            \
-                        }                                                                          \
-                    }                                                                              \
+                switch (PATTERN_CODE(q[0], q[1], q[2], q[3])) {                                    \
+                    PATTERNS(PATTERN_CASE, T)                                                      \
+                default:                                                                           \
+                    break; /* (powers outside 1 .. 3: refused by the caller) */                    \
                 }                                                                                  \
-                for (int64_t j = g0; j < g1; j++) {                                                \
-                    if (!n_called[j])                                                              \
-                        continue;                                                                  \
-                    double *out = S + j * 3 * r_out;                                               \
-                    for (int m = 0; m < 3; m++)                                                    \
-                        for (int64_t k = 0; k < w; k++)                                            \
-                            if (m < p[k])                                                          \
-                                out[m * r_out + col0 + k] = combine(acc[j - g0][m][k][0], acc[j - g0][m][k][1]); \
-                }                                                                                  \
+                for (int m = 0; m < 3; m++)                                                        \
+                    for (int64_t k = 0; k < w; k++)                                                \
+                        if (m < p[k])                                                              \
+                            out[m * r_out + col0 + k] = combine(acc[m][k][0], acc[m][k][1]);       \
             }                                                                                      \
         }                                                                                          \
     }
