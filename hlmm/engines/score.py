@@ -131,7 +131,7 @@ class ScoreScanner(Scanner):
             powers.append(np.stack([cs.reduce((gk**k)[..., None] * S) for k in (1, 2, 3)], axis=1))
         return calls, powers
 
-    def _used_columns(self, p: int, m, extra: tuple) -> list:
+    def _used_columns(self, p: int, model, extra: tuple) -> list:
         """The columns of ``C = [1 | L | Q | K (| G×E L | G×E Q) (| h)]`` read at each power of g
         (1, 2, 3): by :meth:`_score`, :meth:`_score_gxe` and the adaptive test (``sum g h``,
         ``sum g^2``, ``sum g^3``)."""
@@ -141,7 +141,7 @@ class ScoreScanner(Scanner):
         used = [list(range(1, 1 + kL)) + list(range(start, start + eL)),
                 list(range(1 + kL, 1 + kL + kQ)) + list(range(start + eL, start + eL + eQ)),
                 list(range(1 + kL + kQ, start))]
-        if m.adaptive is not None:
+        if model.adaptive is not None:
             last = start + eL + eQ
             used[0].append(last)
             used[1].append(0)
