@@ -563,11 +563,12 @@ def _lanes(x):
 def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, dtype):
     """The compiled power sums (if built) and numba's give numpy's sums in the documented order, to
     the last bit, each product rounded on its own: float32 and float64 dosages with missing calls
-    (NaN, negative) and a variant without calls, all rows or a subset, 1 to 6 columns (padding
+    (NaN, negative) and a variant without calls, all rows or a subset, 1 to 9 columns (padding
     zero columns included), one and two threads; every power asked of every column (the default),
     or a highest power per column, in decreasing order (the compiled kernel's own loops) or not,
-    whose other sums are zero. 11 variants and up to 2,006 rows: more than one group of variants
-    and one chunk of rows of the compiled kernel."""
+    whose other sums are zero. 11 variants and up to 2,006 rows: with more than four columns, more
+    than one group of variants and one chunk of rows of the compiled kernel, and two or three
+    chunks of four columns."""
     import numba
 
     from hlmm.engines import _kernels_score
@@ -583,7 +584,7 @@ def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, d
     threads = numba.get_num_threads()
     for rows in (np.arange(N), np.sort(rng.choice(N, n, replace=False))):
         rows = rows.astype(np.int64)
-        for r in (1, 4, 6):
+        for r in (1, 4, 6, 9):
             B = rng.standard_normal((len(rows), r))
             if r == 4:
                 B[:, 3] = 0.0  # a padding column

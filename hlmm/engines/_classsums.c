@@ -13,6 +13,7 @@
  * a sum unchanged), and there are no multiplications to fuse.
  */
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* x86-64 with GCC: one copy of the kernel per instruction set, the machine's picked at load time.
@@ -264,7 +265,7 @@ LOAD8(double, v4d)
 #define PATTERN_CASE(T, p0, p1, p2, p3)                                                            \
     case PATTERN_CODE(p0, p1, p2, p3): {                                                           \
         static const int P[4] = {p0, p1, p2, p3};                                                  \
-        powers_##T(x, rows, n, mean, Bt, n8, col0, P, 0, n8, acc);                                 \
+        powers_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                                  \
         break;                                                                                     \
     }
 
@@ -272,64 +273,105 @@ LOAD8(double, v4d)
  * the powers[k] (1 to 3) asked of column k (S[j, m - 1, k] for m > powers[k] is left zero).
  * Skipping the three sums that powers (3, 2, 1) do not ask for: 0.127 against 0.144 ms per variant
  * on one thread, 0.082 against 0.095 on two (41 variants of dos.pgen at a time, n = 100,000).
- * Taking 8 variants over chunks of 1,024 individuals, so that a chunk of the columns is read once
- * for 8 variants (three columns are 2.4 MB here, more than a core's L2 cache), measured slower on
- * six parts of 41 variants in turn (0.168 and 0.090 ms per variant: the 8 variants' dosages fall
- * out of cache instead), and no faster in whole scans (0.153 against 0.145 ms per variant, medians
- * of 4 A/B pairs; earlier, 0.106-0.110 against 0.097 in bench_kernels.py at 4 columns). The
- * pattern's loops make this library about 3 MB (0.4 MB before them). */
+ *
+ * Up to four columns (one phenotype), one variant at a time over all rows: taking 8 variants over
+ * chunks of 1,024 individuals, so that a chunk of the columns is read once for 8 variants (three
+ * columns are 2.4 MB here, more than a core's L2 cache), measured slower on six parts of 41
+ * variants in turn (0.168 and 0.090 ms per variant: the 8 variants' dosages fall out of cache
+ * instead), and no faster in whole scans (0.153 against 0.145 ms per variant, medians of 4 A/B
+ * pairs). With more columns (10 phenotypes: 21 columns, 16.8 MB, read once per variant), PGROUP
+ * variants over chunks of PCHUNK individuals, every chunk of four columns within each: the power
+ * sums of 10 traits took 0.26-0.29 against 0.36 ms per variant on two threads (2,000 variants of
+ * dos.pgen, whole scans in one process; chunks of 256 and 4,096 rows the same within noise). The
+ * sums are added in the same order either way, and are the same to the last bit. The pattern's
+ * loops make this library about 3 MB (0.4 MB before them). */
+#define PGROUP 8
+#define PCHUNK 1024
 #define POWER_SUMS(T)                                                                              \
     POWERS(T)                                                                                      \
     CLONES                                                                                         \
-    void hlmm_power_sums_##T(const T *dosages, int64_t N, const int64_t *rows, int64_t n,          \
+    int hlmm_power_sums_##T(const T *dosages, int64_t N, const int64_t *rows, int64_t n,           \
                              const double *Bt, int64_t r, int64_t n8, int64_t r_out,               \
                              const int64_t *powers, int64_t *n_called, double *a1, double *S,      \
                              int64_t j0, int64_t j1)                                               \
     {                                                                                              \
-        for (int64_t j = j0; j < j1; j++) {                                                        \
-            const T *x = dosages + j * N;                                                          \
-            v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
-            v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                               \
-            for (int64_t i = 0; i < n8; i += 8) {                                                  \
-                v4d d[2];                                                                          \
-                load8_##T(x, rows, i, n, &d[0], &d[1]);                                            \
-                for (int h = 0; h < 2; h++) {                                                      \
-                    v4l ok = d[h] >= 0.0;                                                          \
-                    s[h] += (v4d)((v4l)d[h] & ok);                                                 \
-                    c[h] -= ok;                                                                    \
+        double means[PGROUP];                                                                      \
+        /* one variant at a time over all rows for four columns or fewer, else PGROUP variants */  \
+        int64_t group = r > 4 ? PGROUP : 1, chunk = r > 4 ? PCHUNK : n8, nc = (r + 3) / 4;         \
+        v4d(*acc)[3][4][2] = aligned_alloc(32, (size_t)(PGROUP * nc) * sizeof(*acc));             \
+        int *code = malloc((size_t)nc * sizeof(int));                                              \
+        if (!acc || !code) {                                                                       \
+            free(acc);                                                                             \
+            free(code);                                                                            \
+            return -1;                                                                             \
+        }                                                                                          \
+        /* each chunk of four columns runs the loop of its pattern of powers: its own if they do   \
+         * not increase, else its highest power for every column (the extra sums are not written) */ \
+        for (int64_t cc = 0; cc < nc; cc++) {                                                      \
+            int64_t col0 = 4 * cc, w = r - col0 < 4 ? r - col0 : 4;                                \
+            int p[4] = {0, 0, 0, 0}, top = 0, sorted = 1;                                          \
+            for (int64_t k = 0; k < w; k++) {                                                      \
+                p[k] = (int)powers[col0 + k];                                                      \
+                top = p[k] > top ? p[k] : top;                                                     \
+                sorted &= k == 0 || p[k] <= p[k - 1];                                              \
+            }                                                                                      \
+            for (int64_t k = 0; k < w; k++)                                                        \
+                p[k] = sorted ? p[k] : top;                                                        \
+            code[cc] = PATTERN_CODE(p[0], p[1], p[2], p[3]);                                       \
+        }                                                                                          \
+        for (int64_t g0 = j0; g0 < j1; g0 += group) {                                              \
+            int64_t g1 = g0 + group < j1 ? g0 + group : j1;                                        \
+            for (int64_t j = g0; j < g1; j++) {                                                    \
+                const T *x = dosages + j * N;                                                      \
+                v4d s[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
+                v4l c[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                           \
+                for (int64_t i = 0; i < n8; i += 8) {                                              \
+                    v4d d[2];                                                                      \
+                    load8_##T(x, rows, i, n, &d[0], &d[1]);                                        \
+                    for (int h = 0; h < 2; h++) {                                                  \
+                        v4l ok = d[h] >= 0.0;                                                      \
+                        s[h] += (v4d)((v4l)d[h] & ok);                                             \
+                        c[h] -= ok;                                                                \
+                    }                                                                              \
+                }                                                                                  \
+                int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
+                double sum = combine(s[0], s[1]);                                                  \
+                n_called[j] = calls;                                                               \
+                a1[j] = sum;                                                                       \
+                means[j - g0] = calls ? sum / (double)calls : 0.0;                                 \
+            }                                                                                      \
+            memset(acc, 0, group * nc * sizeof(*acc));                                             \
+            for (int64_t i0 = 0; i0 < n8; i0 += chunk) {                                           \
+                int64_t i1 = i0 + chunk < n8 ? i0 + chunk : n8;                                    \
+                for (int64_t j = g0; j < g1; j++) {                                                \
+                    if (!n_called[j])                                                              \
+                        continue;                                                                  \
+                    const T *x = dosages + j * N;                                                  \
+                    double mean = means[j - g0];                                                   \
+                    for (int64_t cc = 0; cc < nc; cc++) {                                          \
+                        int64_t col0 = 4 * cc;                                                     \
+                        v4d(*a)[4][2] = acc[(j - g0) * nc + cc];                                   \
+                        switch (code[cc]) {                                                        \
+                            PATTERNS(PATTERN_CASE, T)                                              \
+                        default:                                                                   \
+                            break; /* (powers outside 1 .. 3: refused by the caller) */            \
+                        }                                                                          \
+                    }                                                                              \
                 }                                                                                  \
             }                                                                                      \
-            int64_t calls = c[0][0] + c[0][1] + c[0][2] + c[0][3] + c[1][0] + c[1][1] + c[1][2] + c[1][3]; \
-            double sum = combine(s[0], s[1]);                                                      \
-            n_called[j] = calls;                                                                   \
-            a1[j] = sum;                                                                           \
-            if (calls == 0)                                                                        \
-                continue;                                                                          \
-            double mean = sum / (double)calls;                                                     \
-            double *out = S + j * 3 * r_out;                                                       \
-            for (int64_t col0 = 0; col0 < r; col0 += 4) {                                          \
-                int64_t w = r - col0 < 4 ? r - col0 : 4;                                           \
-                int p[4] = {0, 0, 0, 0}, q[4] = {0, 0, 0, 0}, top = 0, sorted = 1;                   \
-                for (int64_t k = 0; k < w; k++) {                                                  \
-                    p[k] = (int)powers[col0 + k];                                                  \
-                    top = p[k] > top ? p[k] : top;                                                 \
-                    sorted &= k == 0 || p[k] <= p[k - 1];                                          \
-                }                                                                                  \
-                for (int64_t k = 0; k < w; k++)                                                    \
-                    q[k] = sorted ? p[k] : top;                                                    \
-                v4d acc[3][4][2];                                                                  \
-                memset(acc, 0, sizeof(acc));                                                       \
-                switch (PATTERN_CODE(q[0], q[1], q[2], q[3])) {                                    \
-                    PATTERNS(PATTERN_CASE, T)                                                      \
-                default:                                                                           \
-                    break; /* (powers outside 1 .. 3: refused by the caller) */                    \
-                }                                                                                  \
-                for (int m = 0; m < 3; m++)                                                        \
-                    for (int64_t k = 0; k < w; k++)                                                \
-                        if (m < p[k])                                                              \
-                            out[m * r_out + col0 + k] = combine(acc[m][k][0], acc[m][k][1]);       \
+            for (int64_t j = g0; j < g1; j++) {                                                    \
+                if (!n_called[j])                                                                  \
+                    continue;                                                                      \
+                double *out = S + j * 3 * r_out;                                                   \
+                for (int64_t c = 0; c < r; c++)                                                    \
+                    for (int m = 0; m < powers[c]; m++)                                            \
+                        out[m * r_out + c] = combine(acc[(j - g0) * nc + c / 4][m][c % 4][0],      \
+                                                     acc[(j - g0) * nc + c / 4][m][c % 4][1]);     \
             }                                                                                      \
         }                                                                                          \
+        free(acc);                                                                                 \
+        free(code);                                                                                \
+        return 0;                                                                                  \
     }
 
 POWER_SUMS(float)

@@ -39,7 +39,7 @@ def _load_library():
             lib.hlmm_class_sums.restype = None
             for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
                 f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64]
-                f.restype = None
+                f.restype = ctypes.c_int
             return lib
     return None
 

@@ -211,9 +211,17 @@ def centred_power_sums(dosages, rows, B, powers=None):
     S = np.zeros((b, 3, r))
     identity = n == N and bool(np.all(rows == np.arange(n)))
     f = lib.hlmm_power_sums_float if dosages.dtype == np.float32 else lib.hlmm_power_sums_double
-    _kernels_classes.run_ranges(f, b, dosages.ctypes.data, N, None if identity else rows.ctypes.data, n,
+    failed = []
+
+    def call(*args):
+        if f(*args) != 0:
+            failed.append(args[-2:])
+
+    _kernels_classes.run_ranges(call, b, dosages.ctypes.data, N, None if identity else rows.ctypes.data, n,
                                 Bt.ctypes.data, r_used, Bt.shape[1], r, powers.ctypes.data, n_called.ctypes.data,
                                 a1.ctypes.data, S.ctypes.data, minimum=4)
+    if failed:
+        raise MemoryError(f"out of memory for the power sums of {b} variants and {r_used} columns")
     return n_called, a1, S
 
 
