@@ -150,12 +150,14 @@ def command(program: str, k: int, workdir: Path, mode: str, original: Path) -> t
 def build_in_place(tree: Path) -> None:
     """Build the optional C kernel of another checkout of ours (``hlmm/engines/_classsums.c``, from
     242874a on) in its source tree, as ``pip install -e`` does, so that running it with ``PYTHONPATH``
-    measures its C kernel rather than its numba fallback; a warning if that fails."""
+    measures its C kernel rather than its numba fallback; a warning if that fails. Always built
+    afresh (``--force``): a library left from another commit of the same tree has other signatures
+    (one left in place gave a baseline of empty rows)."""
     engines = Path(tree) / "hlmm" / "engines"
-    if not (engines / "_classsums.c").exists() or any(engines.glob("_classsums*.so")):
+    if not (engines / "_classsums.c").exists():
         return
-    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace"], cwd=tree, capture_output=True,
-                       text=True)
+    r = subprocess.run([sys.executable, "setup.py", "-q", "build_ext", "--inplace", "--force"], cwd=tree,
+                       capture_output=True, text=True)
     if r.returncode != 0 or not any(engines.glob("_classsums*.so")):
         print(f"warning: could not build {engines / '_classsums.c'}; {tree} runs its numba kernels", file=sys.stderr)
 
