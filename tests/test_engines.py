@@ -503,6 +503,68 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
         np.testing.assert_array_equal(m, missing[:, p])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("q", [4, 8])
+def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, monkeypatch):
+    """The compiled dosage class sums (if built; 4 and 8 columns, float32 and float64 dosages) give
+    numpy's sums added in increasing individual (``np.add.at``), and numba's kernel's, to the last
+    bit: variants on the grid (fine, 8-bit-like and hard calls, most at 0, 1 and 2) and off it,
+    with missing calls (NaN, negative) and a variant without calls, n not a multiple of 4, one and
+    two threads; 23 variants, more than one group of variants of a range of the kernel."""
+    import numba
+
+    from hlmm.engines import _kernels_classes
+
+    rng = np.random.default_rng(q)
+    n, b = 1003, 23
+    g = rng.binomial(2, rng.uniform(0.05, 0.5, (b, 1)), (b, n)).astype(float)
+    noisy = rng.random((b, n)) < 0.3
+    D = np.where(noisy, np.clip(g + rng.normal(0, 0.1, (b, n)), 0, 2), g)
+    D[: b // 2] = np.round(D[: b // 2] * 16384) / 16384  # the .pgen grid
+    D[b // 2 : -4] = np.round(D[b // 2 : -4] * 255) / 255 * 16384 // 1 / 16384  # few distinct values
+    D[-4] = g[-4] + 1e-3 * noisy[-4]  # off the grid
+    D[-3] = np.nan
+    D[rng.random((b, n)) < 0.02] = np.nan
+    D[1, :3] = -9.0
+    D = D.astype(dtype)
+    Y = rng.standard_normal((n, q))
+    Y[:, 0] = 1.0
+    Y[::5, 1] = -0.0
+    parts = [[0, 1, 2], [0, q - 1], [q - 1, 2]]
+    threads = numba.get_num_threads()
+    got = {}
+    calls = []
+    compiled = _kernels_classes._classes_compiled
+    monkeypatch.setattr(_kernels_classes, "_classes_compiled", lambda *a: calls.append(1) or compiled(*a))
+    try:
+        for t in sorted({1, threads}):
+            numba.set_num_threads(t)
+            got[t] = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+        assert len(calls) == (len(got) if _kernels_classes.COMPILED else 0)
+        monkeypatch.setattr(_kernels_classes, "_dosage_classes_c", None)
+        numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    finally:
+        numba.set_num_threads(threads)
+    offsets, values, sums, missing = got[threads]
+    x = D.astype(np.float64)
+    for j in range(b):
+        called = x[j] >= 0
+        want_vals, inv = np.unique(x[j, called], return_inverse=True)
+        seg = slice(offsets[j], offsets[j + 1])
+        np.testing.assert_array_equal(values[seg], want_vals)
+        want = np.zeros((want_vals.size, q))
+        np.add.at(want, inv, Y[called])  # in increasing individual, one running sum per class
+        lost = np.zeros((1, q))
+        np.add.at(lost, np.zeros((~called).sum(), dtype=np.intp), Y[~called])
+        for p, s, m in zip(parts, sums, missing):
+            assert s[seg].tobytes() == want[:, p].tobytes()
+            assert m[j].tobytes() == lost[0, p].tobytes()
+    for other in (*got.values(), numba_kernel):
+        for a, c in zip(other, got[threads]):
+            for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
+                assert u.tobytes() == v.tobytes()
+
+
 def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosages(data):
     """The two Newton fits of the default-mode HLM (numpy over padded classes, numba per variant
     over its distinct dosages) give the same fits for the same data: hard calls as codes, and as

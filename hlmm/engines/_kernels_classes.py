@@ -40,6 +40,11 @@ def _load_library():
             for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
                 f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64]
                 f.restype = ctypes.c_int
+            for f in (lib.hlmm_dosage_classes_float, lib.hlmm_dosage_classes_double):
+                f.argtypes = [p, i64, i64, i64, p, i64, p, p, p, i64, i64]
+                f.restype = ctypes.c_int
+            lib.hlmm_dosage_gather.argtypes = [p, i64, p, p, p, p, i64, p, i64, p, p, p, i64, i64]
+            lib.hlmm_dosage_gather.restype = None
             return lib
     return None
 
@@ -51,6 +56,14 @@ _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
 #: Whether the hard-call class sums of packed .bed bytes, and the score test's power sums of
 #: dosages, use the compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
+
+#: The compiled dosage class kernels by dtype of the dosages (see :func:`dosage_classes`), or None.
+_dosage_classes_c = None if LIBRARY is None else {np.dtype(np.float32): LIBRARY.hlmm_dosage_classes_float,
+                                                  np.dtype(np.float64): LIBRARY.hlmm_dosage_classes_double}
+
+#: The compiled dosage class sums are used for designs of at most this many columns (two
+#: phenotypes); wider ones go to numba's kernel (see :func:`dosage_classes`).
+COMPILED_DOSAGE_COLUMNS = 8
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
 
@@ -332,28 +345,89 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     cols = np.concatenate([np.asarray(p, dtype=np.int64) for p in parts]) if parts else np.zeros(0, np.int64)
     starts = np.zeros(len(parts) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(p) for p in parts])
-    offsets, values, flat, flat_missing, first = _dosage_classes(dosages, Yc, denominator, cols, starts)
-    K, b = values.shape[0], dosages.shape[0]
+    b = dosages.shape[0]
+    compiled = (_dosage_classes_c is not None and 0 < denominator <= 32767 and b > 0
+                and dosages.dtype in _dosage_classes_c and dosages.ndim == 2
+                and dosages.strides[1] == dosages.itemsize and Yc.flags.c_contiguous and Yc.dtype == np.float64
+                and Yc.shape[1] % 4 == 0 and Yc.shape[1] <= COMPILED_DOSAGE_COLUMNS)
+    if compiled:
+        on_grid = np.zeros(b, dtype=np.uint8)
+        counts = np.zeros(b, dtype=np.int64)
+        bounds, buffers = _classes_compiled(dosages, Yc, denominator, on_grid, counts)
+        on_grid = on_grid.astype(np.bool_)
+        _distinct_counts(dosages, on_grid, counts)
+    else:
+        on_grid, counts = _grid_counts(dosages, denominator)
+    offsets = np.zeros(b + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    K = int(offsets[b])
+    # part p's array starts at element first[p], a multiple of 8 (64 bytes into the buffer), so that
+    # every part has the buffer's alignment whatever K is: the last bits of a BLAS product (the G×E
+    # class engine multiplies these sums) can depend on its operands' alignment
+    first = np.zeros(len(parts) + 1, dtype=np.int64)
+    first[1:] = np.cumsum([(K * len(p) + 7) // 8 * 8 for p in parts])
+    values = np.zeros(K)
+    flat = np.zeros(first[-1])
+    flat_missing = np.zeros(b * len(cols))
+    if compiled:
+        for t in range(len(bounds) - 1):
+            LIBRARY.hlmm_dosage_gather(buffers[t], Yc.shape[1], on_grid.ctypes.data, offsets.ctypes.data,
+                                       cols.ctypes.data, starts.ctypes.data, len(parts), first.ctypes.data, b,
+                                       values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data,
+                                       bounds[t], bounds[t + 1])
+    _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
+                  flat_missing)
     sums = [flat[first[p] : first[p] + K * len(parts[p])].reshape(K, -1) for p in range(len(parts))]
     missing = [flat_missing[b * starts[p] : b * starts[p + 1]].reshape(b, -1) for p in range(len(parts))]
     return (offsets, values, sums[0], missing[0]) if whole else (offsets, values, sums, missing)
 
 
-@njit(cache=True, parallel=True)
-def _dosage_classes(dosages, Yc, denominator, cols, starts):
-    """:func:`dosage_classes`, with ``sums`` and ``missing`` flat: part p's columns
-    ``cols[starts[p]:starts[p + 1]]`` (r of them) are a C-contiguous (K, r) array from element
-    ``first[p]`` of ``sums`` and from element ``b starts[p]`` of ``missing``."""
+def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
+    """The compiled dosage class kernel over ranges of variants on threads (as :func:`run_ranges`),
+    each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
+    (for ``hlmm_dosage_gather``); MemoryError if a range ran out of memory.
+
+    The buffers are this (calling) thread's, kept for its next blocks and grown by the kernel:
+    allocated afresh for each block they were paged in afresh, which cost more than the sums."""
     b, n = dosages.shape
-    q = Yc.shape[1]
+    threads = max(1, min(numba.get_num_threads(), b // 4 or 1))
+    bounds = [b * t // threads for t in range(threads + 1)]
+    local = _buffers.__dict__
+    if "state" not in local or local["state"].shape[0] < threads:
+        old = local.get("state")
+        state = np.zeros((threads, 2), dtype=np.int64)
+        if old is not None:
+            state[: old.shape[0]] = old
+        local["state"] = state
+    state = local["state"]
+    status = [0] * threads
+    f = _dosage_classes_c[dosages.dtype]
+    stride = dosages.strides[0] // dosages.itemsize
+
+    def run(t):
+        status[t] = f(dosages.ctypes.data, stride, n, denominator, Yc.ctypes.data, Yc.shape[1], on_grid.ctypes.data,
+                      counts.ctypes.data, state[t].ctypes.data, bounds[t], bounds[t + 1])
+
+    futures = [_threads.get(threads - 1).submit(run, t) for t in range(1, threads)] if threads > 1 else []
+    run(0)
+    for fut in futures:
+        fut.result()
+    if any(status):
+        raise MemoryError(f"out of memory for the class sums of {b} variants of {n} dosages")
+    return bounds, [int(state[t, 0]) for t in range(threads)]
+
+
+#: Per calling thread, the compiled dosage class kernel's buffers (address, size) by range.
+_buffers = threading.local()
+
+
+@njit(cache=True, parallel=True)
+def _grid_counts(dosages, denominator):
+    """Per variant, whether its called dosages all lie on the grid ``k / denominator`` (see
+    :func:`dosage_classes`), and its number of distinct called dosages."""
+    b, n = dosages.shape
     grid = 0 < denominator <= 65536
     width = 2 * denominator + 1 if grid else 1
-    # Scratch arrays are each variant's own (allocated in its loop), not rows of block-wide
-    # arrays: at n = 100,000 this took 0.42 against 0.70 ms per variant (64 variants, 3 columns,
-    # an in-process timing script not kept; ``benchmarks/bench_kernels.py --b 64 --widths 3`` times
-    # this kernel),
-    # the block-wide ones being paged in afresh for every block. Within a class the rows are
-    # added in the order of the individuals, as before, so the sums are the same to the last bit.
     on_grid = np.zeros(b, dtype=np.bool_)
     counts = np.zeros(b, dtype=np.int64)
     for j in prange(b):
@@ -378,22 +452,36 @@ def _dosage_classes(dosages, Yc, denominator, cols, starts):
         on_grid[j] = ok
         if not ok:
             counts[j] = _distinct_sorted(dosages[j]).shape[0]
-    offsets = np.zeros(b + 1, dtype=np.int64)
-    for j in range(b):
-        offsets[j + 1] = offsets[j] + counts[j]
-    K = offsets[b]
-    R = cols.shape[0]
+    return on_grid, counts
+
+
+@njit(cache=True, parallel=True)
+def _distinct_counts(dosages, on_grid, counts):
+    """``counts[j]``: the number of distinct called dosages of each variant off the grid."""
+    for j in prange(dosages.shape[0]):
+        if not on_grid[j]:
+            counts[j] = _distinct_sorted(dosages[j]).shape[0]
+
+
+@njit(cache=True, parallel=True)
+def _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, grid_too, values, sums, missing):
+    """The class values and sums of :func:`dosage_classes` of the variants off the grid, and of
+    those on it if ``grid_too``; part p's columns ``cols[starts[p]:starts[p + 1]]`` (r of them)
+    are a C-contiguous (K, r) array from element ``first[p]`` of ``sums`` and from element
+    ``b starts[p]`` of ``missing``."""
+    b, n = dosages.shape
+    q = Yc.shape[1]
+    width = 2 * denominator + 1 if 0 < denominator <= 65536 else 1
     P = starts.shape[0] - 1
-    # part p's array starts at element first[p], a multiple of 8 (64 bytes into the buffer), so that
-    # every part has the buffer's alignment whatever K is: the last bits of a BLAS product (the G×E
-    # class engine multiplies these sums) can depend on its operands' alignment
-    first = np.zeros(P + 1, dtype=np.int64)
-    for p in range(P):
-        first[p + 1] = first[p] + (K * (starts[p + 1] - starts[p]) + 7) // 8 * 8
-    values = np.zeros(K)
-    sums = np.zeros(first[P])
-    missing = np.zeros(b * R)
+    # Scratch arrays are each variant's own (allocated in its loop), not rows of block-wide
+    # arrays: at n = 100,000 this took 0.42 against 0.70 ms per variant (64 variants, 3 columns,
+    # an in-process timing script not kept; ``benchmarks/bench_kernels.py --b 64 --widths 3`` times
+    # this kernel),
+    # the block-wide ones being paged in afresh for every block. Within a class the rows are
+    # added in the order of the individuals, as before, so the sums are the same to the last bit.
     for j in prange(b):
+        if on_grid[j] and not grid_too:
+            continue
         o = offsets[j]
         if on_grid[j]:
             # class of each individual first (-1: missing), then the sums in a local array:
@@ -440,7 +528,6 @@ def _dosage_classes(dosages, Yc, denominator, cols, starts):
                     sums[base + r * r_p + jj] = acc[r, cols[starts[p] + jj]]
             for jj in range(r_p):
                 missing[b * starts[p] + j * r_p + jj] = acc[k, cols[starts[p] + jj]]
-    return offsets, values, sums, missing, first
 
 
 @njit(cache=True, parallel=True)

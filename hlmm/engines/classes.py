@@ -181,10 +181,14 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     rows, and each part's columns in it."""
     packed = block.packed is not None
     # .bed bytes with the compiled kernel: its column-major layout (packed_design), unpadded; other
-    # hard calls: rows padded to whole vectors (padded_width); dosages: not (their sums scatter into
-    # thousands of classes per variant, and wider rows measured 7-12% slower there)
+    # hard calls, and dosages that the compiled kernel takes (four columns at a time, at most
+    # COMPILED_DOSAGE_COLUMNS): rows padded to whole vectors (padded_width); other dosages, which
+    # numba's kernel takes: not (their sums scatter into thousands of classes per variant, and
+    # wider rows measured 7-12% slower there)
     columnwise = packed and _kernels_classes.COMPILED
-    pad = block.dosages is None and not columnwise
+    width = padded_width(sum(cols.shape[1] for _, cols in parts))  # (at most: shared columns of ones count once)
+    pad = not columnwise and (block.dosages is None or (_kernels_classes.COMPILED
+                                                        and width <= _kernels_classes.COMPILED_DOSAGE_COLUMNS))
 
     def make():
         n_rows = block.n_file if packed else len(block.rows)
