@@ -53,8 +53,9 @@ def _load_library():
 #: environment leaves it unused (the numba kernels then give the same sums).
 LIBRARY = None if os.environ.get("HLMM_NO_COMPILED") else _load_library()
 _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
-#: Whether the hard-call class sums of packed .bed bytes, and the score test's power sums of
-#: dosages, use the compiled kernels (built, and with AVX2 or more on this machine).
+#: Whether the hard-call class sums of packed .bed bytes, the score test's power sums of dosages
+#: and the class sums of dosages (designs of at most ``COMPILED_DOSAGE_COLUMNS`` columns) use the
+#: compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
 
 #: The compiled dosage class kernels by dtype of the dosages (see :func:`dosage_classes`), or None.
@@ -319,6 +320,13 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     grid unit; ``denominator`` at most 65536) is binned by k; otherwise (or with ``denominator``
     0) its distinct values are found by sorting. Both give the same classes for dosages on the
     grid. Negative dosages count as missing, like NaN.
+
+    Each class's rows are added in increasing individual, one running sum per class and column.
+    With the compiled library (:data:`COMPILED`), ``denominator`` at most 32767, a C-contiguous
+    ``Yc`` of 4 or 8 columns (``COMPILED_DOSAGE_COLUMNS``) and C-contiguous rows of float32 or
+    float64 dosages, the variants on the grid are summed by the C kernel (``_classsums.c``; see
+    docs/performance.rst, "Dosages: the Wald's class sums in C"), the others by numba's; both add
+    in the same order, so the sums are the same to the last bit.
 
     Parameters
     ----------
