@@ -565,6 +565,37 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
                 assert u.tobytes() == v.tobytes()
 
 
+def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypatch):
+    """The compiled dosage class kernel's buffers, kept by each calling thread for its next blocks,
+    are freed when that thread ends: every address it kept, once."""
+    import gc
+    import threading
+
+    from hlmm.engines import _kernels_classes
+
+    if not _kernels_classes.COMPILED:
+        pytest.skip("the compiled library is not built here")
+    freed = []
+    real = _kernels_classes._free
+    monkeypatch.setattr(_kernels_classes, "_free", lambda p: (freed.append(p), real(p)))
+    rng = np.random.default_rng(5)
+    D = (rng.integers(0, 3, (9, 501)) + (rng.random((9, 501)) < 0.3) * rng.integers(0, 100, (9, 501)) / 16384)
+    D = np.minimum(D, 2.0).astype(np.float32)
+    Y = rng.standard_normal((501, 4))
+    kept = []
+
+    def scan():
+        _kernels_classes.dosage_classes(D, Y, 16384)
+        kept.extend(int(a) for a in _kernels_classes._buffers.kept.state[:, 0] if a)
+
+    t = threading.Thread(target=scan)
+    t.start()
+    t.join()
+    del t
+    gc.collect()
+    assert kept and sorted(freed) == sorted(kept)
+
+
 def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosages(data):
     """The two Newton fits of the default-mode HLM (numpy over padded classes, numba per variant
     over its distinct dosages) give the same fits for the same data: hard calls as codes, and as

@@ -590,3 +590,9 @@ void hlmm_dosage_gather(const double *buf, int64_t q, const uint8_t *on_grid, co
         at = s + (k + 1) * q;
     }
 }
+
+/* Frees a buffer of hlmm_dosage_classes_* (the caller's, when it no longer keeps it). */
+void hlmm_free(void *p)
+{
+    free(p);
+}

@@ -45,6 +45,8 @@ def _load_library():
                 f.restype = ctypes.c_int
             lib.hlmm_dosage_gather.argtypes = [p, i64, p, p, p, p, i64, p, i64, p, p, p, i64, i64]
             lib.hlmm_dosage_gather.restype = None
+            lib.hlmm_free.argtypes = [p]
+            lib.hlmm_free.restype = None
             return lib
     return None
 
@@ -395,19 +397,15 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
     each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
     (for ``hlmm_dosage_gather``); MemoryError if a range ran out of memory.
 
-    The buffers are this (calling) thread's, kept for its next blocks and grown by the kernel:
-    allocated afresh for each block they were paged in afresh, which cost more than the sums."""
+    The buffers are this (calling) thread's (:class:`_KeptBuffers`), kept for its next blocks and
+    grown by the kernel: allocated afresh for each block they were paged in afresh, which cost more
+    than the sums."""
     b, n = dosages.shape
     threads = max(1, min(numba.get_num_threads(), b // 4 or 1))
     bounds = [b * t // threads for t in range(threads + 1)]
-    local = _buffers.__dict__
-    if "state" not in local or local["state"].shape[0] < threads:
-        old = local.get("state")
-        state = np.zeros((threads, 2), dtype=np.int64)
-        if old is not None:
-            state[: old.shape[0]] = old
-        local["state"] = state
-    state = local["state"]
+    if not hasattr(_buffers, "kept"):
+        _buffers.kept = _KeptBuffers()
+    state = _buffers.kept.ranges(threads)
     status = [0] * threads
     f = _dosage_classes_c[dosages.dtype]
     stride = dosages.strides[0] // dosages.itemsize
@@ -425,8 +423,35 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
     return bounds, [int(state[t, 0]) for t in range(threads)]
 
 
-#: Per calling thread, the compiled dosage class kernel's buffers (address, size) by range.
+class _KeptBuffers:
+    """One calling thread's buffers of the compiled dosage class kernel: ``state[t]`` is range t's
+    (address, size in doubles), grown by the kernel with realloc, and freed with this object (when
+    its thread ends, and the thread's local values with it)."""
+
+    def __init__(self) -> None:
+        self.state = np.zeros((0, 2), dtype=np.int64)
+
+    def ranges(self, count: int) -> np.ndarray:
+        """The state of at least ``count`` ranges (the buffers so far kept)."""
+        if self.state.shape[0] < count:
+            state = np.zeros((count, 2), dtype=np.int64)
+            state[: self.state.shape[0]] = self.state
+            self.state = state
+        return self.state
+
+    def __del__(self) -> None:
+        free = _free
+        if free is None:
+            return
+        for address in self.state[:, 0]:
+            if address:
+                free(int(address))
+        self.state = self.state[:0]
+
+
+#: Per calling thread, its :class:`_KeptBuffers` (attribute ``kept``).
 _buffers = threading.local()
+_free = None if LIBRARY is None else LIBRARY.hlmm_free
 
 
 @njit(cache=True, parallel=True)
