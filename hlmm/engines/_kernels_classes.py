@@ -161,13 +161,21 @@ _threads = _Threads()
 os.register_at_fork(after_in_child=_threads.forget)
 
 
+def range_bounds(b: int, minimum: int = 8) -> list:
+    """Bounds of the ranges that the variants 0 .. b - 1 are split into for the compiled kernels:
+    as many as numba has threads (``numba.set_num_threads``, as the runner sets it per worker), of
+    at least ``minimum`` variants."""
+    threads = max(1, min(numba.get_num_threads(), b // minimum or 1))
+    return [b * t // threads for t in range(threads + 1)]
+
+
 def run_ranges(f, b: int, *args, minimum: int = 8) -> None:
     """``f(*args, j0, j1)`` over the variants 0 .. b - 1, split into as many ranges as numba has
     threads (``numba.set_num_threads``, as the runner sets it per worker; ranges of at least
     ``minimum`` variants), one on this thread and the others on a pool: ctypes releases the GIL
     for each call."""
-    threads = max(1, min(numba.get_num_threads(), b // minimum or 1))
-    bounds = [b * t // threads for t in range(threads + 1)]
+    bounds = range_bounds(b, minimum)
+    threads = len(bounds) - 1
     futures = []
     if threads > 1:
         pool = _threads.get(threads - 1)
@@ -365,9 +373,9 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
         counts = np.zeros(b, dtype=np.int64)
         bounds, buffers = _classes_compiled(dosages, Yc, denominator, on_grid, counts)
         on_grid = on_grid.astype(np.bool_)
-        _distinct_counts(dosages, on_grid, counts)
     else:
         on_grid, counts = _grid_counts(dosages, denominator)
+    _distinct_counts(dosages, on_grid, counts)
     offsets = np.zeros(b + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     K = int(offsets[b])
@@ -393,16 +401,16 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
 
 
 def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
-    """The compiled dosage class kernel over ranges of variants on threads (as :func:`run_ranges`),
-    each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
+    """The compiled dosage class kernel over ranges of variants on threads (:func:`range_bounds`, as
+    :func:`run_ranges`), each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
     (for ``hlmm_dosage_gather``); MemoryError if a range ran out of memory.
 
     The buffers are this (calling) thread's (:class:`_KeptBuffers`), kept for its next blocks and
     grown by the kernel: allocated afresh for each block they were paged in afresh, which cost more
     than the sums."""
     b, n = dosages.shape
-    threads = max(1, min(numba.get_num_threads(), b // 4 or 1))
-    bounds = [b * t // threads for t in range(threads + 1)]
+    bounds = range_bounds(b, minimum=4)
+    threads = len(bounds) - 1
     if not hasattr(_buffers, "kept"):
         _buffers.kept = _KeptBuffers()
     state = _buffers.kept.ranges(threads)
@@ -457,7 +465,8 @@ _free = None if LIBRARY is None else LIBRARY.hlmm_free
 @njit(cache=True, parallel=True)
 def _grid_counts(dosages, denominator):
     """Per variant, whether its called dosages all lie on the grid ``k / denominator`` (see
-    :func:`dosage_classes`), and its number of distinct called dosages."""
+    :func:`dosage_classes`), and if so its number of distinct called dosages (else 0:
+    :func:`_distinct_counts` counts those)."""
     b, n = dosages.shape
     grid = 0 < denominator <= 65536
     width = 2 * denominator + 1 if grid else 1
@@ -483,8 +492,6 @@ def _grid_counts(dosages, denominator):
                     c += present[v]
                 counts[j] = c
         on_grid[j] = ok
-        if not ok:
-            counts[j] = _distinct_sorted(dosages[j]).shape[0]
     return on_grid, counts
 
 
