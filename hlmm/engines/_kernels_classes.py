@@ -401,8 +401,8 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
 
 
 def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
-    """The compiled dosage class kernel over ranges of variants on threads (:func:`range_bounds`, as
-    :func:`run_ranges`), each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
+    """The compiled dosage class kernel over ranges of variants on threads (:func:`run_ranges`),
+    each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
     (for ``hlmm_dosage_gather``); MemoryError if a range ran out of memory.
 
     The buffers are this (calling) thread's (:class:`_KeptBuffers`), kept for its next blocks and
@@ -418,14 +418,12 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
     f = _dosage_classes_c[dosages.dtype]
     stride = dosages.strides[0] // dosages.itemsize
 
-    def run(t):
+    def run(j0, j1):
+        t = bounds.index(j0)  # (run_ranges splits at the same bounds)
         status[t] = f(dosages.ctypes.data, stride, n, denominator, Yc.ctypes.data, Yc.shape[1], on_grid.ctypes.data,
-                      counts.ctypes.data, state[t].ctypes.data, bounds[t], bounds[t + 1])
+                      counts.ctypes.data, state[t].ctypes.data, j0, j1)
 
-    futures = [_threads.get(threads - 1).submit(run, t) for t in range(1, threads)] if threads > 1 else []
-    run(0)
-    for fut in futures:
-        fut.result()
+    run_ranges(run, b, minimum=4)
     if any(status):
         raise MemoryError(f"out of memory for the class sums of {b} variants of {n} dosages")
     return bounds, [int(state[t, 0]) for t in range(threads)]
