@@ -565,6 +565,46 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
                 assert u.tobytes() == v.tobytes()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("den", [16384, 1024, 255])
+def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, den):
+    """The compiled kernel's verdict (on the grid or not) and class counts equal numba's
+    (``_grid_counts``, in double precision) for dosages at the edges: within and beyond 1e-6 of a
+    grid unit (the float32 values on each side of it), half-way between grid values, at and past
+    the grid's end 2 den + 1, -0.0, subnormal, infinite and huge values, each in the first eight
+    dosages, the middle, and the padded last n % 8. float32 with a power-of-two ``den`` takes the
+    single-precision pass of the kernel; the others its double-precision pass."""
+    from hlmm.engines import _kernels_classes
+
+    if not _kernels_classes.COMPILED:
+        pytest.skip("the compiled library is not built here")
+    tol32 = float(np.float32(1e-6))  # the largest float32 below 1e-6
+    above32 = float(np.nextafter(np.float32(1e-6), np.float32(1)))
+    edges = [-0.0, 1e-45, 3e-39, np.inf, -np.inf, 1e30, -1e-30, 2.0, 2 + 1 / den, (2 * den + 0.5) / den,
+             (2 * den + 1) / den, (2 * den + 2) / den, 0.5 / den, (7 + 0.5) / den, (2 * den - 0.5) / den]
+    for k in (0, 1, 3, den, 2 * den):
+        for t in (0.5e-6, 0.999e-6, 1e-6, 1.001e-6, 2e-6, tol32, above32, 1e-5):
+            edges += [(k + t) / den, (k - t) / den]
+    rng = np.random.default_rng(den)
+    n = 1003
+    base = rng.integers(0, 2 * den + 1, n) / den
+    rows = []
+    for e in edges:
+        for at in (2, 500, n - 1):
+            row = base.copy()
+            row[at] = e
+            rows.append(row)
+    D = np.array(rows).astype(dtype)
+    on_grid = np.zeros(D.shape[0], dtype=np.uint8)
+    counts = np.zeros(D.shape[0], dtype=np.int64)
+    _kernels_classes._classes_compiled(D, np.ones((n, 4)), den, on_grid, counts)
+    want_grid, want_counts = _kernels_classes._grid_counts(D, den)
+    assert not want_grid.all()
+    assert want_grid.any() or (dtype == np.float32 and den == 255)  # k / 255 in float32: off by 1e-5 units
+    np.testing.assert_array_equal(on_grid.astype(bool), want_grid)
+    np.testing.assert_array_equal(counts[want_grid], want_counts[want_grid])
+
+
 def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypatch):
     """The compiled dosage class kernel's buffers, kept by each calling thread for its next blocks,
     are freed when that thread ends: every address it kept, once."""
