@@ -528,7 +528,7 @@ static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
  * buffer[0] of buffer[1] doubles (grown here with realloc, and kept by the caller for its next
  * calls: a buffer allocated afresh for each block was paged in afresh, which cost more than the
  * sums), one after another: the K values, then the sums of the K classes and of no call,
- * (K + 1) x q. Yc is C-contiguous, q a multiple of 4. Returns 0, or -1 if out of memory. */
+ * (K + 1) x q. Yc is C-contiguous (q columns, any number). Returns 0, or -1 if out of memory. */
 #define DOSAGE_CLASSES(T)                                                                          \
     CLONES                                                                                         \
     int hlmm_dosage_classes_##T(const T *dosages, int64_t N, int64_t n, int64_t den,               \
@@ -620,6 +620,8 @@ static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
                         t += y;                                                                    \
                         memcpy(row + 4 * c, &t, 32);                                               \
                     }                                                                              \
+                    for (int64_t c = 4 * q4; c < q; c++)                                           \
+                        row[c] += yi[c];                                                           \
                 }                                                                                  \
             }                                                                                      \
             /* the sums after each variant's values in the buffer: walk back from its end */       \

@@ -56,7 +56,7 @@ def _load_library():
 LIBRARY = None if os.environ.get("HLMM_NO_COMPILED") else _load_library()
 _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
 #: Whether the hard-call class sums of packed .bed bytes, the score test's power sums of dosages
-#: and the class sums of dosages (designs of at most ``COMPILED_DOSAGE_COLUMNS`` columns) use the
+#: and the class sums of dosages (see :func:`dosage_classes` for which designs) use the
 #: compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
 
@@ -65,8 +65,10 @@ _dosage_classes_c = None if LIBRARY is None else {np.dtype(np.float32): LIBRARY.
                                                   np.dtype(np.float64): LIBRARY.hlmm_dosage_classes_double}
 
 #: The compiled dosage class sums are used for designs of at most this many columns (two
-#: phenotypes); wider ones go to numba's kernel (see :func:`dosage_classes`).
+#: phenotypes), padded to whole vectors of 4; wider ones, unpadded, when the calling thread's last
+#: block had at most COMPILED_WIDE_BYTES of class sums per variant (see :func:`dosage_classes`).
 COMPILED_DOSAGE_COLUMNS = 8
+COMPILED_WIDE_BYTES = 262144
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
 
@@ -333,10 +335,14 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
 
     Each class's rows are added in increasing individual, one running sum per class and column.
     With the compiled library (:data:`COMPILED`), ``denominator`` at most 32767, a C-contiguous
-    ``Yc`` of 4 or 8 columns (``COMPILED_DOSAGE_COLUMNS``) and C-contiguous rows of float32 or
-    float64 dosages, the variants on the grid are summed by the C kernel (``_classsums.c``; see
-    docs/performance.rst, "Dosages: the Wald's class sums in C"), the others by numba's; both add
-    in the same order, so the sums are the same to the last bit.
+    ``Yc`` and C-contiguous rows of float32 or float64 dosages, the variants on the grid are summed
+    by the C kernel (``_classsums.c``; see docs/performance.rst, "Dosages: the Wald's class sums in
+    C"), the others by numba's; both add in the same order, so the sums are the same to the last
+    bit. The C kernel takes designs of up to ``COMPILED_DOSAGE_COLUMNS`` columns, and wider ones
+    (several phenotypes) when the calling thread's last block had at most ``COMPILED_WIDE_BYTES``
+    of class sums per variant: it keeps every variant's sums in a buffer until the block's
+    offsets are known, and copies them to their places, which costs more than it saves where a
+    variant has thousands of classes (on fine grids) and many columns.
 
     Parameters
     ----------
@@ -364,10 +370,12 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     starts = np.zeros(len(parts) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(p) for p in parts])
     b = dosages.shape[0]
+    q = Yc.shape[1]
+    kept = _kept_buffers()
     compiled = (_dosage_classes_c is not None and 0 < denominator <= 32767 and b > 0
                 and dosages.dtype in _dosage_classes_c and dosages.ndim == 2
                 and dosages.strides[1] == dosages.itemsize and Yc.flags.c_contiguous and Yc.dtype == np.float64
-                and Yc.shape[1] % 4 == 0 and Yc.shape[1] <= COMPILED_DOSAGE_COLUMNS)
+                and (q <= COMPILED_DOSAGE_COLUMNS or kept.classes * q * 8 <= COMPILED_WIDE_BYTES))
     if compiled:
         on_grid = np.zeros(b, dtype=np.uint8)
         counts = np.zeros(b, dtype=np.int64)
@@ -375,6 +383,8 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
         on_grid = on_grid.astype(np.bool_)
     else:
         on_grid, counts = _grid_counts(dosages, denominator)
+    if on_grid.any():
+        kept.classes = float(counts[on_grid].mean()) + 1  # (and no call)
     _distinct_counts(dosages, on_grid, counts)
     offsets = np.zeros(b + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
@@ -411,9 +421,7 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
     b, n = dosages.shape
     bounds = range_bounds(b, minimum=4)
     threads = len(bounds) - 1
-    if not hasattr(_buffers, "kept"):
-        _buffers.kept = _KeptBuffers()
-    state = _buffers.kept.ranges(threads)
+    state = _kept_buffers().ranges(threads)
     status = [0] * threads
     f = _dosage_classes_c[dosages.dtype]
     stride = dosages.strides[0] // dosages.itemsize
@@ -432,10 +440,12 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
 class _KeptBuffers:
     """One calling thread's buffers of the compiled dosage class kernel: ``state[t]`` is range t's
     (address, size in doubles), grown by the kernel with realloc, and freed with this object (when
-    its thread ends, and the thread's local values with it)."""
+    its thread ends, and the thread's local values with it); and ``classes``, the mean classes
+    per variant on the grid of the thread's last block (0 before any)."""
 
     def __init__(self) -> None:
         self.state = np.zeros((0, 2), dtype=np.int64)
+        self.classes = 0.0
 
     def ranges(self, count: int) -> np.ndarray:
         """The state of at least ``count`` ranges (the buffers so far kept)."""
@@ -457,6 +467,13 @@ class _KeptBuffers:
 
 #: Per calling thread, its :class:`_KeptBuffers` (attribute ``kept``).
 _buffers = threading.local()
+
+
+def _kept_buffers() -> _KeptBuffers:
+    """This thread's :class:`_KeptBuffers`."""
+    if not hasattr(_buffers, "kept"):
+        _buffers.kept = _KeptBuffers()
+    return _buffers.kept
 _free = None if LIBRARY is None else LIBRARY.hlmm_free
 
 

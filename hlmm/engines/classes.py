@@ -181,10 +181,11 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     rows, and each part's columns in it."""
     packed = block.packed is not None
     # .bed bytes with the compiled kernel: its column-major layout (packed_design), unpadded; other
-    # hard calls, and dosages that the compiled kernel takes (four columns at a time, at most
-    # COMPILED_DOSAGE_COLUMNS): rows padded to whole vectors (padded_width); other dosages, which
-    # numba's kernel takes: not (their sums scatter into thousands of classes per variant, and
-    # wider rows measured 7-12% slower there)
+    # hard calls, and designs of dosages of at most COMPILED_DOSAGE_COLUMNS (which the compiled
+    # kernel takes four columns at a time): rows padded to whole vectors (padded_width); wider
+    # designs of dosages: not (numba's kernel takes them on fine grids, where their sums scatter
+    # into thousands of classes per variant and wider rows measured 7-12% slower; the compiled
+    # kernel adds any columns past the last whole vector one by one)
     columnwise = packed and _kernels_classes.COMPILED
     width = padded_width(sum(cols.shape[1] for _, cols in parts))  # (at most: shared columns of ones count once)
     pad = not columnwise and (block.dosages is None or (_kernels_classes.COMPILED
