@@ -523,6 +523,61 @@ static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
     return 0;
 }
 
+/* The class sums of G variants in one pass over the individuals: row keys[g stride + i] of
+ * variant g's slots gives its class, whose running sums (q of them, from acc + base[g]) get Yc's
+ * row i; each class's rows in increasing individual. */
+static inline __attribute__((always_inline)) void scatter(const uint16_t *keys, int64_t kstride, const int32_t *slot,
+                                                          int64_t sstride, double *acc, const int64_t *base, int64_t G,
+                                                          const double *Yc, int64_t q, int64_t n)
+{
+    int64_t q4 = q / 4;
+    for (int64_t i = 0; i < n; i++) {
+        const double *yi = Yc + i * q;
+        for (int64_t g = 0; g < G; g++) {
+            double *row = acc + base[g] + q * (int64_t)slot[g * sstride + keys[g * kstride + i]];
+            for (int64_t c = 0; c < q4; c++) {
+                v4d y, t;
+                memcpy(&y, yi + 4 * c, 32);
+                memcpy(&t, row + 4 * c, 32);
+                t += y;
+                memcpy(row + 4 * c, &t, 32);
+            }
+            for (int64_t c = 4 * q4; c < q; c++)
+                row[c] += yi[c];
+        }
+    }
+}
+
+/* scatter for four variants (DOSAGE_GROUP) and four columns (one phenotype), the same additions
+ * in the same order, with each variant's keys, slots and sums held in registers: 0.13-0.14 against
+ * 0.17-0.22 ms per variant of scatter on one thread (64 variants of dos8.pgen, a C harness). */
+static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *keys, int64_t kstride,
+                                                                 const int32_t *slot, int64_t sstride, double *acc,
+                                                                 const int64_t *base, const double *Yc, int64_t n)
+{
+    const uint16_t *k0 = keys, *k1 = keys + kstride, *k2 = keys + 2 * kstride, *k3 = keys + 3 * kstride;
+    const int32_t *s0 = slot, *s1 = slot + sstride, *s2 = slot + 2 * sstride, *s3 = slot + 3 * sstride;
+    double *a0 = acc + base[0], *a1 = acc + base[1], *a2 = acc + base[2], *a3 = acc + base[3];
+    for (int64_t i = 0; i < n; i++) {
+        v4d y, t;
+        memcpy(&y, Yc + 4 * i, 32);
+        double *r0 = a0 + 4 * (int64_t)s0[k0[i]], *r1 = a1 + 4 * (int64_t)s1[k1[i]];
+        double *r2 = a2 + 4 * (int64_t)s2[k2[i]], *r3 = a3 + 4 * (int64_t)s3[k3[i]];
+        memcpy(&t, r0, 32);
+        t += y;
+        memcpy(r0, &t, 32);
+        memcpy(&t, r1, 32);
+        t += y;
+        memcpy(r1, &t, 32);
+        memcpy(&t, r2, 32);
+        t += y;
+        memcpy(r2, &t, 32);
+        memcpy(&t, r3, 32);
+        t += y;
+        memcpy(r3, &t, 32);
+    }
+}
+
 /* Variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den at most 32767): on_grid[j],
  * and for those on the grid counts[j] (distinct called dosages, K) and, in the buffer at
  * buffer[0] of buffer[1] doubles (grown here with realloc, and kept by the caller for its next
@@ -535,7 +590,7 @@ static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
                                 const double *Yc, int64_t q, uint8_t *on_grid, int64_t *counts,    \
                                 int64_t *buffer, int64_t j0, int64_t j1)                           \
     {                                                                                              \
-        int64_t width = 2 * den + 1, q4 = q / 4;                                                   \
+        int64_t width = 2 * den + 1;                                                               \
         int pow2 = sizeof(T) == 4 && (den & (den - 1)) == 0;                                       \
         uint16_t *keys = malloc((size_t)DOSAGE_GROUP * (n + 8) * sizeof(uint16_t));                \
         int32_t *slot = malloc((size_t)DOSAGE_GROUP * (width + 1) * sizeof(int32_t));              \
@@ -609,21 +664,10 @@ static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
             base[0] = 0;                                                                           \
             for (int64_t g = 1; g < G; g++)                                                        \
                 base[g] = base[g - 1] + (ks[g - 1] + 1) * q;                                       \
-            for (int64_t i = 0; i < n; i++) {                                                      \
-                const double *yi = Yc + i * q;                                                     \
-                for (int64_t g = 0; g < G; g++) {                                                  \
-                    double *row = acc + base[g] + q * (int64_t)slot[g * (width + 1) + keys[g * (n + 8) + i]]; \
-                    for (int64_t c = 0; c < q4; c++) {                                             \
-                        v4d y, t;                                                                  \
-                        memcpy(&y, yi + 4 * c, 32);                                                \
-                        memcpy(&t, row + 4 * c, 32);                                               \
-                        t += y;                                                                    \
-                        memcpy(row + 4 * c, &t, 32);                                               \
-                    }                                                                              \
-                    for (int64_t c = 4 * q4; c < q; c++)                                           \
-                        row[c] += yi[c];                                                           \
-                }                                                                                  \
-            }                                                                                      \
+            if (G == DOSAGE_GROUP && q == 4)                                                       \
+                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, n);                    \
+            else                                                                                   \
+                scatter(keys, n + 8, slot, width + 1, acc, base, G, Yc, q, n);                     \
             /* the sums after each variant's values in the buffer: walk back from its end */       \
             int64_t end = size;                                                                    \
             for (int64_t g = G - 1; g >= 0; g--) {                                                 \
