@@ -578,6 +578,35 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
     }
 }
 
+/* scatter_group4 for any number of columns q. */
+static inline __attribute__((always_inline)) void scatter_group4q(const uint16_t *keys, int64_t kstride,
+                                                                  const int32_t *slot, int64_t sstride, double *acc,
+                                                                  const int64_t *base, const double *Yc, int64_t q,
+                                                                  int64_t n)
+{
+    const uint16_t *k0 = keys, *k1 = keys + kstride, *k2 = keys + 2 * kstride, *k3 = keys + 3 * kstride;
+    const int32_t *s0 = slot, *s1 = slot + sstride, *s2 = slot + 2 * sstride, *s3 = slot + 3 * sstride;
+    double *a0 = acc + base[0], *a1 = acc + base[1], *a2 = acc + base[2], *a3 = acc + base[3];
+    int64_t q4 = q / 4;
+    for (int64_t i = 0; i < n; i++) {
+        const double *yi = Yc + q * i;
+        double *r[4] = {a0 + q * (int64_t)s0[k0[i]], a1 + q * (int64_t)s1[k1[i]], a2 + q * (int64_t)s2[k2[i]],
+                        a3 + q * (int64_t)s3[k3[i]]};
+        for (int64_t c = 0; c < q4; c++) {
+            v4d y, t;
+            memcpy(&y, yi + 4 * c, 32);
+            for (int g = 0; g < 4; g++) {
+                memcpy(&t, r[g] + 4 * c, 32);
+                t += y;
+                memcpy(r[g] + 4 * c, &t, 32);
+            }
+        }
+        for (int64_t c = 4 * q4; c < q; c++)
+            for (int g = 0; g < 4; g++)
+                r[g][c] += yi[c];
+    }
+}
+
 /* Variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den at most 32767): on_grid[j],
  * and for those on the grid counts[j] (distinct called dosages, K) and, in the buffer at
  * buffer[0] of buffer[1] doubles (grown here with realloc, and kept by the caller for its next
@@ -666,6 +695,8 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
                 base[g] = base[g - 1] + (ks[g - 1] + 1) * q;                                       \
             if (G == DOSAGE_GROUP && q == 4)                                                       \
                 scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, n);                    \
+            else if (G == DOSAGE_GROUP)                                                            \
+                scatter_group4q(keys, n + 8, slot, width + 1, acc, base, Yc, q, n);                \
             else                                                                                   \
                 scatter(keys, n + 8, slot, width + 1, acc, base, G, Yc, q, n);                     \
             /* the sums after each variant's values in the buffer: walk back from its end */       \
