@@ -609,9 +609,9 @@ def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, 
 
 def test_dosage_classes__wide_designs_go_to_the_compiled_kernel_after_blocks_of_few_classes(monkeypatch):
     """A design wider than COMPILED_DOSAGE_COLUMNS goes to the compiled kernel when the thread's
-    last block had at most COMPILED_WIDE_BYTES of class sums per variant, else to numba's; a
-    design of at most COMPILED_DOSAGE_COLUMNS always to the compiled kernel. The sums are the same
-    either way."""
+    last block had at most COMPILED_WIDE_BYTES of class sums per variant, else (and for the
+    thread's first block) to numba's; a design of at most COMPILED_DOSAGE_COLUMNS always to the
+    compiled kernel. The sums are the same either way."""
     from hlmm.engines import _kernels_classes
 
     if not _kernels_classes.COMPILED:
@@ -624,18 +624,18 @@ def test_dosage_classes__wide_designs_go_to_the_compiled_kernel_after_blocks_of_
     calls = []
     compiled = _kernels_classes._classes_compiled
     monkeypatch.setattr(_kernels_classes, "_classes_compiled", lambda *a: calls.append(a[1].shape[1]) or compiled(*a))
-    monkeypatch.setattr(_kernels_classes._kept_buffers(), "classes", 0.0)
+    monkeypatch.setattr(_kernels_classes._kept_buffers(), "classes", np.inf)  # (a new thread's)
     got = {}
-    for label, D, Y in [("coarse", coarse, wide), ("fine", fine, wide), ("wide after fine", coarse, wide),
-                        ("narrow after fine", fine, narrow), ("fine narrow", fine, narrow), ("again", coarse, wide)]:
+    order = [("first", coarse, wide), ("coarse", coarse, wide), ("fine", fine, wide), ("wide after fine", coarse, wide),
+             ("narrow after fine", fine, narrow), ("fine narrow", fine, narrow), ("again", coarse, wide)]
+    for label, D, Y in order:
         calls.clear()
         got[label] = _kernels_classes.dosage_classes(D, Y, 16384)
         got[label, "used"] = bool(calls)
     # 257 x 21 x 8 bytes <= 262,144 < 1,900 x 21 x 8
-    assert [got[k, "used"] for k in ("coarse", "fine", "wide after fine", "narrow after fine", "fine narrow", "again")] \
-        == [True, True, False, True, True, False]
+    assert [got[k, "used"] for k, _, _ in order] == [False, True, True, False, True, True, False]
     monkeypatch.setattr(_kernels_classes, "_dosage_classes_c", None)
-    for label, D, Y in [("coarse", coarse, wide), ("fine", fine, wide), ("wide after fine", coarse, wide)]:
+    for label, D, Y in order[:4]:
         for a, c in zip(got[label], _kernels_classes.dosage_classes(D, Y, 16384)):
             assert a.tobytes() == c.tobytes()
 
