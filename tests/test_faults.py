@@ -262,6 +262,28 @@ def test_signal_with_two_workers__no_traceback_and_resume_identical(ds, tmp_path
     assert content(tmp_path / "o.models.gz") == content(tmp_path / "whole.models.gz")
 
 
+def test_out_of_memory_at_start_up__one_line_error_and_no_files(ds, tmp_path):
+    """A MemoryError outside the blocks (raised, in a real process, by the null model's set-up, as
+    numpy raises it when an allocation fails) ends the run with one line naming it and exit status
+    2, no traceback and no output file. (A block that runs out of memory is retried once and then
+    reported with NaN rows, as any failing block: runner.run_blocks.)"""
+    args = [ds.bed, "0", "120", ds.pheno, str(tmp_path / "o")]
+    driver = (
+        "import sys\n"
+        "from hlmm import pipeline\n"
+        "def phenotype_model(*a, **kw):\n"
+        "    raise MemoryError('Unable to allocate 2.24 GiB for an array with shape (6000, 100000)')\n"
+        "pipeline.phenotype_model = phenotype_model\n"
+        "from hlmm.cli import hlmm_chr\n"
+        "sys.exit(hlmm_chr.main(sys.argv[1:]))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", driver, *args], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    line = one_line_error(r.stderr)
+    assert "out of memory: Unable to allocate 2.24 GiB" in line and "--block_size" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
 # ----------------------------------------------------------------------------------------------
 # --append
 # ----------------------------------------------------------------------------------------------

@@ -66,8 +66,9 @@ def _on_sigterm(signum, frame):
 def run_main(prog: str, run, argv=None, parser=None) -> int:
     """Parse arguments and run ``run(args)``.
 
-    Problems with inputs or outputs become one line (``prog: error: ...``) and exit status 2;
-    Ctrl-C exits with 130 and SIGTERM with 143, keeping what is already written.
+    Problems with inputs or outputs, and running out of memory, become one line
+    (``prog: error: ...``) and exit status 2; Ctrl-C exits with 130 and SIGTERM with 143, keeping
+    what is already written.
     """
     args = parser.parse_args(argv)
     setup_logging(getattr(args, "quiet", False))
@@ -86,6 +87,11 @@ def run_main(prog: str, run, argv=None, parser=None) -> int:
     except OSError as e:  # an output-side fault not caught closer to its cause
         where = f" {e.filename}" if getattr(e, "filename", None) else ""
         print(f"{prog}: error:{where} {os_reason(e)}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # numpy's message says what it could not allocate
+        what = f": {e}" if str(e) else ""
+        print(f"{prog}: error: out of memory{what}; results already written are kept (hlmm_chr: a smaller "
+              "--block_size or fewer phenotypes per pass, then --resume)", file=sys.stderr)
         return 2
     finally:
         if previous is not None:
