@@ -553,38 +553,11 @@ static inline __attribute__((always_inline)) void scatter(const uint16_t *keys, 
     }
 }
 
-/* scatter for four variants (DOSAGE_GROUP) and four columns (one phenotype), the same additions
- * in the same order, with each variant's keys, slots and sums held in registers: 0.13-0.14 against
- * 0.17-0.22 ms per variant of scatter on one thread (64 variants of dos8.pgen, a C harness). */
+/* scatter for four variants (DOSAGE_GROUP), the same additions in the same order, with each
+ * variant's keys, slots and sums held in registers: 0.13-0.14 against 0.17-0.22 ms per variant of
+ * scatter on one thread (64 variants of dos8.pgen, 4 columns, a C harness). Called with q = 4
+ * (one phenotype) as a constant, which the compiler then unrolls. */
 static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *keys, int64_t kstride,
-                                                                 const int32_t *slot, int64_t sstride, double *acc,
-                                                                 const int64_t *base, const double *Yc, int64_t n)
-{
-    const uint16_t *k0 = keys, *k1 = keys + kstride, *k2 = keys + 2 * kstride, *k3 = keys + 3 * kstride;
-    const int32_t *s0 = slot, *s1 = slot + sstride, *s2 = slot + 2 * sstride, *s3 = slot + 3 * sstride;
-    double *a0 = acc + base[0], *a1 = acc + base[1], *a2 = acc + base[2], *a3 = acc + base[3];
-    for (int64_t i = 0; i < n; i++) {
-        v4d y, t;
-        memcpy(&y, Yc + 4 * i, 32);
-        double *r0 = a0 + 4 * (int64_t)s0[k0[i]], *r1 = a1 + 4 * (int64_t)s1[k1[i]];
-        double *r2 = a2 + 4 * (int64_t)s2[k2[i]], *r3 = a3 + 4 * (int64_t)s3[k3[i]];
-        memcpy(&t, r0, 32);
-        t += y;
-        memcpy(r0, &t, 32);
-        memcpy(&t, r1, 32);
-        t += y;
-        memcpy(r1, &t, 32);
-        memcpy(&t, r2, 32);
-        t += y;
-        memcpy(r2, &t, 32);
-        memcpy(&t, r3, 32);
-        t += y;
-        memcpy(r3, &t, 32);
-    }
-}
-
-/* scatter_group4 for any number of columns q. */
-static inline __attribute__((always_inline)) void scatter_group4q(const uint16_t *keys, int64_t kstride,
                                                                   const int32_t *slot, int64_t sstride, double *acc,
                                                                   const int64_t *base, const double *Yc, int64_t q,
                                                                   int64_t n)
@@ -699,9 +672,9 @@ static inline __attribute__((always_inline)) void scatter_group4q(const uint16_t
             for (int64_t g = 1; g < G; g++)                                                        \
                 base[g] = base[g - 1] + (ks[g - 1] + 1) * q;                                       \
             if (G == DOSAGE_GROUP && q == 4)                                                       \
-                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, n);                    \
+                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, 4, n);                 \
             else if (G == DOSAGE_GROUP)                                                            \
-                scatter_group4q(keys, n + 8, slot, width + 1, acc, base, Yc, q, n);                \
+                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, q, n);                 \
             else                                                                                   \
                 scatter(keys, n + 8, slot, width + 1, acc, base, G, Yc, q, n);                     \
             /* the sums after each variant's values in the buffer: walk back from its end */       \
