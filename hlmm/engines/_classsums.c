@@ -557,6 +557,7 @@ static inline __attribute__((always_inline)) void scatter(const uint16_t *keys, 
  * variant's keys, slots and sums held in registers: 0.13-0.14 against 0.17-0.22 ms per variant of
  * scatter on one thread (64 variants of dos8.pgen, 4 columns, a C harness). Called with q = 4
  * (one phenotype) as a constant, which the compiler then unrolls. */
+_Static_assert(DOSAGE_GROUP == 4, "scatter_group4 takes the four variants of a group");
 static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *keys, int64_t kstride,
                                                                   const int32_t *slot, int64_t sstride, double *acc,
                                                                   const int64_t *base, const double *Yc, int64_t q,

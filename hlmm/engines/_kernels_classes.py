@@ -470,6 +470,7 @@ class _KeptBuffers:
 
 #: Per calling thread, its :class:`_KeptBuffers` (attribute ``kept``).
 _buffers = threading.local()
+_free = None if LIBRARY is None else LIBRARY.hlmm_free
 
 
 def _kept_buffers() -> _KeptBuffers:
@@ -477,7 +478,6 @@ def _kept_buffers() -> _KeptBuffers:
     if not hasattr(_buffers, "kept"):
         _buffers.kept = _KeptBuffers()
     return _buffers.kept
-_free = None if LIBRARY is None else LIBRARY.hlmm_free
 
 
 @njit(cache=True, parallel=True)
