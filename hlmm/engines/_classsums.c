@@ -407,8 +407,9 @@ POWER_SUMS(double)
 #define DOSAGE_CACHE 1572864
 
 /* How far ahead (in dosages) the key passes ask for their input: the hardware prefetcher alone
- * left them waiting on memory (0.27 ms per variant of 100,000 float32 dosages, against 0.04 with
- * this, one thread, x86-64-v4). */
+ * left them waiting on memory (0.27 ms per variant of 100,000 float32 dosages read from memory,
+ * against 0.10 with this in double precision, one thread, the x86-64-v4 clone, a C harness; in
+ * the pipeline, where the decoder has just left the dosages in cache, it is worth much less). */
 #define KEY_PREFETCH 1024
 
 /* The keys of the dosages x[0 .. m - 1] (m a multiple of 4): k of k / den, or width = 2 den + 1
@@ -452,8 +453,9 @@ typedef int32_t v8i __attribute__((vector_size(32)));
 typedef uint16_t v8s __attribute__((vector_size(16)));
 
 /* grid_keys_float's keys and verdict for den a power of two (.pgen's 16384), m a multiple of 8,
- * in single precision, eight at a time: 0.6 times the time of the double-precision pass with the
- * same prefetch (1 thread, 100,000 dosages, x86-64-v4 and v3). The same to the last bit:
+ * in single precision, eight at a time: 0.05 against 0.10 ms per variant for the double-precision
+ * pass with the same prefetch (1 thread, 100,000 dosages, the same harness). The same to the last
+ * bit:
  * - d den is exact in float (a power-of-two scale) as in double, so v and vc are the same;
  * - |vc - k| is exact in both (Sterbenz: k is the integer nearest vc, or vc < 1/2 with k = 0);
  * - for a float y, y > 1e-6 if and only if y > TOL32, the largest float below 1e-6;
