@@ -143,9 +143,16 @@ class GroupedScanner:
             first.per_core
         self.description = first.description
 
+    def _scanner_of(self, variant: int):
+        run = int(np.searchsorted(self.run_first, variant, side="right")) - 1
+        return self.scanners[int(self.run_group[run])]
+
     def scan(self, block) -> list:
-        run = int(np.searchsorted(self.run_first, block.index[0], side="right")) - 1
-        return self.scanners[int(self.run_group[run])].scan(block)
+        return self._scanner_of(block.index[0]).scan(block)
+
+    def scan_parts(self, read, parts: list) -> list:
+        first = parts[0][0] if len(parts[0]) else self.run_first[0]
+        return self._scanner_of(first).scan_parts(read, parts)
 
 
 # ----------------------------------------------------------------------------------------------

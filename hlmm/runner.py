@@ -1,8 +1,8 @@
 """Running blocks of a scan serially, in worker processes or on a Dask cluster, in order.
 
-The runner knows scanners and genotype sources only: each block is read from the source and
-handed to the scanner's ``scan``; results come back to the caller in block order, however they
-were computed:
+The runner knows scanners and genotype sources only: each block is read from the source (in parts,
+for dosages) and handed to the scanner's ``scan_parts``; results come back to the caller in block
+order, however they were computed:
 
 * a block that raises (or whose worker dies) is retried once; if it fails again its SNPs get
   NaN rows, the error is logged, and the run goes on;
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hlmm._linalg import blas_threads_for
-from hlmm.engines.base import concatenate_results, empty_results
+from hlmm.engines.base import empty_results
 from hlmm.io import InputError
 
 __all__ = ["ScanJob", "compute_block", "read_size", "run_blocks", "open_executor"]
@@ -78,15 +78,14 @@ def compute_block(job: ScanJob, b0: int, b1: int) -> list:
     """Statistics of block ``b0:b1`` for every model, read and scanned ``job.read_size`` variants at
     a time. BLAS runs single-threaded, so results do not depend on how blocks are distributed."""
     step = max(1, job.read_size or (b1 - b0))
-    parts = []
-    for a in range(b0, max(b1, b0 + 1), step):  # (an empty block is read once, as before)
-        block = job.source.read_block(job.rows, job.variants[a:min(a + step, b1)], job.hard_calls)
-        with blas_threads_for(0):
-            parts.append(job.scanner.scan(block))
-        del block  # before the next part is read
-    if len(parts) == 1:
-        return parts[0]
-    return [concatenate_results(list(p)) for p in zip(*parts)]
+    # (an empty block is read once, as before)
+    parts = [job.variants[a:min(a + step, b1)] for a in range(b0, max(b1, b0 + 1), step)]
+
+    def read(part: np.ndarray):
+        return job.source.read_block(job.rows, part, job.hard_calls)
+
+    with blas_threads_for(0):
+        return job.scanner.scan_parts(read, parts)
 
 
 def failed_block(job: ScanJob, b: int, error: str) -> list:

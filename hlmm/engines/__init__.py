@@ -4,7 +4,8 @@ Numerics only: a :class:`hlmm.model.ModelSpec`, the prepared models of the pheno
 (:class:`hlmm.scan.ScanModel`) and genotype blocks in, per-variant arrays out. For each variant,
 ``g`` counts copies of the counted allele (A1) or is its dosage, centred over the individuals
 with a call. :func:`make_scanner` is the one place that chooses an engine: the choice table below,
-read from the spec and whether blocks hold dosages. The runner only calls ``scanner.scan(block)``.
+read from the spec and whether blocks hold dosages. The runner only calls ``scanner.scan_parts``
+(a block read in parts; by default ``scanner.scan(block)`` of each).
 
 Engines (one module each)
 -------------------------

@@ -92,13 +92,14 @@ def filters(n_called: np.ndarray, a1_copies: np.ndarray, n: int, min_maf: float,
     return maf, p, status
 
 
-def summarised(block: GenotypeBlock, mom: ClassMoments, n: int, spec: ModelSpec) -> dict:
-    """Empty results with n, frequencies and status filled in."""
-    out = empty_results(block.n_variants, spec)
+def summarised(multiallelic: np.ndarray, mom: ClassMoments, n: int, spec: ModelSpec) -> dict:
+    """Empty results with n, frequencies and status filled in, for variants whose ``multiallelic``
+    flags (a block's) are given."""
+    out = empty_results(len(multiallelic), spec)
     out["n"] = n_called = mom.n_called  # a compiled pass over the classes for dosages: once
     out["frequency"], out["A1_frequency"], out["status"] = filters(n_called, mom.a1_copies, n, spec.min_maf,
                                                                      spec.max_missing)
-    out["status"][block.multiallelic] = STATUS["multiallelic"]
+    out["status"][multiallelic] = STATUS["multiallelic"]
     return out
 
 
@@ -147,6 +148,18 @@ class Scanner:
     def scan(self, block: GenotypeBlock) -> list:
         raise NotImplementedError
 
+    def scan_parts(self, read, parts: list) -> list:
+        """The results of a block read in parts: ``parts`` are consecutive arrays of variant
+        indices, and ``read(part)`` gives a part's :class:`~hlmm.io.GenotypeBlock`. Here each part
+        is read and scanned in turn (one part in memory at a time), and the results joined; a
+        scanner may instead gather what it needs of every part, and compute once for the block."""
+        outs = []
+        for part in parts:
+            block = read(part)
+            outs.append(self.scan(block))
+            del block  # before the next part is read
+        return outs[0] if len(outs) == 1 else [concatenate_results(list(p)) for p in zip(*outs)]
+
     def adaptive(self, block: GenotypeBlock, outs: list, sums: list | None = None) -> list:
         """Fill in the adaptive variance columns (``var_adapt``, ``var_se_adapt``: :mod:`hlmm.adaptive`)
         of every model's variants with status ok, and return ``outs``.
@@ -181,7 +194,7 @@ class Scanner:
     def summaries(self, block: GenotypeBlock) -> list:
         """Calls, frequencies and filters of every model (one compiled pass)."""
         moms = self.classes.moments(block, [(m.subset, m.y) for m in self.models], 0)
-        return [summarised(block, mom, m.n, self.spec) for mom, m in zip(moms, self.models)]
+        return [summarised(block.multiallelic, mom, m.n, self.spec) for mom, m in zip(moms, self.models)]
 
 
 class PerVariant(Scanner):

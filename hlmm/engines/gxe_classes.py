@@ -44,7 +44,7 @@ class HLMInteractionScanner(Scanner):
         for m, cs in zip(self.models, self.classes.sums(block, self.parts)):
             S = cs.sums  # (b, 3, q): 1, y, y^2, E (K), E_j E_k (j <= k), y E (K)
             mom = ClassMoments(S[..., 0], S[..., 1:3], cs.values, cs.missing[:, 0], cs.offsets)
-            o = summarised(block, mom, m.n, self.spec)
+            o = summarised(block.multiallelic, mom, m.n, self.spec)
             ok = np.flatnonzero(o["status"] == STATUS["ok"])
             if ok.size:
                 sEE = np.zeros(S.shape[:2] + (K, K))

@@ -38,7 +38,7 @@ class HLMClassScanner(Scanner):
         robust = self.spec.robust
         moms = self.classes.moments(block, [(m.subset, m.y) for m in self.models], 4 if robust else 2,
                                     [None if m.adaptive is None else m.adaptive.h for m in self.models])
-        outs = [summarised(block, mom, m.n, self.spec) for mom, m in zip(moms, self.models)]
+        outs = [summarised(block.multiallelic, mom, m.n, self.spec) for mom, m in zip(moms, self.models)]
         idx = [np.flatnonzero(o["status"] == STATUS["ok"]) for o in outs]
         if not any(i.size for i in idx):
             return outs
