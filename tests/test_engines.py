@@ -803,6 +803,47 @@ def test_score_scanner__dosage_blocks_equal_dense_score_module_at_any_block_boun
 
 
 @pytest.mark.parametrize("mixed", [False, True])
+@pytest.mark.parametrize("adaptive", [False, True])
+def test_score_scanner__block_read_in_parts_equals_the_block_whole(data, mixed, adaptive):
+    """A block of dosages read in parts (as the runner reads dosages, ``scan_parts``) gives the rows
+    of the block scanned whole, to the last bit: the statistics are computed once from the parts'
+    sums (HLM), or per part and joined (random effects). Parts of 1, 6 and the rest, with a
+    multiallelic variant, missing calls and a variant with no variation in the last part."""
+    dos = data["dos"].copy()
+    dos[:, -1] = 1.0  # monomorphic: filtered by MAF, in the last part
+    G = data["G"] if mixed else None
+    models = [default_model(data, G, name="a"), default_model(dict(data, y=data["y"] ** 2), G, name="b")]
+    if adaptive:  # (the adaptive test of the null residuals, as the pipeline sets it)
+        from hlmm.adaptive import AdaptiveScore
+
+        for m in models:
+            z = (m.y - m.X @ m.null.alpha) * np.exp(-(m.V @ m.null.beta) / 2)
+            m.adaptive = AdaptiveScore.from_residuals(z, V=m.V)
+    sc = build(ScoreScanner, models, test="score", robust=True)
+    whole = block_of(dos)
+    whole.multiallelic = np.zeros(data["m"], dtype=bool)
+    whole.multiallelic[3] = True
+    want = sc.scan(whole)
+    parts = [np.arange(0, 1), np.arange(1, 7), np.arange(7, data["m"])]
+    read = []
+
+    def reader(part):
+        read.append(part)
+        return whole.take(part)
+
+    got = sc.scan_parts(reader, parts)
+    assert len(read) == 3
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        assert g["problems"] == w["problems"]
+        for k in g:
+            if k != "problems":
+                np.testing.assert_array_equal(g[k], w[k], err_msg=k)
+        assert g["status"][3] == STATUS["multiallelic"] and g["status"][-1] != STATUS["ok"]
+        assert (g["status"] == STATUS["ok"]).sum() >= data["m"] - 3
+
+
+@pytest.mark.parametrize("mixed", [False, True])
 @pytest.mark.parametrize("robust", [False, True])
 def test_score_scanner__dosage_sums_skipped_change_no_row(data, mixed, robust):
     """The dosage pass skips the sums ``sum g^m B[:, k]`` that no statistic reads (those whose
