@@ -986,3 +986,39 @@ def test_openmp_threads_wait_passively_unless_the_user_says(given):
             "print(os.environ['OMP_WAIT_POLICY'])\n")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == (given or "PASSIVE")
+
+
+def test_threads_by_work__small_calls_on_one_thread_same_numbers_threads_restored(monkeypatch):
+    """A kernel given little work runs with one numba thread, and the caller's count is restored
+    after it, even when it raises; the numbers are those of the kernel on every thread (each
+    variant alone)."""
+    import numba
+
+    from hlmm.engines import _kernels_classes as kc
+
+    rng = np.random.default_rng(21)
+    b, per = 300, 7
+    offsets = np.arange(b + 1) * per
+    counts = rng.integers(0, 50, b * per).astype(float)
+    values, hsums = rng.random(b * per) * 2, rng.standard_normal(b * per)
+    seen = []
+    spy = kc.threads_by_work(lambda *a: 1)(
+        lambda *a: (seen.append(numba.get_num_threads()), kc.centred_segment_sums.kernel(*a))[1])
+    before = numba.get_num_threads()
+    numba.set_num_threads(2)
+    try:
+        want = kc.centred_segment_sums.kernel(offsets, values, counts, hsums)  # on 2 threads
+        for work in (kc.PARALLEL_WORK + 1, 0):  # above and below: threaded, then one thread
+            monkeypatch.setattr(kc, "PARALLEL_WORK", work)
+            np.testing.assert_array_equal(kc.centred_segment_sums(offsets, values, counts, hsums), want)
+            np.testing.assert_array_equal(kc.segment_count_sums(offsets, counts, values),
+                                          kc.segment_count_sums.kernel(offsets, counts, values))
+            assert numba.get_num_threads() == 2
+        monkeypatch.setattr(kc, "PARALLEL_WORK", 10)
+        spy(offsets, values, counts, hsums)
+        assert seen == [1] and numba.get_num_threads() == 2
+        with pytest.raises(numba.core.errors.TypingError):
+            kc.centred_segment_sums(offsets, "not an array", counts, hsums)
+        assert numba.get_num_threads() == 2
+    finally:
+        numba.set_num_threads(before)
