@@ -141,7 +141,15 @@ def test_qctool_v2_sample_file(tmp_path, bed):
 # ----------------------------------------------------------------------------------------------
 # Dosages
 # ----------------------------------------------------------------------------------------------
-def test_8bit_dosages_equal_plink2_reading():
+@pytest.mark.parametrize("inflate", ["installed", "zlib"])
+def test_8bit_dosages_equal_plink2_reading(monkeypatch, inflate):
+    """(With the inflate the module found, ISA-L's if installed, and with zlib's.)"""
+    if inflate == "zlib":
+        import zlib
+
+        from hlmm.io import bgen
+
+        monkeypatch.setattr(bgen, "_inflate", zlib.decompress)
     src = open_bgen(str(DATA / "dos.bgen"), DOS_SAMPLE)
     truth = read_traw_alt(DATA / "dos_bgen.traw")
     m, n = truth.shape

@@ -59,6 +59,29 @@ def test_writer__blocks_are_gzip_members_and_read_back(tmp_path):
     assert gzip.decompress(cut).decode().count("\n") == 4
 
 
+@pytest.mark.parametrize("library", ["zlib", "isal"])
+def test_block_member__one_gzip_member_of_the_text_from_either_library(monkeypatch, library):
+    """A block's member is one gzip member (mtime 0) of the formatted rows, whether ISA-L (when
+    installed) or zlib compresses it; members of both join into one readable file."""
+    import subprocess
+
+    from hlmm import results
+
+    if library == "isal":
+        igzip = pytest.importorskip("isal.igzip")
+        monkeypatch.setattr(results, "_gzip_compress", igzip.compress)
+    else:
+        monkeypatch.setattr(results, "_gzip_compress", gzip.compress)
+    cols = _block(40)
+    member = block_member(cols, COLUMNS)
+    text = results.format_block(cols, COLUMNS).encode()
+    assert member[:4] == b"\x1f\x8b\x08\x00" and member[4:8] == b"\x00" * 4  # no name, mtime 0
+    assert gzip.decompress(member) == text
+    joined = header_member(COLUMNS) + member
+    out = subprocess.run(["gzip", "-dc"], input=joined, capture_output=True, check=True).stdout
+    assert out == ("\t".join(COLUMNS) + "\n").encode() + text
+
+
 def test_write_effects__text_not_bytes(tmp_path):
     write_effects(str(tmp_path / "e.txt"), ["Intercept", "age"], np.array([1.5, -0.25]), np.array([0.1, 0.01]))
     assert (tmp_path / "e.txt").read_text() == "Intercept\t1.5\t0.1\nage\t-0.25\t0.01\n"
