@@ -217,8 +217,8 @@ class _PerIndividual:
     cho_info_theta: tuple  # Cholesky factor of I_thetatheta (k x k)
     _columns: dict = field(default_factory=dict, repr=False)
 
-    def columns(self, robust: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Weights of the block products, built once per null and mode.
+    def columns(self, robust: bool, keep: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Weights of the block products, built once per null and mode (kept unless ``keep`` is False).
 
         Linear columns (g' times these): ``w X | e | t | omega``, with ``robust``
         ``e^2 X | t^2 V | e t X | e t V | Pdiag X``, then ``h1 X | h2 X_j X_k (j <= k) | Pdiag X``. Square
@@ -240,7 +240,10 @@ class _PerIndividual:
             pairs = [self.X[:, j] * self.X[:, k] * h2 for j in range(c) for k in range(j, c)]
             lin += [h1[:, None] * self.X, np.column_stack(pairs), self.Pdiag[:, None] * self.X]
             sq += [h1, h2[:, None] * self.X, self.Pdiag]
-            self._columns[robust] = (np.column_stack(lin), np.column_stack(sq), h2[:, None].copy())
+            made = (np.column_stack(lin), np.column_stack(sq), h2[:, None].copy())
+            if not keep:  # (a caller that keeps what it needs of them, as the score scanner its basis)
+                return made
+            self._columns[robust] = made
         return self._columns[robust]
 
     @property
@@ -320,10 +323,11 @@ class HLMNull:
         with blas_threads_for(_block_flops(self._p, g.shape[1])):
             return _statistics(self._p, *_block_products(self._p, g, robust), robust, None, None)
 
-    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def columns(self, robust: bool = False, keep: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-individual weights ``L`` (n, k1), ``Q`` (n, k2) and ``K`` (n, k3) whose block products
-        ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` are all that the statistics need of the genotypes."""
-        return self._p.columns(robust)
+        ``g' L``, ``(g^2)' Q`` and ``(g^3)' K`` are all that the statistics need of the genotypes
+        (built once and kept for the next call, unless ``keep`` is False)."""
+        return self._p.columns(robust, keep)
 
     def standardised_residuals(self) -> np.ndarray:
         """``z_i = e_i / sqrt(P_ii)`` (``r_i / sqrt(d_i)`` for the HLM), of variance 1 under the model."""
@@ -483,10 +487,11 @@ class HLMMNull:
             bb_offdiag = self._bb_offdiagonal(g) if exact else None
             return _statistics(self._p, *_block_products(self._p, g, robust), robust, mean_correction, bb_offdiag)
 
-    def columns(self, robust: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def columns(self, robust: bool = False, keep: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per-individual weights ``L``, ``Q`` and ``K`` whose block products ``g' L``,
-        ``(g^2)' Q`` and ``(g^3)' K``, with ``Z = G' D^-1 g``, are all that the statistics need."""
-        return self._p.columns(robust)
+        ``(g^2)' Q`` and ``(g^3)' K``, with ``Z = G' D^-1 g``, are all that the statistics need
+        (built once and kept for the next call, unless ``keep`` is False)."""
+        return self._p.columns(robust, keep)
 
     def standardised_residuals(self) -> np.ndarray:
         """``z_i = e_i / sqrt(P_ii)`` with ``e = Sigma^-1 r``: of variance 1 under the model, and close

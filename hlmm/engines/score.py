@@ -66,9 +66,17 @@ class ScoreScanner(Scanner):
 
     def __init__(self, spec, models: list, has_dosages: bool = False) -> None:
         super().__init__(spec, models)
-        self.nulls, self.forms, self.columns = [], [], []
+        # G×E terms (HLM only): their own linear and square columns, after the others
+        self.gxe = [InteractionNull(m.y, m.X, m.V, m.null.alpha, m.null.beta, m.exposures, spec.robust)
+                    for m in models] if spec.interactions else None
+        # per model: the numbers of columns of L, Q, K (self.widths) and the class sums' basis of
+        # [1 | L | Q | K (| G×E L | G×E Q)] and, last, the adaptive variance score h (hlmm.adaptive):
+        # in the default mode most columns are constant or multiples of one another (15 columns, 4
+        # independent, for the mixed model). The columns themselves are not kept (13 of n per
+        # phenotype: 104 MB for 10 phenotypes at n = 100,000).
+        self.nulls, self.forms, self.widths, self.bases, self.powers = [], [], [], [], []
         shared = {}  # phenotypes with the same individuals share G, and its integer form
-        for m in models:
+        for p, m in enumerate(models):
             if m.null is None:
                 raise ValueError(f"phenotype '{m.name}': the score test needs the null model's fit")
             form = None
@@ -83,21 +91,15 @@ class ScoreScanner(Scanner):
                     form = shared[id(m.G)]
             self.nulls.append(null)
             self.forms.append(form)
-            self.columns.append(null.columns(spec.robust))
-        # G×E terms (HLM only): their own linear and square columns, after the others
-        self.gxe = [InteractionNull(m.y, m.X, m.V, m.null.alpha, m.null.beta, m.exposures, spec.robust)
-                    for m in models] if spec.interactions else None
-        extra = [g.columns() for g in self.gxe] if self.gxe else [() for _ in models]
-        # the class sums need only a basis of the columns [1 | L | Q | K (| G×E L | G×E Q)]: in the
-        # default mode most are constant or multiples of one another (15 columns, 4 independent,
-        # for the mixed model)
-        # and, last, the adaptive variance score h (hlmm.adaptive)
-        self.bases = [column_basis(np.column_stack([np.ones(m.n), *cols, *more]
+            cols = null.columns(spec.robust, keep=False)
+            more = self.gxe[p].columns() if self.gxe else ()
+            self.widths.append(tuple(c.shape[1] for c in cols))
+            B, coef = column_basis(np.column_stack([np.ones(m.n), *cols, *more]
                                                    + ([] if m.adaptive is None else [m.adaptive.h])))
-                      for m, cols, more in zip(models, self.columns, extra)]
-        # the highest power of g each basis column is read at (dosages: the other sums are skipped)
-        self.powers = [_column_powers(coef, B, self._used_columns(p, m, extra[p]))
-                       for p, (m, (B, coef)) in enumerate(zip(models, self.bases))]
+            del cols, more
+            self.bases.append((B, coef))
+            # the highest power of g each basis column is read at (dosages: the other sums are skipped)
+            self.powers.append(_column_powers(coef, B, self._used_columns(p, m)))
         self.refit = None
         if spec.refit is not None:
             from hlmm.engines import make_scanner
@@ -171,13 +173,13 @@ class ScoreScanner(Scanner):
             powers.append(np.stack([cs.reduce((gk**k)[..., None] * S) for k in (1, 2, 3)], axis=1))
         return calls, powers
 
-    def _used_columns(self, p: int, model, extra: tuple) -> list:
+    def _used_columns(self, p: int, model) -> list:
         """The columns of ``C = [1 | L | Q | K (| G×E L | G×E Q) (| h)]`` read at each power of g
         (1, 2, 3): by :meth:`_score`, :meth:`_score_gxe` and the adaptive test (``sum g h``,
         ``sum g^2``, ``sum g^3``)."""
-        kL, kQ, kK = (c.shape[1] for c in self.columns[p])
+        kL, kQ, kK = self.widths[p]
         start = 1 + kL + kQ + kK
-        eL, eQ = (c.shape[1] for c in extra) if extra else (0, 0)
+        eL, eQ = (c.shape[1] for c in self.gxe[p].columns()) if self.gxe else (0, 0)
         used = [list(range(1, 1 + kL)) + list(range(start, start + eL)),
                 list(range(1 + kL, 1 + kL + kQ)) + list(range(start + eL, start + eL + eQ)),
                 list(range(1 + kL + kQ, start))]
@@ -237,7 +239,7 @@ class ScoreScanner(Scanner):
 
     def _score(self, p: int, block: GenotypeBlock, P: np.ndarray, ok: np.ndarray, gbar: np.ndarray, o: dict) -> None:
         """The statistics of variants ``ok`` from their power products ``P`` (b_ok, 3, q)."""
-        kL, kQ, kK = (c.shape[1] for c in self.columns[p])
+        kL, kQ, kK = self.widths[p]
         lin = P[:, 0, 1 : 1 + kL]
         sq = P[:, 1, 1 + kL : 1 + kL + kQ]
         cube = P[:, 2, 1 + kL + kQ : 1 + kL + kQ + kK]
