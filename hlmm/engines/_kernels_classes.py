@@ -67,7 +67,7 @@ def threads_by_work(work):
     is per calling thread, and restored after). The kernel itself is ``.kernel``."""
 
     def wrap(kernel):
-        @functools.wraps(kernel)
+        @functools.wraps(getattr(kernel, "py_func", kernel))  # (not the dispatcher's internals)
         def call(*args):
             threads = numba.get_num_threads()
             if threads == 1 or work(*args) >= PARALLEL_WORK:
