@@ -1,0 +1,102 @@
+"""Where a scan's time goes, in process: ``hlmm_chr`` run as a function with timers around the
+runner's parts, and the per-class numba kernels timed on one thread against all of numba's.
+
+Scan parts (ms per variant, over the whole run, start-up excluded): ``compute`` (reading and
+scanning blocks, ``runner.compute_block``), ``write`` (each block's rows formatted, compressed and
+written, ``on_block``), of which ``gzip member`` (``results.block_member``: formatting and
+compression), and ``run_blocks`` (the block loop). The arguments after the first are
+``hlmm_chr``'s (its genotype file, range and phenotype file); output goes to a temporary
+directory::
+
+    python benchmarks/time_scan_parts.py benchmarks/_data/dosages/dos8.pgen 0 6000 \\
+        benchmarks/_data/dosages/pheno10.txt --test score --all_phenotypes
+
+``--kernels`` instead times the per-class kernels of :mod:`hlmm.engines._kernels_classes` on the
+classes of a part of 41 variants of 8-bit-like dosages (256 classes each) and of the 1/16384 grid
+(9,200 each), called through their wrappers (:func:`~hlmm.engines._kernels_classes.threads_by_work`)
+and directly on numba's threads (medians of 200 calls, microseconds)::
+
+    python benchmarks/time_scan_parts.py --kernels
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _timed(totals: dict, name: str, f):
+    def g(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return f(*a, **kw)
+        finally:
+            totals[name] = totals.get(name, 0.0) + time.perf_counter() - t
+
+    return g
+
+
+def scan_parts(argv: list) -> None:
+    from hlmm import pipeline, results, runner
+    from hlmm.cli import hlmm_chr
+
+    totals: dict = {}
+    compute = _timed(totals, "compute", runner.compute_block)
+    original_init = runner._Serial.__init__
+
+    def init(self, job):
+        original_init(self, job)
+        self.fn = compute
+
+    runner._Serial.__init__ = init
+    run_blocks = pipeline.run_blocks
+    pipeline.run_blocks = lambda job, blocks, on_block, **kw: _timed(totals, "run_blocks", run_blocks)(
+        job, blocks, _timed(totals, "write", on_block), **kw)
+    results.block_member = _timed(totals, "gzip member", results.block_member)
+    k = int(argv[2]) - int(argv[1])
+    with tempfile.TemporaryDirectory() as tmp:
+        hlmm_chr.main(argv[:4] + [str(Path(tmp) / "out"), "--quiet"] + argv[4:])
+    print(f"{k} variants: " + "  ".join(f"{name} {1000 * t / k:.4f}" for name, t in totals.items())
+          + "  (ms per variant)")
+
+
+def kernels() -> None:
+    import numba
+
+    from hlmm.engines import _kernels_classes as kc
+
+    rng = np.random.default_rng(0)
+    for per in (256, 9200):
+        b = 41
+        offsets = np.arange(b + 1) * per
+        K = b * per
+        counts, values = rng.integers(0, 500, K).astype(np.float64), rng.random(K) * 2
+        hsums, S, coef = rng.standard_normal(K), rng.standard_normal((K, 4)), np.array([1.0, 2.0, 3.0])
+        calls = {"segment_count_sums": (offsets, counts, values),
+                 "centred_segment_sums": (offsets, values, counts, hsums),
+                 "combine_columns": (S, coef)}
+        for name, args in calls.items():
+            wrapper = getattr(kc, name)
+            row = []
+            for label, f in (("wrapper", wrapper), (f"{numba.get_num_threads()} threads", wrapper.kernel)):
+                f(*args)
+                times = []
+                for _ in range(200):
+                    t = time.perf_counter()
+                    f(*args)
+                    times.append(time.perf_counter() - t)
+                row.append(f"{label} {1e6 * np.median(times):7.1f}")
+            print(f"{b} variants x {per:5d} classes  {name:22s} " + "  ".join(row) + "  (us per call)")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--kernels"]:
+        kernels()
+    elif len(sys.argv) >= 5:
+        scan_parts(sys.argv[1:])
+    else:
+        sys.exit(__doc__)
