@@ -57,7 +57,7 @@ def _load_library():
 #: loop costs 80-150 microseconds a call on 2 cores (OpenMP layer), more than such a kernel's
 #: work: over the 10,500 classes of 41 variants of 8-bit dosages, ``centred_segment_sums`` took 26
 #: against 160 microseconds, ``segment_count_sums`` 8 against 140.
-PARALLEL_WORK = int(os.environ.get("HLMM_PARALLEL_WORK", 100_000))
+PARALLEL_WORK = 100_000
 
 
 def threads_by_work(work):
