@@ -121,6 +121,16 @@ def genotype_row(block: GenotypeBlock, j: int, subset: np.ndarray) -> np.ndarray
     return np.where(c < 0, np.nan, c.astype(np.float64))
 
 
+def each_part(read, parts: list, f) -> list:
+    """``[f(read(part)) for part in parts]``, with one part's block in memory at a time."""
+    out = []
+    for part in parts:
+        block = read(part)
+        out.append(f(block))
+        del block  # before the next part is read
+    return out
+
+
 class Scanner:
     """Base class: ``scan(block)`` returns one dict of per-variant arrays per model (module docstring).
 
@@ -153,11 +163,7 @@ class Scanner:
         indices, and ``read(part)`` gives a part's :class:`~hlmm.io.GenotypeBlock`. Here each part
         is read and scanned in turn (one part in memory at a time), and the results joined; a
         scanner may instead gather what it needs of every part, and compute once for the block."""
-        outs = []
-        for part in parts:
-            block = read(part)
-            outs.append(self.scan(block))
-            del block  # before the next part is read
+        outs = each_part(read, parts, self.scan)
         return outs[0] if len(outs) == 1 else [concatenate_results(list(p)) for p in zip(*outs)]
 
     def adaptive(self, block: GenotypeBlock, outs: list, sums: list | None = None) -> list:

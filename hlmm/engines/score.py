@@ -22,7 +22,7 @@ from hlmm import score
 from hlmm.columns import STATS
 from hlmm.engines import _hlmm_fits, _kernels_score
 from hlmm.engines._gxe_score import InteractionNull
-from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, genotype_row, summarised
+from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, each_part, genotype_row, summarised
 from hlmm.engines.classes import ClassMoments, column_basis, padded_width
 from hlmm.io import GenotypeBlock
 from hlmm.pvalues import neglog10_pval, wald_chi2
@@ -119,12 +119,7 @@ class ScoreScanner(Scanner):
         the scan)."""
         if self.refit is not None or self.spec.random_effects:
             return super().scan_parts(read, parts)
-        sums = []
-        for part in parts:
-            block = read(part)
-            sums.append(self._sums(block))
-            del block  # before the next part is read
-        return self._statistics(_Sums.join(sums))
+        return self._statistics(_Sums.join(each_part(read, parts, self._sums)))
 
     def _sums(self, block: GenotypeBlock) -> _Sums:
         return _Sums(block.multiallelic, *self._power_products(block))
