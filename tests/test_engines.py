@@ -641,8 +641,8 @@ def test_dosage_classes__wide_designs_go_to_the_compiled_kernel_after_blocks_of_
 
 
 def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypatch):
-    """The compiled dosage class kernel's buffers, kept by each calling thread for its next blocks,
-    are freed when that thread ends: every address it kept, once."""
+    """The compiled dosage class kernel's buffers (results and work areas), kept by each calling
+    thread for its next blocks, are freed when that thread ends: every address it kept, once."""
     import gc
     import threading
 
@@ -661,7 +661,7 @@ def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypat
 
     def scan():
         _kernels_classes.dosage_classes(D, Y, 16384)
-        kept.extend(int(a) for a in _kernels_classes._buffers.kept.state[:, 0] if a)
+        kept.extend(int(a) for a in _kernels_classes._buffers.kept.state[:, [0, 2, 4]].ravel() if a)
 
     t = threading.Thread(target=scan)
     t.start()
@@ -686,6 +686,101 @@ def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosage
     np.testing.assert_array_equal(a["status"], b["status"])
     for k in KEYS:
         np.testing.assert_allclose(a[k][ok], b[k][ok], rtol=1e-9, err_msg=k)
+
+
+def test_compiled_exp__within_an_ulp_of_libm_and_its_limits():
+    """The compiled library's vector exponential (``exp8``, in its Newton fits over dosage classes):
+    within an ulp of libm's ``exp`` over the whole finite range, subnormal results included, +inf
+    above and +0 below libm's limits, exact at 0."""
+    from hlmm.engines import _kernels_classes
+
+    lib = _kernels_classes.LIBRARY
+    if lib is None:
+        pytest.skip("the compiled library is not built")
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.uniform(-760, 720, 400_000), rng.uniform(-40, 40, 400_000),
+                        rng.uniform(-746, -707, 100_000), rng.uniform(705, 710, 100_000),
+                        [0.0, -0.0, 1e-300, -1e-300, 709.782712893384, 709.7827128933841, -745.1332191019412,
+                         -745.1332191019413, -708.39, 710.0, -746.0, 1e4, -1e4, np.inf, -np.inf]])
+    y = np.empty_like(x)
+    lib.hlmm_exp(x.ctypes.data, y.ctypes.data, x.size)
+    with np.errstate(over="ignore"):
+        want = np.exp(x)
+    finite = np.isfinite(want) & (want > 0)
+    ulps = np.abs(y[finite] - want[finite]) / np.spacing(want[finite])
+    assert ulps.max() <= 1.0
+    assert (ulps == 0).mean() > 0.8
+    np.testing.assert_array_equal(y[~finite], want[~finite])  # +inf and +0 where libm's are
+    assert y[x == 0].tolist() == [1.0, 1.0]
+
+
+def _ragged_classes(rng, b):
+    """Per-variant distinct dosages, counts and sums of y and y^2 (and a third column) of b variants:
+    the 1/16384 grid, 8-bit-like, hard calls, and edge cases (one class, n <= 4, classes of count 0,
+    one class of nonzero count among several)."""
+    n = 3000
+    offsets, values, counts, sums = [0], [], [], []
+    for j in range(b):
+        g = rng.binomial(2, rng.uniform(0.05, 0.5), n).astype(float)
+        noisy = rng.random(n) < 0.3
+        d = np.where(noisy, np.clip(g + rng.normal(0, 0.1, n), 0, 2), g)
+        grid = (16384, 255, 1)[j % 3]
+        d = np.round(d * grid) / grid
+        y = 0.3 * d + rng.standard_normal(n) * np.exp(0.5 * (0.2 * j / b) * d)
+        if j == b - 1:
+            d[:] = 1.0  # one class
+        if j == b - 2:
+            d, y = d[:4], y[:4]  # n <= 4
+        v, inv = np.unique(d, return_inverse=True)
+        c = np.bincount(inv).astype(float)
+        s = np.column_stack([np.bincount(inv, y), np.bincount(inv, y * y), np.bincount(inv, y**3)])
+        if j % 4 == 2:  # classes whose individuals lack the phenotype (of another model's subset)
+            empty = rng.random(v.size) < 0.2
+            c[empty], s[empty] = 0.0, 0.0
+        if j == b - 3:  # one class with individuals of the phenotype, the others without
+            c[1:], s[1:] = 0.0, 0.0
+        offsets.append(offsets[-1] + v.size)
+        values.append(v)
+        counts.append(c)
+        sums.append(s)
+    return np.array(offsets), np.concatenate(values), np.concatenate(counts), np.concatenate(sums)
+
+
+def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count():
+    """The Newton fits over distinct dosages by the compiled library (eight classes at a time, its
+    own exponential) and by numba: the same variants fitted and failed, estimates within 1e-9
+    (relative, or of the standard error for the location a0 near 0); the same to the last bit on
+    one thread and on two, with the sums strided (columns of one array) or contiguous."""
+    import numba
+
+    from hlmm import _optimize
+    from hlmm.engines import _kernels_classes, _kernels_hlm
+
+    if _kernels_classes.LIBRARY is None:
+        pytest.skip("the compiled library is not built")
+    offsets, values, counts, sums = _ragged_classes(np.random.default_rng(8), 29)
+    rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    want = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
+    threads = numba.get_num_threads()
+    got = []
+    try:
+        for t in sorted({1, 2, threads}):
+            numba.set_num_threads(t)
+            got.append(_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules))
+            got.append(_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0].copy(), sums[:, 1].copy(),
+                                                       *rules))
+    finally:
+        numba.set_num_threads(threads)
+    for other in got[1:]:
+        np.testing.assert_array_equal(other, got[0])
+    fit = got[0]
+    np.testing.assert_array_equal(fit[:, 7], want[:, 7])
+    np.testing.assert_array_equal(np.isnan(fit), np.isnan(want))
+    ok = want[:, 7] == 1
+    assert ok.sum() >= 24 and fit[-1, 7] == 0 and fit[-2, 7] == 0 and fit[-3, 7] == 0
+    for k in (0, 2, 3, 4, 5, 6):
+        np.testing.assert_allclose(fit[ok, k], want[ok, k], rtol=1e-9, err_msg=str(k))
+    np.testing.assert_allclose(fit[ok, 1], want[ok, 1], rtol=0, atol=1e-9 * np.sqrt(want[ok, 5]).max())
 
 
 def test_centred_power_sums__equal_numpy_on_and_off_the_grid_with_missing_and_a_row_subset():

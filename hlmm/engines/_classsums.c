@@ -587,12 +587,28 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
     }
 }
 
+/* At *state (address) of state[1] bytes, a kept work area of at least `bytes` bytes (contents not
+ * kept): the same, or a new one in its place. NULL if out of memory. */
+static void *kept(int64_t *state, int64_t bytes)
+{
+    if (state[1] < bytes) {
+        free((void *)(intptr_t)state[0]);
+        state[0] = (int64_t)(intptr_t)malloc((size_t)bytes);
+        state[1] = state[0] ? bytes : 0;
+    }
+    return (void *)(intptr_t)state[0];
+}
+
 /* Variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den at most 32767): on_grid[j],
  * and for those on the grid counts[j] (distinct called dosages, K) and, in the buffer at
  * buffer[0] of buffer[1] doubles (grown here with realloc, and kept by the caller for its next
  * calls: a buffer allocated afresh for each block was paged in afresh, which cost more than the
  * sums), one after another: the K values, then the sums of the K classes and of no call,
- * (K + 1) x q. Yc is C-contiguous (q columns, any number). Returns 0, or -1 if out of memory. */
+ * (K + 1) x q. buffer[2 .. 3] and buffer[4 .. 5] are two work areas (address, bytes; see kept),
+ * also the caller's to keep and free: allocated and freed by each call, they moved the top of the
+ * heap up and down (sbrk) once the compiled Newton fits kept their scratch space, and the .pgen
+ * decoding, whose blocks then got fresh pages, slowed (docs/performance.rst). Yc is C-contiguous
+ * (q columns, any number). Returns 0, or -1 if out of memory. */
 #define DOSAGE_CLASSES(T)                                                                          \
     CLONES                                                                                         \
     int hlmm_dosage_classes_##T(const T *dosages, int64_t N, int64_t n, int64_t den,               \
@@ -601,12 +617,15 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
     {                                                                                              \
         int64_t width = 2 * den + 1;                                                               \
         int pow2 = sizeof(T) == 4 && (den & (den - 1)) == 0;                                       \
-        uint16_t *keys = malloc((size_t)DOSAGE_GROUP * (n + 8) * sizeof(uint16_t));                \
-        int32_t *slot = malloc((size_t)DOSAGE_GROUP * (width + 1) * sizeof(int32_t));              \
-        uint8_t *present = malloc((size_t)width + 1);                                              \
+        int64_t keys_bytes = (DOSAGE_GROUP * (n + 8) * 2 + 63) / 64 * 64;                          \
+        int64_t slot_bytes = (DOSAGE_GROUP * (width + 1) * 4 + 63) / 64 * 64;                      \
+        char *work = kept(buffer + 2, keys_bytes + slot_bytes + width + 1);                        \
+        uint16_t *keys = (uint16_t *)work;                                                         \
+        int32_t *slot = (int32_t *)(work + keys_bytes);                                            \
+        uint8_t *present = (uint8_t *)(work + keys_bytes + slot_bytes);                            \
         double *acc = NULL, *buf = (double *)(intptr_t)buffer[0];                                  \
-        int64_t acc_cap = 0, size = 0, cap = buffer[1], group = 1, status = -1;                    \
-        if (!keys || !slot || !present)                                                            \
+        int64_t size = 0, cap = buffer[1], group = 1, status = -1;                                 \
+        if (!work)                                                                                 \
             goto done;                                                                             \
         int64_t j = j0;                                                                            \
         while (j < j1) {                                                                           \
@@ -661,13 +680,9 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
             }                                                                                      \
             if (G == 0)                                                                            \
                 continue;                                                                          \
-            if (classes * q > acc_cap) {                                                           \
-                free(acc);                                                                         \
-                acc_cap = classes * q;                                                             \
-                acc = malloc((size_t)acc_cap * sizeof(double));                                    \
-                if (!acc)                                                                          \
-                    goto done;                                                                     \
-            }                                                                                      \
+            acc = kept(buffer + 4, classes * q * (int64_t)sizeof(double));                         \
+            if (!acc)                                                                              \
+                goto done;                                                                         \
             memset(acc, 0, (size_t)classes * q * sizeof(double));                                 \
             int64_t base[DOSAGE_GROUP];                                                            \
             base[0] = 0;                                                                           \
@@ -693,10 +708,6 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
         }                                                                                          \
         status = 0;                                                                                \
     done:                                                                                          \
-        free(keys);                                                                                \
-        free(slot);                                                                                \
-        free(present);                                                                             \
-        free(acc);                                                                                 \
         buffer[0] = (int64_t)(intptr_t)buf;                                                        \
         buffer[1] = cap;                                                                           \
         return (int)status;                                                                        \
@@ -738,4 +749,338 @@ void hlmm_dosage_gather(const double *buf, int64_t q, const uint8_t *on_grid, co
 void hlmm_free(void *p)
 {
     free(p);
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The HLM y ~ N(a0 + a1 g, exp(b0 + b1 g)) of each variant from its dosage classes: numba's
+ * _kernels_hlm.fit_dosage_classes step by step (the same start, Newton steps, line search and
+ * stopping rules), with each evaluation of the profile likelihood over eight classes at a time.
+ * numba's took about 10 ns per class and evaluation on one thread, most of it in the scalar exp;
+ * here exp8 gives eight exponentials at once.
+ *
+ * Not the same to the last bit as numba's: the class sums are added in eight lanes (class k to
+ * lane k % 8, each lane in increasing k, combined as combine8 does), and exp8 is within an ulp or
+ * two of libm's exp. The same on every instruction set (generic vectors, no fused multiply-adds).
+ * ------------------------------------------------------------------------------------------- */
+
+#define splat8(x) ((v8d){(x), (x), (x), (x), (x), (x), (x), (x)})
+
+/* All-ones in the lanes of v whose sign bit is set (negative, or -0.0), else 0; in *out. */
+static inline __attribute__((always_inline)) void sign_mask(v8d v, v8l *out)
+{
+    typedef uint64_t v8u __attribute__((vector_size(64)));
+    *out = (v8l)((v8u){0, 0, 0, 0, 0, 0, 0, 0} - ((v8u)v >> 63));
+}
+
+/* max(z, 0) lane by lane, exactly: (z + |z|) / 2. */
+static inline __attribute__((always_inline)) void relu(v8d z, v8d *out)
+{
+    const v8l ABS = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
+    *out = (z + (v8d)((v8l)z & ABS)) * 0.5;
+}
+
+/* e^x lane by lane, for finite x: x = k ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, k r
+ * exact), e^r by its Taylor polynomial of degree 13 (remainder below 1e-17 relative), times 2^k.
+ * +inf above 709.782712893384 and +0 below -745.1332191019412, as libm's exp; in *out. Within an ulp
+ * of libm's exp (tests/test_engines.py). No comparisons: sign bits and (z + |z|) / 2 instead, as
+ * GCC's target clones made scalar code of some comparisons of these vectors (2.5 times the time). */
+static inline __attribute__((always_inline)) void exp8(v8d x, v8d *out)
+{
+    const v8d SHIFT = splat8(0x1.8p52), LOG2E = splat8(0x1.71547652b82fep0);
+    const v8d LN2_HI = splat8(0x1.62e42fee00000p-1), LN2_LO = splat8(0x1.a39ef35793c76p-33);
+    v8d above, below;
+    relu(x - 710.0, &above);
+    relu(-746.0 - x, &below);
+    v8d xc = (x - above) + below; /* x within [-746, 710] */
+    v8d t = xc * LOG2E + SHIFT;
+    v8d k = t - SHIFT;
+    v8l ki = (v8l)t - (v8l)SHIFT;
+    v8d r = (xc - k * LN2_HI) - k * LN2_LO;
+    v8d p = splat8(1.0 / 6227020800.0);
+    p = p * r + splat8(1.0 / 479001600.0);
+    p = p * r + splat8(1.0 / 39916800.0);
+    p = p * r + splat8(1.0 / 3628800.0);
+    p = p * r + splat8(1.0 / 362880.0);
+    p = p * r + splat8(1.0 / 40320.0);
+    p = p * r + splat8(1.0 / 5040.0);
+    p = p * r + splat8(1.0 / 720.0);
+    p = p * r + splat8(1.0 / 120.0);
+    p = p * r + splat8(1.0 / 24.0);
+    p = p * r + splat8(1.0 / 6.0);
+    p = p * r + splat8(0.5);
+    p = p * r + splat8(1.0);
+    p = p * r + splat8(1.0);
+    /* 2^k in two factors, each exact: 2^(k + 64) 2^-64 below 0 (a subnormal e^x rounds once, in
+     * the second product), 2^(k - 1) 2 above (2^1024 is not a double) */
+    v8l neg, over, under;
+    sign_mask(xc, &neg);
+    v8l kk = ki + ((neg & 64) | (~neg & -1));
+    v8d y = (p * (v8d)((kk + 1023) << 52)) * (v8d)(((v8l)splat8(0x1p-64) & neg) | ((v8l)splat8(2.0) & ~neg));
+    sign_mask(709.782712893384 - x, &over);
+    sign_mask(x + 745.1332191019412, &under);
+    *out = (v8d)(((v8l)y & ~(over | under)) | ((v8l)splat8(__builtin_inf()) & over));
+}
+
+/* exp8 of n values (for its tests). */
+CLONES
+void hlmm_exp(const double *x, double *y, int64_t n)
+{
+    for (int64_t i = 0; i < n; i += 8) {
+        v8d a = splat8(0.0);
+        for (int64_t l = 0; l < 8 && i + l < n; l++)
+            a[l] = x[i + l];
+        v8d e;
+        exp8(a, &e);
+        for (int64_t l = 0; l < 8 && i + l < n; l++)
+            y[i + l] = e[l];
+    }
+}
+
+/* Vectors of classes per step of profile8's first pass. */
+#define FIT_UNROLL 4
+
+/* One evaluation of the profile likelihood at (b0, b1) over K classes (arrays padded with zero
+ * classes to a multiple of 8 FIT_UNROLL; mask all-ones for the classes of nonzero count, 0 for the
+ * others, which add nothing): F = -2L - n log 2 pi, or inf if
+ * infeasible, and in d: grad0, grad1, H00, H01, H11, alpha0, alpha1, Minv11 (as numba's
+ * _profile_classes with hessian). wk gets the weights. */
+static inline __attribute__((always_inline)) double profile8(double b0, double b1, const double *g, const double *c,
+                                                             const double *y1, const double *y2, const int64_t *mask,
+                                                             double *wk, int64_t K, double d[8])
+{
+    const v8d B0 = splat8(b0), B1 = splat8(b1), ZERO = splat8(0.0);
+    v8d m00 = ZERO, m01 = ZERO, m11 = ZERO, r0 = ZERO, r1 = ZERO;
+    for (int64_t k = 0; k < K; k += 8 * FIT_UNROLL) {
+        /* FIT_UNROLL exponentials at once: each is a chain of dependent steps */
+        v8d G[FIT_UNROLL], w[FIT_UNROLL];
+        for (int u = 0; u < FIT_UNROLL; u++) {
+            memcpy(&G[u], g + k + 8 * u, 64);
+            exp8(-(B0 + B1 * G[u]), &w[u]);
+        }
+        for (int u = 0; u < FIT_UNROLL; u++) {
+            v8d C, Y1;
+            v8l M;
+            memcpy(&C, c + k + 8 * u, 64);
+            memcpy(&Y1, y1 + k + 8 * u, 64);
+            memcpy(&M, mask + k + 8 * u, 64);
+            w[u] = (v8d)((v8l)w[u] & M);
+            memcpy(wk + k + 8 * u, &w[u], 64);
+            v8d wc = w[u] * C;
+            m00 += wc;
+            m01 += wc * G[u];
+            m11 += (wc * G[u]) * G[u];
+            r0 += w[u] * Y1;
+            r1 += (w[u] * Y1) * G[u];
+        }
+    }
+    double M00 = combine8(m00), M01 = combine8(m01), M11 = combine8(m11), R0 = combine8(r0), R1 = combine8(r1);
+    double det = M00 * M11 - M01 * M01;
+    for (int l = 0; l < 8; l++)
+        d[l] = 0.0;
+    d[7] = __builtin_nan("");
+    if (!(det > 0) || !isfinite(det))
+        return __builtin_inf();
+    double a0 = (M11 * R0 - M01 * R1) / det, a1 = (M00 * R1 - M01 * R0) / det;
+    const v8d A0 = splat8(a0), A1 = splat8(a1);
+    v8d F = ZERO, gr0 = ZERO, gr1 = ZERO, h00 = ZERO, h01 = ZERO, h11 = ZERO, x00 = ZERO, x01 = ZERO, x11 = ZERO;
+    for (int64_t k = 0; k < K; k += 8) {
+        v8d G, C, Y1, Y2, w;
+        memcpy(&G, g + k, 64);
+        memcpy(&C, c + k, 64);
+        memcpy(&Y1, y1 + k, 64);
+        memcpy(&Y2, y2 + k, 64);
+        memcpy(&w, wk + k, 64);
+        v8d eta = B0 + B1 * G, mu = A0 + A1 * G;
+        v8d Q;
+        relu((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu, &Q);
+        v8d wQ = w * Q;
+        F += C * eta + wQ;
+        v8d dd = C - wQ;
+        gr0 += dd;
+        gr1 += dd * G;
+        h00 += wQ;
+        h01 += wQ * G;
+        h11 += (wQ * G) * G;
+        v8d wr = w * (Y1 - C * mu);
+        x00 += wr;
+        x01 += wr * G;
+        x11 += (wr * G) * G;
+    }
+    double f = combine8(F);
+    d[5] = a0;
+    d[6] = a1;
+    if (!isfinite(f))
+        return __builtin_inf();
+    double H00 = combine8(h00), H01 = combine8(h01), H11 = combine8(h11);
+    double A00 = combine8(x00), A01 = combine8(x01), A11 = combine8(x11);
+    /* H = sum wQ v v' - 2 A' M^-1 A, A symmetric [[A00, A01], [A01, A11]] */
+    double i00 = M11 / det, i01 = -M01 / det, i11 = M00 / det;
+    double z00 = i00 * A00 + i01 * A01, z01 = i00 * A01 + i01 * A11;
+    double z10 = i01 * A00 + i11 * A01, z11 = i01 * A01 + i11 * A11;
+    d[0] = combine8(gr0);
+    d[1] = combine8(gr1);
+    d[2] = H00 - 2.0 * (A00 * z00 + A01 * z10);
+    d[3] = H01 - 2.0 * (A00 * z01 + A01 * z11);
+    d[4] = H11 - 2.0 * (A01 * z01 + A11 * z11);
+    d[7] = M00 / det;
+    return f;
+}
+
+/* The doubles of scratch space that hlmm_fit_dosage_classes needs for variants j0 .. j1 - 1. */
+static int64_t fit_padded(const int64_t *offsets, int64_t j0, int64_t j1)
+{
+    int64_t most = 0;
+    for (int64_t j = j0; j < j1; j++)
+        most = offsets[j + 1] - offsets[j] > most ? offsets[j + 1] - offsets[j] : most;
+    return (most + 8 * FIT_UNROLL - 1) / (8 * FIT_UNROLL) * (8 * FIT_UNROLL);
+}
+
+int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
+{
+    return 6 * fit_padded(offsets, j0, j1) + 8;
+}
+
+/* Variants j0 .. j1 - 1 of numba's fit_dosage_classes (its arguments; cnt, values contiguous,
+ * s1 and s2 a stride apart): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left
+ * as they are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
+ * hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls: scratch
+ * allocated and freed by each call was mapped and unmapped by malloc, and the unmapping slowed the
+ * other threads, the .pgen decoding most: 0.143 against 0.087 ms per variant). */
+CLONES
+void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt, const double *s1,
+                             const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t max_iter,
+                             double dec_rtol, double stall_rtol, double local_rtol, double noise_rtol, double *out,
+                             double *scratch)
+{
+    int64_t K8 = fit_padded(offsets, j0, j1);
+    double *g = scratch, *c = g + K8, *y1 = c + K8, *y2 = y1 + K8, *wk = y2 + K8;
+    int64_t *mask = (int64_t *)(wk + K8);
+    for (int64_t j = j0; j < j1; j++) {
+        int64_t o0 = offsets[j], K = offsets[j + 1] - o0, Kp = (K + 8 * FIT_UNROLL - 1) / (8 * FIT_UNROLL) * (8 * FIT_UNROLL);
+        const double *cj = cnt + o0;
+        int64_t present = 0;
+        for (int64_t k = 0; k < K; k++) {
+            g[k] = values[o0 + k];
+            c[k] = cj[k];
+            y1[k] = s1[(o0 + k) * stride];
+            y2[k] = s2[(o0 + k) * stride];
+            mask[k] = cj[k] != 0.0 ? -1 : 0;
+            present += cj[k] > 0;
+        }
+        for (int64_t k = K; k < Kp; k++) {
+            g[k] = c[k] = y1[k] = y2[k] = 0.0;
+            mask[k] = 0;
+        }
+        out[8 * j + 7] = 0.0;
+        if (present < 2)
+            continue;
+        /* the start, in lanes as the likelihood: ordinary least squares mean, homoskedastic
+         * variance, with g centred */
+        const v8d ZERO = splat8(0.0);
+        v8d n8 = ZERO, sg8 = ZERO;
+        for (int64_t k = 0; k < Kp; k += 8) {
+            v8d G, C;
+            memcpy(&G, g + k, 64);
+            memcpy(&C, c + k, 64);
+            n8 += C;
+            sg8 += C * G;
+        }
+        double n = combine8(n8), sg = combine8(sg8);
+        if (n <= 4)
+            continue;
+        const v8d GBAR = splat8(sg / n);
+        v8d v01_8 = ZERO, v11_8 = ZERO, r0_8 = ZERO, r1_8 = ZERO;
+        for (int64_t k = 0; k < Kp; k += 8) {
+            v8d G, C, Y1;
+            memcpy(&G, g + k, 64);
+            memcpy(&C, c + k, 64);
+            memcpy(&Y1, y1 + k, 64);
+            G -= GBAR;
+            memcpy(g + k, &G, 64);
+            v01_8 += C * G;
+            v11_8 += (C * G) * G;
+            r0_8 += Y1;
+            r1_8 += Y1 * G;
+        }
+        double v00 = n, v01 = combine8(v01_8), v11 = combine8(v11_8), r0 = combine8(r0_8), r1 = combine8(r1_8);
+        double vdet = v00 * v11 - v01 * v01;
+        double a0 = (v11 * r0 - v01 * r1) / vdet, a1 = (v00 * r1 - v01 * r0) / vdet;
+        const v8d A0 = splat8(a0), A1 = splat8(a1);
+        v8d rss8 = ZERO;
+        for (int64_t k = 0; k < Kp; k += 8) {
+            v8d G, C, Y1, Y2, Q;
+            memcpy(&G, g + k, 64);
+            memcpy(&C, c + k, 64);
+            memcpy(&Y1, y1 + k, 64);
+            memcpy(&Y2, y2 + k, 64);
+            v8d mu = A0 + A1 * G;
+            relu((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu, &Q);
+            rss8 += Q;
+        }
+        double rss = combine8(rss8);
+        double b0 = log(rss / n > 1e-300 ? rss / n : 1e-300), b1 = 0.0;
+        double d[8], dt[8];
+        double F = profile8(b0, b1, g, c, y1, y2, mask, wk, Kp, d);
+        int ok = 0, stalls = 0;
+        double last = __builtin_inf();
+        for (int64_t it = 0; it < max_iter; it++) {
+            if (!isfinite(F))
+                break;
+            double gr0 = d[0], gr1 = d[1], h00 = d[2], h01 = d[3], h11 = d[4];
+            double hd = h00 * h11 - h01 * h01, st0, st1;
+            if (h00 > 0 && hd > 0) {
+                st0 = -(h11 * gr0 - h01 * gr1) / hd;
+                st1 = -(h00 * gr1 - h01 * gr0) / hd;
+            } else {
+                st0 = -(v11 * gr0 - v01 * gr1) / vdet;
+                st1 = -(v00 * gr1 - v01 * gr0) / vdet;
+            }
+            double dec = -(gr0 * st0 + gr1 * st1);
+            double scale = fabs(F) > 1.0 ? fabs(F) : 1.0;
+            if (!isfinite(dec))
+                break;
+            if (dec <= dec_rtol * scale) {
+                ok = 1;
+                break;
+            }
+            stalls = dec > 0.5 * last ? stalls + 1 : 0;
+            if (stalls >= 3 && dec <= stall_rtol * scale) {
+                ok = 1;
+                break;
+            }
+            last = dec;
+            int local = dec <= local_rtol * scale, moved = 0;
+            for (double t = 1.0; t >= 1e-14; t *= 0.5) {
+                double nb0 = b0 + t * st0, nb1 = b1 + t * st1;
+                double Ft = profile8(nb0, nb1, g, c, y1, y2, mask, wk, Kp, dt);
+                int accept = Ft <= F - 1e-4 * t * dec || (local && t == 1.0 && Ft <= F + noise_rtol * scale);
+                if (isfinite(Ft) && accept) {
+                    b0 = nb0;
+                    b1 = nb1;
+                    F = Ft;
+                    memcpy(d, dt, sizeof(d));
+                    moved = 1;
+                    break;
+                }
+            }
+            if (!moved) {
+                ok = dec <= stall_rtol * scale;
+                break;
+            }
+        }
+        if (!ok)
+            continue;
+        double var_b1 = 2.0 * v00 / vdet, minv11 = d[7];
+        if (isfinite(F) && minv11 > 0 && var_b1 > 0) {
+            double *o = out + 8 * j;
+            o[0] = F;
+            o[1] = d[5];
+            o[2] = d[6];
+            o[3] = b0;
+            o[4] = b1;
+            o[5] = minv11;
+            o[6] = var_b1;
+            o[7] = 1.0;
+        }
+    }
 }

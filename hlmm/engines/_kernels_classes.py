@@ -46,6 +46,12 @@ def _load_library():
                 f.restype = ctypes.c_int
             lib.hlmm_dosage_gather.argtypes = [p, i64, p, p, p, p, i64, p, i64, p, p, p, i64, i64]
             lib.hlmm_dosage_gather.restype = None
+            lib.hlmm_fit_dosage_classes.argtypes = [p, p, p, p, p, i64, i64, i64, i64] + [ctypes.c_double] * 4 + [p, p]
+            lib.hlmm_fit_dosage_classes.restype = None
+            lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
+            lib.hlmm_fit_scratch_size.restype = i64
+            lib.hlmm_exp.argtypes = [p, p, i64]
+            lib.hlmm_exp.restype = None
             lib.hlmm_free.argtypes = [p]
             lib.hlmm_free.restype = None
             return lib
@@ -472,21 +478,22 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
 
 class _KeptBuffers:
     """One calling thread's buffers of the compiled dosage class kernel: ``state[t]`` is range t's
-    (address, size in doubles), grown by the kernel with realloc, and freed with this object (when
-    its thread ends, and the thread's local values with it); and ``classes``, the mean classes
+    (address, size in doubles) of its results, grown by the kernel with realloc, and of two work
+    areas (address, bytes), all freed with this object (when its thread ends, and the thread's
+    local values with it); and ``classes``, the mean classes
     per variant on the grid of the thread's last block (infinite before any: a wide design's
     first block goes to numba's kernel, as the compiled one's buffers for thousands of classes of
     many columns, kept for the next blocks, measured 75 MB more peak memory for 10 traits on the
     1/16384 grid)."""
 
     def __init__(self) -> None:
-        self.state = np.zeros((0, 2), dtype=np.int64)
+        self.state = np.zeros((0, 6), dtype=np.int64)
         self.classes = np.inf
 
     def ranges(self, count: int) -> np.ndarray:
         """The state of at least ``count`` ranges (the buffers so far kept)."""
         if self.state.shape[0] < count:
-            state = np.zeros((count, 2), dtype=np.int64)
+            state = np.zeros((count, 6), dtype=np.int64)
             state[: self.state.shape[0]] = self.state
             self.state = state
         return self.state
@@ -495,7 +502,7 @@ class _KeptBuffers:
         free = _free
         if free is None:
             return
-        for address in self.state[:, 0]:
+        for address in self.state[:, [0, 2, 4]].ravel():
             if address:
                 free(int(address))
         self.state = self.state[:0]

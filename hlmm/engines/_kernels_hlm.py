@@ -1,11 +1,16 @@
 """Compiled HLM fits (numba): one variant's likelihood pass with covariates (:mod:`hlmm.engines.hlm_covariates`)
-and Newton fits over the distinct dosages of every variant (:mod:`hlmm.engines.hlm_classes`).
+and Newton fits over the distinct dosages of every variant (:mod:`hlmm.engines.hlm_classes`), the latter
+by the compiled library (``_classsums.c``) where it is built.
 """
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 from numba import njit, prange
+
+from hlmm.engines import _kernels_classes
 
 
 @njit(cache=True, nogil=True)
@@ -140,12 +145,81 @@ def _profile_classes(b0, b1, g, cnt, s1, s2, hessian, wk):
     return F, gr0, gr1, h00, h01, h11, a0, a1, m00 / det
 
 
-@njit(cache=True, parallel=True)
 def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol):
     """The HLM ``y ~ N(a0 + a1 g, exp(b0 + b1 g))`` of every variant from its ragged classes.
 
     Newton's method with a backtracking line search on the profile likelihood of (b0, b1), by the
-    stopping rules of :func:`hlmm._optimize.minimize_newton`; one compiled loop per variant.
+    stopping rules of :func:`hlmm._optimize.minimize_newton`. With the compiled library
+    (:data:`hlmm.engines._kernels_classes.COMPILED`) by its ``hlmm_fit_dosage_classes``, over ranges
+    of variants on threads; else by :func:`fit_dosage_classes_numba`. The two take the same steps by
+    the same rules, but the compiled one evaluates the likelihood eight classes at a time, with an
+    exponential of its own (within an ulp of libm's), so their estimates differ in the last digits
+    (``tests/test_engines.py`` holds them to 1e-9 relative). On the 1/16384 dosage grid (about 9,000
+    classes per variant) it took 0.16-0.17 against 0.29-0.31 ms per variant on one thread
+    (``benchmarks/time_scan_parts.py --fits``).
+
+    Parameters
+    ----------
+    offsets : ndarray of int64, shape (b + 1,)
+        Variant j's classes are ``offsets[j]:offsets[j + 1]``.
+    values, cnt : ndarray of float64, shape (K,)
+        The classes' dosages and counts.
+    s1, s2 : ndarray of float64, shape (K,)
+        The classes' sums of y and y^2 (may be strided).
+    max_iter : int
+    dec_rtol, stall_rtol, local_rtol, noise_rtol : float
+        The stopping rules' tolerances (:mod:`hlmm._optimize`).
+
+    Returns
+    -------
+    ndarray, shape (b, 8)
+        ``F, a0, a1, b0, b1, var(a1), var(b1), success`` per variant (NaN where not fitted).
+    """
+    lib = _kernels_classes.LIBRARY
+    b = offsets.shape[0] - 1
+    if lib is None or b == 0:
+        return fit_dosage_classes_numba(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol,
+                                        noise_rtol)
+    offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+    values = np.ascontiguousarray(values, dtype=np.float64)
+    cnt = np.ascontiguousarray(cnt, dtype=np.float64)
+    s1 = np.asarray(s1, dtype=np.float64)
+    s2 = np.asarray(s2, dtype=np.float64)
+    if s1.strides != s2.strides or s1.strides[0] <= 0 or s1.strides[0] % 8:
+        s1, s2 = np.ascontiguousarray(s1), np.ascontiguousarray(s2)
+    stride = s1.strides[0] // 8
+    out = np.full((b, 8), np.nan)
+    bounds = _kernels_classes.range_bounds(b, minimum=4)
+    starts = np.cumsum([0] + [lib.hlmm_fit_scratch_size(offsets.ctypes.data, bounds[t], bounds[t + 1])
+                              for t in range(len(bounds) - 1)])
+    scratch = _kept_scratch(int(starts[-1]))
+
+    def run(j0, j1):
+        t = bounds.index(j0)  # (run_ranges splits at the same bounds)
+        lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data, s1.ctypes.data,
+                                    s2.ctypes.data, stride, j0, j1, int(max_iter), dec_rtol, stall_rtol, local_rtol,
+                                    noise_rtol, out.ctypes.data, scratch[starts[t]:].ctypes.data)
+
+    _kernels_classes.run_ranges(run, b, minimum=4)
+    return out
+
+
+#: Per calling thread, the scratch space of the compiled fits (attribute ``array``), kept for its
+#: next calls (see ``hlmm_fit_dosage_classes`` in ``_classsums.c``).
+_scratch = threading.local()
+
+
+def _kept_scratch(size: int) -> np.ndarray:
+    """This thread's scratch space of at least ``size`` doubles."""
+    array = getattr(_scratch, "array", None)
+    if array is None or array.size < size:
+        array = _scratch.array = np.empty(max(size, 2 * (0 if array is None else array.size)))
+    return array
+
+
+@njit(cache=True, parallel=True)
+def fit_dosage_classes_numba(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol):
+    """:func:`fit_dosage_classes` without the compiled library: one numba loop per variant.
 
     Returns
     -------
