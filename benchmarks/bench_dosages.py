@@ -83,7 +83,7 @@ the first group whose pattern (a regular expression on ``file:function``, e.g.
                   ``_kernels_score.py``, ``engines/score.py:*._power_products`` (which calls numba's
                   ``centred_power_sums``);
 ``newton``        Newton fits: ``hlmm/engines/_hlm_fits.py``, ``_kernels_hlm.py``,
-                  ``hlm_classes.py:*._fit_ragged`` (which calls numba's ``fit_dosage_classes``);
+                  ``hlm_classes.py:*._fit_ragged`` (which calls ``fit_dosage_classes``);
 ``score stats``   ``hlmm/score.py``, ``engines/score.py:*._score`` (the statistics from the sums);
 ``other scan``    the rest of the scan loop;
 

@@ -17,6 +17,15 @@ classes of a part of 41 variants of 8-bit-like dosages (256 classes each) and of
 and directly on numba's threads (medians of 200 calls, microseconds)::
 
     python benchmarks/time_scan_parts.py --kernels
+
+``--fits`` times the HLM's Newton fits over the dosage classes of 41 variants (n = 100,000, 30% of
+the calls perturbed by N(0, 0.1) as ``bench_dosages.py``'s ``dos.pgen``, on its 1/16384 grid and on
+an 8-bit grid), the compiled library's (:func:`hlmm.engines._kernels_hlm.fit_dosage_classes`)
+against numba's (``fit_dosage_classes_numba``), on one thread and on numba's (medians of 15 calls,
+ms per variant), with the largest difference between their estimates relative to the standard
+error::
+
+    python benchmarks/time_scan_parts.py --fits
 """
 
 from __future__ import annotations
@@ -93,9 +102,57 @@ def kernels() -> None:
             print(f"{b} variants x {per:5d} classes  {name:22s} " + "  ".join(row) + "  (us per call)")
 
 
+def fits() -> None:
+    import numba
+
+    from hlmm import _optimize
+    from hlmm.engines import _kernels_hlm as kh
+
+    rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    rng = np.random.default_rng(0)
+    n, b = 100_000, 41
+    threads = numba.get_num_threads()
+    for grid in (16384, 255):
+        offsets, values, counts, sums = [0], [], [], []
+        for _ in range(b):
+            g = rng.binomial(2, rng.uniform(0.05, 0.5), n).astype(float)
+            d = np.where(rng.random(n) < 0.3, np.clip(g + rng.normal(0, 0.1, n), 0, 2), g)
+            v, inv = np.unique(np.round(d * grid) / grid, return_inverse=True)
+            y = rng.standard_normal(n)
+            offsets.append(offsets[-1] + v.size)
+            values.append(v)
+            counts.append(np.bincount(inv).astype(float))
+            sums.append(np.column_stack([np.bincount(inv, y), np.bincount(inv, y * y)]))
+        args = (np.array(offsets), np.concatenate(values), np.concatenate(counts))
+        S = np.concatenate(sums)
+        args += (S[:, 0], S[:, 1]) + rules
+        row = []
+        try:
+            for t in sorted({1, threads}):
+                numba.set_num_threads(t)
+                for label, f in (("compiled", kh.fit_dosage_classes), ("numba", kh.fit_dosage_classes_numba)):
+                    f(*args)
+                    times = []
+                    for _ in range(15):
+                        s0 = time.perf_counter()
+                        f(*args)
+                        times.append(time.perf_counter() - s0)
+                    row.append(f"{label} {t} thread{'s' * (t > 1)} {1000 * np.median(times) / b:.4f}")
+        finally:
+            numba.set_num_threads(threads)
+        a, c = kh.fit_dosage_classes(*args), kh.fit_dosage_classes_numba(*args)
+        ok = c[:, 7] == 1
+        worst = max(np.abs(a[ok, 2] - c[ok, 2]).max() / np.sqrt(c[ok, 5]).min(),
+                    np.abs(a[ok, 4] - c[ok, 4]).max() / np.sqrt(c[ok, 6]).min())
+        print(f"{b} variants, grid 1/{grid}, {(offsets[-1]) / b:,.0f} classes per variant: " + "  ".join(row)
+              + f"  (ms per variant); largest difference {worst:.1e} standard errors")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--kernels"]:
         kernels()
+    elif sys.argv[1:] == ["--fits"]:
+        fits()
     elif len(sys.argv) >= 5:
         scan_parts(sys.argv[1:])
     else:

@@ -154,9 +154,9 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     of variants on threads; else by :func:`fit_dosage_classes_numba`. The two take the same steps by
     the same rules, but the compiled one evaluates the likelihood eight classes at a time, with an
     exponential of its own (within an ulp of libm's), so their estimates differ in the last digits
-    (``tests/test_engines.py`` holds them to 1e-9 relative). On the 1/16384 dosage grid (about 9,000
-    classes per variant) it took 0.16-0.17 against 0.29-0.31 ms per variant on one thread
-    (``benchmarks/time_scan_parts.py --fits``).
+    (``tests/test_engines.py`` holds them to 1e-9 relative). On the 1/16384 dosage grid (about 8,900
+    classes per variant) it took 0.120 against 0.309 ms per variant on one thread, 0.065 against
+    0.145 on two (``python benchmarks/time_scan_parts.py --fits``).
 
     Parameters
     ----------

@@ -8,10 +8,10 @@ hard calls, :func:`hlmm.engines._kernels_hlm.fit_dosage_classes` per variant for
 ``robust``, the sandwich standard errors need per-class sums of y^3 and y^4 too
 (:func:`hlmm.robust.hlm_sandwich_classes`).
 
-The two Newton fits (numpy over padded classes, numba over each variant's distinct dosages) are
-kept deliberately: the numpy one fits a whole block of hard calls in a few vectorised steps,
-the compiled one handles any number of classes per variant; ``tests/test_engines.py`` holds them
-to the same estimates.
+The two Newton fits (numpy over padded classes, compiled over each variant's distinct dosages:
+the C library's, or numba's without it) are kept deliberately: the numpy one fits a whole block of
+hard calls in a few vectorised steps, the compiled one handles any number of classes per variant;
+``tests/test_engines.py`` holds them to the same estimates.
 """
 
 from __future__ import annotations
