@@ -73,6 +73,17 @@ def scan_parts(argv: list) -> None:
           + "  (ms per variant)")
 
 
+def _median_time(f, args: tuple, calls: int) -> float:
+    """The median wall time of ``calls`` calls ``f(*args)`` after one more (seconds)."""
+    f(*args)
+    times = []
+    for _ in range(calls):
+        t = time.perf_counter()
+        f(*args)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
 def kernels() -> None:
     import numba
 
@@ -92,13 +103,7 @@ def kernels() -> None:
             wrapper = getattr(kc, name)
             row = []
             for label, f in (("wrapper", wrapper), (f"{numba.get_num_threads()} threads", wrapper.kernel)):
-                f(*args)
-                times = []
-                for _ in range(200):
-                    t = time.perf_counter()
-                    f(*args)
-                    times.append(time.perf_counter() - t)
-                row.append(f"{label} {1e6 * np.median(times):7.1f}")
+                row.append(f"{label} {1e6 * _median_time(f, args, 200):7.1f}")
             print(f"{b} variants x {per:5d} classes  {name:22s} " + "  ".join(row) + "  (us per call)")
 
 
@@ -131,13 +136,7 @@ def fits() -> None:
             for t in sorted({1, threads}):
                 numba.set_num_threads(t)
                 for label, f in (("compiled", kh.fit_dosage_classes), ("numba", kh.fit_dosage_classes_numba)):
-                    f(*args)
-                    times = []
-                    for _ in range(15):
-                        s0 = time.perf_counter()
-                        f(*args)
-                        times.append(time.perf_counter() - s0)
-                    row.append(f"{label} {t} thread{'s' * (t > 1)} {1000 * np.median(times) / b:.4f}")
+                    row.append(f"{label} {t} thread{'s' * (t > 1)} {1000 * _median_time(f, args, 15) / b:.4f}")
         finally:
             numba.set_num_threads(threads)
         a, c = kh.fit_dosage_classes(*args), kh.fit_dosage_classes_numba(*args)

@@ -836,6 +836,15 @@ void hlmm_exp(const double *x, double *y, int64_t n)
     }
 }
 
+/* Lane by lane, a class's sum of squared residuals about mu = a0 + a1 g, max(s2 - 2 mu s1 + c mu^2, 0),
+ * and mu; in *q and *mu. */
+static inline __attribute__((always_inline)) void class_rss(v8d A0, v8d A1, v8d G, v8d C, v8d Y1, v8d Y2, v8d *q,
+                                                            v8d *mu)
+{
+    *mu = A0 + A1 * G;
+    relu((Y2 - (2.0 * *mu) * Y1) + (C * *mu) * *mu, q);
+}
+
 /* Vectors of classes per step of profile8's first pass. */
 #define FIT_UNROLL 4
 
@@ -890,9 +899,8 @@ static inline __attribute__((always_inline)) double profile8(double b0, double b
         memcpy(&Y1, y1 + k, 64);
         memcpy(&Y2, y2 + k, 64);
         memcpy(&w, wk + k, 64);
-        v8d eta = B0 + B1 * G, mu = A0 + A1 * G;
-        v8d Q;
-        relu((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu, &Q);
+        v8d eta = B0 + B1 * G, mu, Q;
+        class_rss(A0, A1, G, C, Y1, Y2, &Q, &mu);
         v8d wQ = w * Q;
         F += C * eta + wQ;
         v8d dd = C - wQ;
@@ -1008,13 +1016,12 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         const v8d A0 = splat8(a0), A1 = splat8(a1);
         v8d rss8 = ZERO;
         for (int64_t k = 0; k < Kp; k += 8) {
-            v8d G, C, Y1, Y2, Q;
+            v8d G, C, Y1, Y2, Q, mu;
             memcpy(&G, g + k, 64);
             memcpy(&C, c + k, 64);
             memcpy(&Y1, y1 + k, 64);
             memcpy(&Y2, y2 + k, 64);
-            v8d mu = A0 + A1 * G;
-            relu((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu, &Q);
+            class_rss(A0, A1, G, C, Y1, Y2, &Q, &mu);
             rss8 += Q;
         }
         double rss = combine8(rss8);
