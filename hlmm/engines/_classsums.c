@@ -755,12 +755,12 @@ void hlmm_free(void *p)
  * The HLM y ~ N(a0 + a1 g, exp(b0 + b1 g)) of each variant from its dosage classes: numba's
  * _kernels_hlm.fit_dosage_classes step by step (the same start, Newton steps, line search and
  * stopping rules), with each evaluation of the profile likelihood over eight classes at a time.
- * numba's took about 10 ns per class and evaluation on one thread, most of it in the scalar exp;
+ * numba's took about 10 ns per class and evaluation on one thread, with a scalar exp per class;
  * here exp8 gives eight exponentials at once.
  *
  * Not the same to the last bit as numba's: the class sums are added in eight lanes (class k to
- * lane k % 8, each lane in increasing k, combined as combine8 does), and exp8 is within an ulp or
- * two of libm's exp. The same on every instruction set (generic vectors, no fused multiply-adds).
+ * lane k % 8, each lane in increasing k, combined as combine8 does), and exp8 is within an ulp
+ * of libm's exp. The same on every instruction set (generic vectors, no fused multiply-adds).
  * ------------------------------------------------------------------------------------------- */
 
 #define splat8(x) ((v8d){(x), (x), (x), (x), (x), (x), (x), (x)})
@@ -952,8 +952,9 @@ int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
  * s1 and s2 a stride apart): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left
  * as they are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
  * hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls: scratch
- * allocated and freed by each call was mapped and unmapped by malloc, and the unmapping slowed the
- * other threads, the .pgen decoding most: 0.143 against 0.087 ms per variant). */
+ * allocated and freed by each call moved the top of the heap up and down, and the .pgen decoding,
+ * whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
+ * docs/performance.rst). */
 CLONES
 void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt, const double *s1,
                              const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t max_iter,
