@@ -432,6 +432,9 @@ class HLMMNull:
         self._C = self.G.T @ (w[:, None] * X)  # G'D^-1 X (l x c)
         xpx = X.T @ (w[:, None] * X) - h2 * self._C.T @ linalg.cho_solve(self._cho_M, self._C)
         self._w = w
+        #: ``D^-1``'s one value when D is a multiple of I (a variance model of an intercept alone, as in
+        #: the default mode), else None: ``G'D^-1 g`` is then this times ``G'g``.
+        self.constant_weight = float(w[0]) if np.all(w == w[0]) else None
         self._q = q
         self._Y: np.ndarray | None = None  # L^-1 G' (l x n), only for exact=True
         self._p = _PerIndividual(

@@ -1128,3 +1128,32 @@ def test_score_scanner__keeps_the_basis_not_the_per_individual_columns(data, mix
     sc = build(ScoreScanner, [m], test="score", robust=True)
     assert not hasattr(sc, "columns") and sc.nulls[0]._p._columns == {}
     assert list(sc.widths[0]) == [c.shape[1] for c in sc.nulls[0].columns(True)]
+
+
+def test_score_scanner__mixed_models_share_gtg_in_batches_and_equal_the_dense_score_module(data, monkeypatch):
+    """With random effects, ``G' D^-1 g`` is formed once for the phenotypes sharing G and gathered
+    over the parts of a block in batches: with batches of 4 variants (flushed within parts), parts
+    of hard calls (exact integer products) between parts of dosages, and a phenotype on a subset of
+    the individuals (its own G), every phenotype's rows equal the dense score module's."""
+    from hlmm.engines import score as score_engine
+
+    monkeypatch.setattr(score_engine, "PRODUCT_VALUES", 4 * data["n"])
+    geno = data["dos"].copy()
+    geno[:, 9:15] = data["g"][:, 9:15]  # a part of hard calls
+    sub = np.ones(data["n"], dtype=bool)
+    sub[::7] = False
+    models = [default_model(data, data["G"], name="a"), default_model(dict(data, y=data["y"] ** 2), data["G"], name="b"),
+              default_model(data, data["G"][sub], name="c", subset=sub)]
+    sc = build(ScoreScanner, models, test="score", robust=False)
+    assert sorted(map(sorted, sc.design_groups())) == [[0, 1], [2]]
+    whole = block_of(geno)
+    parts = [np.arange(0, 3), np.arange(3, 9), np.arange(9, 15), np.arange(15, data["m"])]
+    got = sc.scan_parts(whole.take, parts)
+    for m, out in zip(models, got):
+        rows = m.subset
+        null = score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
+        ref = score.score_test(null, score.mean_impute(geno[rows]))
+        ok = out["status"] == STATUS["ok"]
+        assert ok.sum() >= data["m"] - 2
+        for k in ("add", "add_se", "var", "var_se", "av_chi2"):
+            np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-9, err_msg=f"{m.name} {k}")

@@ -202,6 +202,11 @@ _threads = _Threads()
 os.register_at_fork(after_in_child=_threads.forget)
 
 
+def thread_pool(size: int) -> ThreadPoolExecutor:
+    """The kernels' pool of threads, with at least ``size`` of them (made on first use)."""
+    return _threads.get(size)
+
+
 def range_bounds(b: int, minimum: int = 8) -> list:
     """Bounds of the ranges that the variants 0 .. b - 1 are split into for the compiled kernels:
     as many as numba has threads (``numba.set_num_threads``, as the runner sets it per worker), of

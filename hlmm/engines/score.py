@@ -14,15 +14,17 @@ the same model, whose row replaces the score row.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
 
 from hlmm import score
+from hlmm._linalg import blas_threads_for
 from hlmm.columns import STATS
-from hlmm.engines import _hlmm_fits, _kernels_score
+from hlmm.engines import _hlmm_fits, _kernels_classes, _kernels_score
 from hlmm.engines._gxe_score import InteractionNull
-from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, each_part, genotype_row, summarised
+from hlmm.engines.base import GXE_KEYS, MODEL_SE_KEYS, STATUS, Scanner, each_part, genotype_columns, summarised
 from hlmm.engines.classes import ClassMoments, column_basis, padded_width
 from hlmm.io import GenotypeBlock
 from hlmm.pvalues import neglog10_pval, wald_chi2
@@ -57,6 +59,138 @@ class _Sums:
                  for cs in zip(*(p.calls for p in parts))]
         return _Sums(np.concatenate([p.multiallelic for p in parts]), calls,
                      [np.concatenate(ps) for ps in zip(*(p.powers for p in parts))])
+
+
+#: With random effects and dosages, the centred genotypes of up to this many values (256 MB as
+#: float64) are gathered from a block's parts before ``G'g`` is formed for all of them at once: a
+#: product reads all of G (n x l), so products of few variants at a time wait on memory. At
+#: n = 500,000 and l = 500 (G: 2 GB), ``G.T @ g`` on one thread took 55 ms per variant 8 at a time
+#: (a part of 2^22 dosages), 21 ms 41 at a time and 12 ms 128 at a time; gram_products on two
+#: threads 27, 11 and 6.1 ms (``python benchmarks/bench_hlmm_score.py --products``).
+PRODUCT_VALUES = 2**25
+
+
+class _Products:
+    """``Z = G' D^-1 g`` of a block's variants for every model with random effects, gathered part by
+    part (:meth:`add`) and read per model (:meth:`result`).
+
+    Models with the same random-effect design (the same individuals) share one product per variant:
+    in the default mode ``D = exp(beta_0) I``, so ``G' D^-1 g`` is a phenotype's scalar times
+    ``G'g``. Genotypes that are small integers, with G in integer form, give ``G'g`` exactly by
+    bit-plane popcounts (:mod:`hlmm.engines._kernels_score`), part by part; others (dosages) are
+    centred, mean-imputed and gathered in a buffer of at most :data:`PRODUCT_VALUES` values, and
+    ``G'g`` is formed for the whole buffer (:func:`gram_products`).
+    """
+
+    def __init__(self, scanner: ScoreScanner, n_variants: int) -> None:
+        self.s = scanner
+        self.offset = 0  # the block's variants before the next part
+        self.groups = []
+        for members in scanner.design_groups():
+            m = scanner.models[members[0]]
+            cap = max(1, min(n_variants, PRODUCT_VALUES // max(1, m.n)))
+            self.groups.append(dict(members=members, cap=cap, buf=None, k=0, pending=[],
+                                    index=[], columns={p: [] for p in members}))
+
+    def add(self, block: GenotypeBlock, sums: _Sums) -> None:
+        """What the products need of the next part of the block, with its sums."""
+        for grp in self.groups:
+            members = grp["members"]
+            union = np.unique(np.concatenate([self.s._usable(p, sums) for p in members]))
+            if union.size:
+                m, form = self.s.models[members[0]], self.s.forms[members[0]]
+                calls = sums.calls[members[0]]
+                gbar = calls.a1_copies[union] / calls.n_called[union]  # (the usable have calls)
+                if form is not None and block.integral_rows()[union].all():
+                    self._flush(grp)  # the pending ones first: the columns stay in the variants' order
+                    Gg = _integer_products(form, block, union, m.subset, gbar)
+                    grp["index"].append(self.offset + union)
+                    for p in members:  # default mode: D = exp(beta_0) I
+                        grp["columns"][p].append(float(np.exp(-self.s.models[p].null.beta[0])) * Gg)
+                else:
+                    a = 0
+                    while a < union.size:
+                        if grp["k"] == grp["cap"]:
+                            self._flush(grp)
+                        b = min(union.size - a, grp["cap"] - grp["k"])
+                        if grp["buf"] is None:  # columns of n contiguous values: whole parts copied at once
+                            grp["buf"] = np.empty((m.n, grp["cap"]), order="F")
+                        g = grp["buf"][:, grp["k"] : grp["k"] + b]
+                        g[...] = genotype_columns(block, union[a : a + b], m.subset)
+                        # centred over the calls by the sums' mean (the same whatever the part holds),
+                        # missing calls imputed: 0
+                        g -= gbar[a : a + b]
+                        g[np.isnan(g)] = 0.0
+                        grp["pending"].append(self.offset + union[a : a + b])
+                        grp["k"] += b
+                        a += b
+        self.offset += len(sums.multiallelic)
+
+    def _flush(self, grp: dict) -> None:
+        """The products of the genotypes gathered in ``grp``'s buffer."""
+        if not grp["k"]:
+            return
+        g = grp["buf"][:, : grp["k"]]
+        members, nulls = grp["members"], self.s.nulls
+        shared = None
+        for p in members:
+            w = nulls[p].constant_weight
+            if w is None:  # D^-1 not a multiple of I: the model's own product
+                grp["columns"][p].append(nulls[p].gtdinv(g))
+                continue
+            if shared is None:
+                shared = gram_products(self.s.models[p].G, g)
+            grp["columns"][p].append(w * shared)
+        grp["index"] += grp["pending"]
+        grp["pending"], grp["k"] = [], 0
+
+    def result(self, p: int, ok: np.ndarray) -> np.ndarray:
+        """Model ``p``'s ``Z`` (l, len(ok)) of the block's variants ``ok`` (all gathered)."""
+        grp = next(g for g in self.groups if p in g["members"])
+        self._flush(grp)
+        index = np.concatenate(grp["index"]) if grp["index"] else np.zeros(0, np.int64)
+        Z = np.concatenate(grp["columns"][p], axis=1) if grp["columns"][p] else np.zeros((self.s.nulls[p].l, 0))
+        order = np.argsort(index, kind="stable")
+        at = np.searchsorted(index, ok, sorter=order)
+        if ok.size and (at.max() >= index.size or not np.array_equal(index[order[at]], ok)):
+            raise AssertionError("G'D^-1 g was not gathered for every variant tested")
+        return Z[:, order[at]]
+
+
+def gram_products(G: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """``G'g`` (l, b) for ``G`` (n, l) and ``g`` (n, b), as two products of the halves of G's columns
+    on two threads when numba has them. The halves are the same on any number of threads (each
+    product is single-threaded BLAS), so the numbers do not depend on it."""
+    l = G.shape[1]  # noqa: E741
+    h = l // 2
+    out = np.empty((l, g.shape[1]))
+
+    def half(a: int, b: int) -> None:
+        np.matmul(G[:, a:b].T, g, out=out[a:b])
+
+    with blas_threads_for(0):
+        if h and _kernels_classes.numba.get_num_threads() >= 2:
+            other = _kernels_classes.thread_pool(1).submit(half, h, l)
+            half(0, h)
+            other.result()
+        else:
+            half(0, h)
+            half(h, l)
+    return out
+
+
+def _integer_products(form, block: GenotypeBlock, idx: np.ndarray, subset: np.ndarray, gbar: np.ndarray) -> np.ndarray:
+    """``G'g`` (l, b) of the centred, mean-imputed hard calls of variants ``idx``, exactly from the
+    integer form of G (bit-plane popcounts)."""
+    codes = block.hard_codes(idx)
+    codes = np.ascontiguousarray(codes[:, subset]) if len(subset) != codes.shape[1] else codes
+    A, B = form.planes()
+    U, V = _kernels_score.bitplanes(codes)
+    RC = _kernels_score.popcount_products(A, B, U, V).astype(np.float64)  # R' codes (missing as 0), exact
+    Rm = _kernels_score.missing_row_sums(form.R, codes).astype(np.float64)  # R' 1_missing
+    E = form.E
+    Eg = _kernels_score.sparse_centred_products(E.indptr, E.indices, E.data, form.R.shape[1], codes, gbar)
+    return (RC - gbar[None, :] * (form.column_sums()[:, None] - Rm) + Eg) / form.scale[:, None]
 
 
 class ScoreScanner(Scanner):
@@ -107,37 +241,62 @@ class ScoreScanner(Scanner):
             self.refit = make_scanner(spec.wald(), models, has_dosages)
 
     def scan(self, block: GenotypeBlock) -> list:
-        outs = self._statistics(self._sums(block), block)
+        sums = self._sums(block)
+        products = None
+        if self.spec.random_effects:
+            products = _Products(self, block.n_variants)
+            products.add(block, sums)
+        outs = self._statistics(sums, products)
         if self.refit is not None:
             self._refit(block, outs)
         return outs
 
     def scan_parts(self, read, parts: list) -> list:
-        """A block read in parts (:meth:`Scanner.scan_parts`): without refits or random effects, the
-        statistics need only each part's sums, so they are computed once for the whole block (for
-        10 phenotypes of dosages, read 41 variants at a time, per part they had cost a tenth of
-        the scan)."""
-        if self.refit is not None or self.spec.random_effects:
+        """A block read in parts (:meth:`Scanner.scan_parts`): the statistics need only each part's
+        sums, so they are computed once for the whole block (for 10 phenotypes of dosages, read 41
+        variants at a time, per part they had cost a tenth of the scan). With random effects,
+        ``G' D^-1 g`` of the parts' variants is gathered too (:class:`_Products`)."""
+        if self.refit is not None:
             return super().scan_parts(read, parts)
-        return self._statistics(_Sums.join(each_part(read, parts, self._sums)))
+        if not self.spec.random_effects:
+            return self._statistics(_Sums.join(each_part(read, parts, self._sums)))
+        products = _Products(self, sum(len(part) for part in parts))
+
+        def part_sums(block: GenotypeBlock) -> _Sums:
+            sums = self._sums(block)
+            products.add(block, sums)
+            return sums
+
+        return self._statistics(_Sums.join(each_part(read, parts, part_sums)), products)
 
     def _sums(self, block: GenotypeBlock) -> _Sums:
         return _Sums(block.multiallelic, *self._power_products(block))
 
-    def _statistics(self, sums: _Sums, block: GenotypeBlock | None = None) -> list:
-        """Every model's results from the block's sums (and, for random effects, the block)."""
+    def _statistics(self, sums: _Sums, products: _Products | None = None) -> list:
+        """Every model's results from the block's sums (and, for random effects, its products)."""
         outs = []
         for p, (m, calls, powers) in enumerate(zip(self.models, sums.calls, sums.powers)):
             o = summarised(sums.multiallelic, calls, m.n, self.spec)
             ok = np.flatnonzero(o["status"] == STATUS["ok"])
             if ok.size:
-                with np.errstate(invalid="ignore", divide="ignore"):
-                    gbar = calls.a1_copies[ok] / calls.n_called[ok]
-                self._score(p, block, powers[ok], ok, gbar, o)
+                self._score(p, powers[ok], ok, o, None if products is None else products.result(p, ok))
             outs.append(o)
         # P[:, m, 0] = sum g^(m+1) (the column of ones), P[:, 0, -1] = sum g h
-        return self.adaptive(block, outs, [None if m.adaptive is None else (P[:, 0, -1], P[:, 1, 0], P[:, 2, 0])
-                                           for m, P in zip(self.models, sums.powers)])
+        return self.adaptive(None, outs, [None if m.adaptive is None else (P[:, 0, -1], P[:, 1, 0], P[:, 2, 0])
+                                          for m, P in zip(self.models, sums.powers)])
+
+    def design_groups(self) -> list:
+        """Lists of the models (indices) whose null models have the same random-effect design G (one
+        array: the same individuals), which share ``G'g`` (:class:`_Products`)."""
+        groups = {}
+        for p, null in enumerate(self.nulls):
+            groups.setdefault(id(null.G), []).append(p)
+        return list(groups.values())
+
+    def _usable(self, p: int, sums: _Sums) -> np.ndarray:
+        """The variants of ``sums`` that model ``p`` tests (status ok), as :meth:`_statistics` finds them."""
+        o = summarised(sums.multiallelic, sums.calls[p], self.models[p].n, self.spec)
+        return np.flatnonzero(o["status"] == STATUS["ok"])
 
     def _power_products(self, block: GenotypeBlock) -> tuple[list, list]:
         """Per model: the calls (:class:`Calls`), and ``sum_i g_i^m C[i, :]`` for m = 1, 2, 3 of every
@@ -207,13 +366,17 @@ class ScoreScanner(Scanner):
         key = tuple(members)
         cache = self.__dict__.setdefault("_joint_bases", {})
         if key not in cache:
-            columns, powers, where = [], [], []
+            columns, powers, where, seen = [], [], [], {}
             for p in members:
                 idx = []
                 for col, power in zip(self.bases[p][0].T, self.powers[p]):
-                    k = next((k for k, c in enumerate(columns) if np.array_equal(c, col)), None)
+                    # found by a digest of its bytes (comparing every pair of columns had taken 2.2 s
+                    # for 10 phenotypes at n = 100,000), then compared
+                    key = hashlib.blake2b(np.ascontiguousarray(col).data, digest_size=16).digest()
+                    k = next((k for k in seen.get(key, ()) if np.array_equal(columns[k], col)), None)
                     if k is None:
                         k = len(columns)
+                        seen.setdefault(key, []).append(k)
                         columns.append(col)
                         powers.append(power)
                     powers[k] = max(powers[k], power)
@@ -232,8 +395,9 @@ class ScoreScanner(Scanner):
                           np.pad(powers, (0, width - len(powers)), constant_values=1), [rank[w] for w in where])
         return cache[key]
 
-    def _score(self, p: int, block: GenotypeBlock, P: np.ndarray, ok: np.ndarray, gbar: np.ndarray, o: dict) -> None:
-        """The statistics of variants ``ok`` from their power products ``P`` (b_ok, 3, q)."""
+    def _score(self, p: int, P: np.ndarray, ok: np.ndarray, o: dict, Z: np.ndarray | None) -> None:
+        """The statistics of variants ``ok`` from their power products ``P`` (b_ok, 3, q) and, with
+        random effects, their ``Z = G' D^-1 g`` (l, b_ok)."""
         kL, kQ, kK = self.widths[p]
         lin = P[:, 0, 1 : 1 + kL]
         sq = P[:, 1, 1 + kL : 1 + kL + kQ]
@@ -243,7 +407,7 @@ class ScoreScanner(Scanner):
         if not self.spec.random_effects:
             st = null.from_products(lin, sq, cube, robust=robust)
         else:
-            st = null.from_products(lin, sq, cube, self._gtdinv(p, block, ok, gbar), robust=robust)
+            st = null.from_products(lin, sq, cube, Z, robust=robust)
         for key in ("add", "add_se", "var", "var_se", "av_chi2") + (MODEL_SE_KEYS if robust else ()):
             o[key][ok] = st[key]
         if self.gxe is not None:
@@ -266,24 +430,6 @@ class ScoreScanner(Scanner):
             with np.errstate(invalid="ignore"):
                 o["add_se_model"][ok] = np.sqrt(cov_model[:, 0, 0])
         o["av_chi2"][ok] = np.nan
-
-    def _gtdinv(self, p: int, block: GenotypeBlock, ok: np.ndarray, gbar: np.ndarray) -> np.ndarray:
-        """``Z = G' D^-1 g`` of the centred, mean-imputed genotypes of variants ``ok``."""
-        m, form = self.models[p], self.forms[p]
-        if form is None or not block.integral_rows()[ok].all():
-            g = np.column_stack([genotype_row(block, j, m.subset) for j in ok])
-            return self.nulls[p].gtdinv(score.mean_impute(g))
-        codes = block.hard_codes(ok)
-        codes = np.ascontiguousarray(codes[:, m.subset]) if len(m.subset) != codes.shape[1] else codes
-        A, B = form.planes()
-        U, V = _kernels_score.bitplanes(codes)
-        RC = _kernels_score.popcount_products(A, B, U, V).astype(np.float64)  # R' codes (missing as 0), exact
-        Rm = _kernels_score.missing_row_sums(form.R, codes).astype(np.float64)  # R' 1_missing
-        E = form.E
-        Eg = _kernels_score.sparse_centred_products(E.indptr, E.indices, E.data, form.R.shape[1], codes, gbar)
-        Gg = (RC - gbar[None, :] * (form.column_sums()[:, None] - Rm) + Eg) / form.scale[:, None]
-        w = float(np.exp(-m.null.beta[0]))  # default mode: D = exp(beta_0) I
-        return w * Gg
 
     def _refit(self, block: GenotypeBlock, outs: list) -> None:
         threshold = self.spec.refit
