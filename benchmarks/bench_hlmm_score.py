@@ -57,7 +57,8 @@ def products(ns: list, l: int, bs: list, repeats: int) -> list:  # noqa: E741
         for b in bs:
             g = np.asfortranarray(rng.standard_normal((n, b)))
             best = {}
-            for name, f in (("G.T @ g, 1 thread", lambda: G.T @ g), ("gram_products", lambda: gram_products(G, g))):
+            for name, f in (("G.T @ g, 1 thread", lambda G=G, g=g: G.T @ g),
+                            ("gram_products", lambda G=G, g=g: gram_products(G, g))):
                 ts = []
                 for _ in range(repeats):
                     with threadpool_limits(1, "blas"):
@@ -69,7 +70,6 @@ def products(ns: list, l: int, bs: list, repeats: int) -> list:  # noqa: E741
             rows.append(row)
             print(f"n={n:>7} l={l} b={b:>4}: " + ", ".join(f"{k} {v:.2f} ms/variant" for k, v in best.items()),
                   flush=True)
-        del G
     return rows
 
 

@@ -372,11 +372,11 @@ class ScoreScanner(Scanner):
                 for col, power in zip(self.bases[p][0].T, self.powers[p]):
                     # found by a digest of its bytes (comparing every pair of columns had taken 2.2 s
                     # for 10 phenotypes at n = 100,000), then compared
-                    key = hashlib.blake2b(np.ascontiguousarray(col).data, digest_size=16).digest()
-                    k = next((k for k in seen.get(key, ()) if np.array_equal(columns[k], col)), None)
+                    digest = hashlib.blake2b(np.ascontiguousarray(col).data, digest_size=16).digest()
+                    k = next((k for k in seen.get(digest, ()) if np.array_equal(columns[k], col)), None)
                     if k is None:
                         k = len(columns)
-                        seen.setdefault(key, []).append(k)
+                        seen.setdefault(digest, []).append(k)
                         columns.append(col)
                         powers.append(power)
                     powers[k] = max(powers[k], power)
