@@ -1142,7 +1142,8 @@ def test_score_scanner__mixed_models_share_gtg_in_batches_and_equal_the_dense_sc
     geno[:, 9:15] = data["g"][:, 9:15]  # a part of hard calls
     sub = np.ones(data["n"], dtype=bool)
     sub[::7] = False
-    models = [default_model(data, data["G"], name="a"), default_model(dict(data, y=data["y"] ** 2), data["G"], name="b"),
+    models = [default_model(data, data["G"], name="a"),
+              default_model(dict(data, y=data["y"] ** 2), data["G"], name="b"),
               default_model(data, data["G"][sub], name="c", subset=sub)]
     sc = build(ScoreScanner, models, test="score", robust=False)
     assert sorted(map(sorted, sc.design_groups())) == [[0, 1], [2]]
@@ -1159,3 +1160,28 @@ def test_score_scanner__mixed_models_share_gtg_in_batches_and_equal_the_dense_sc
         assert ok.sum() >= data["m"] - 2
         for k in ("add", "add_se", "var", "var_se", "av_chi2"):
             np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-9, err_msg=f"{m.name} {k}")
+
+
+def test_gram_products__the_same_bits_on_one_and_two_threads_and_equal_the_product():
+    """``G'g`` in two halves of G's columns: the same numbers on one thread and on two (each half
+    is single-threaded BLAS), equal to numpy's product within rounding; for one variant and for
+    a design of one column too."""
+    import numba
+
+    from hlmm.engines.score import gram_products
+
+    rng = np.random.default_rng(3)
+    threads = numba.get_num_threads()
+    try:
+        for n, l, b in [(5000, 31, 1), (5000, 31, 7), (20011, 200, 67), (300, 1, 3)]:
+            G = rng.standard_normal((n, l))
+            g = np.asfortranarray(rng.standard_normal((n, b)))
+            got = []
+            for t in sorted({1, min(2, threads)}):
+                numba.set_num_threads(t)
+                got.append(gram_products(G, g))
+            for z in got[1:]:
+                np.testing.assert_array_equal(z, got[0])
+            np.testing.assert_allclose(got[0], G.T @ g, rtol=1e-12, atol=1e-12 * np.abs(G.T @ g).max())
+    finally:
+        numba.set_num_threads(threads)
