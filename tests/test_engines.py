@@ -1160,6 +1160,19 @@ def test_score_scanner__mixed_models_share_gtg_in_batches_and_equal_the_dense_sc
         assert ok.sum() >= data["m"] - 2
         for k in ("add", "add_se", "var", "var_se", "av_chi2"):
             np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-9, err_msg=f"{m.name} {k}")
+    # hard calls (codes) with a design not in integer form: the floating-point products of codes
+    hard = [models[0], replace(models[0], name="d", G=data["G"].copy(), G_center=None, G_scale=None)]
+    sc = build(ScoreScanner, hard, test="score", robust=False)
+    assert sc.forms[0] is not None and sc.forms[1] is None
+    block = block_of(data["g"])
+    assert block.dosages is None
+    for m, out in zip(hard, sc.scan_parts(block.take, [np.arange(0, 10), np.arange(10, data["m"])])):
+        null = score.HLMMNull(m.y, m.X, m.V, m.G, m.null.alpha, m.null.beta, m.null.h2)
+        ref = score.score_test(null, score.mean_impute(data["g"]))
+        ok = out["status"] == STATUS["ok"]
+        assert ok.sum() >= data["m"] - 2
+        for k in ("add", "add_se", "var", "var_se", "av_chi2"):
+            np.testing.assert_allclose(out[k][ok], ref[k][ok], rtol=1e-9, err_msg=f"{m.name} {k}")
 
 
 def test_gram_products__the_same_bits_on_one_and_two_threads_and_equal_the_product():
