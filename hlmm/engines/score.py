@@ -139,7 +139,7 @@ class _Products:
                 grp["columns"][p].append(nulls[p].gtdinv(g))
                 continue
             if shared is None:
-                shared = gram_products(self.s.models[p].G, g)
+                shared = gram_products(nulls[p].G, g)  # the group's one G (design_groups)
             grp["columns"][p].append(w * shared)
         grp["index"] += grp["pending"]
         grp["pending"], grp["k"] = [], 0
@@ -153,7 +153,7 @@ class _Products:
         order = np.argsort(index, kind="stable")
         at = np.searchsorted(index, ok, sorter=order)
         if ok.size and (at.max() >= index.size or not np.array_equal(index[order[at]], ok)):
-            raise AssertionError("G'D^-1 g was not gathered for every variant tested")
+            raise RuntimeError("internal: G'D^-1 g was not gathered for every variant tested")
         return Z[:, order[at]]
 
 
