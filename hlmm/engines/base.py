@@ -113,10 +113,9 @@ def fill(out: dict, j: int, est: dict | None, why: str | None) -> None:
         out[key][j] = value
 
 
-def genotype_columns(block: GenotypeBlock, idx: np.ndarray, subset: np.ndarray) -> np.ndarray:
+def genotype_columns(block: GenotypeBlock, idx, subset: np.ndarray) -> np.ndarray:
     """Genotypes of variants ``idx`` for the individuals ``subset`` as the columns of an (n, b) view
-    of a (b, n) array (:func:`genotype_row` of each variant): float64 or float32 (dosages), NaN for
-    a missing call."""
+    of a (b, n) array: float64 or float32 (dosages), NaN for a missing call."""
     if block.dosages is not None:
         return block.dosages[idx][:, subset].T
     c = block.get_codes()[idx][:, subset].T
@@ -125,10 +124,7 @@ def genotype_columns(block: GenotypeBlock, idx: np.ndarray, subset: np.ndarray) 
 
 def genotype_row(block: GenotypeBlock, j: int, subset: np.ndarray) -> np.ndarray:
     """Genotypes of variant j for the individuals ``subset``: float64, NaN for a missing call."""
-    if block.dosages is not None:
-        return np.ascontiguousarray(block.dosages[j, subset], dtype=np.float64)
-    c = block.get_codes()[j, subset]
-    return np.where(c < 0, np.nan, c.astype(np.float64))
+    return np.ascontiguousarray(genotype_columns(block, [j], subset)[:, 0], dtype=np.float64)
 
 
 def each_part(read, parts: list, f) -> list:
