@@ -132,16 +132,26 @@ def test_dosage_classes__grid_and_sorted_distinct_values_agree(data):
         np.testing.assert_allclose(on_grid[k], sorted_[k], rtol=1e-12, equal_nan=True)
 
 
-def test_hlm_class_scanner__several_phenotypes_equal_separate_scans(data):
+@pytest.mark.parametrize("kind", ["g", "dos"])
+def test_hlm_class_scanner__several_phenotypes_equal_separate_scans(data, kind):
+    """Phenotypes scanned together, two of the same individuals (whose calls and frequencies, from
+    the same column of the pass, are computed once for both) and one of a subset, with the
+    adaptive variance columns (whose sums, for dosages, come from one pass over the class sums):
+    the same bits as each scanned alone."""
+    from hlmm.adaptive import AdaptiveScore
+
     rng = np.random.default_rng(3)
     sub = rng.random(data["n"]) < 0.8
     a, b = default_model(data, name="a"), default_model(data, name="b", subset=sub)
-    blk = block_of(data["g"])
-    joint = build(HLMClassScanner, [a, b]).scan(blk)
-    for model, out in zip((a, b), joint):
+    c = replace(a, name="c", y=a.y[::-1].copy())
+    models = [replace(m, adaptive=AdaptiveScore.from_residuals(m.y)) for m in (a, b, c)]
+    blk = block_of(data[kind])
+    joint = build(HLMClassScanner, models).scan(blk)
+    for model, out in zip(models, joint):
         alone = build(HLMClassScanner, [model]).scan(blk)[0]
-        for k in KEYS + ("n", "frequency", "status"):
-            np.testing.assert_array_equal(out[k], alone[k])
+        assert np.isfinite(out["var_adapt"]).sum() > 5
+        for k in KEYS + ("n", "frequency", "status", "var_adapt", "var_se_adapt"):
+            assert out[k].tobytes() == alone[k].tobytes(), k
 
 
 def test_hlm_covariate_scanner__matches_reference_hard_and_dosage(data):
@@ -1060,6 +1070,16 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
     want = (sums[:, 0] * coef[0] + sums[:, 1] * coef[1]) + sums[:, 2] * coef[2]
     np.testing.assert_array_equal(_combination(sums, coef), want)
     np.testing.assert_array_equal(_combination(sums[None], coef)[0], want)  # padded layout: numpy
+    # the adaptive test's centred sums of the combination, in one pass: the same bits as in two
+    two = _kernels_classes.centred_segment_sums(offsets, values, sums[:, 0], want)
+    assert np.isnan(two[1]).all() and np.isfinite(two[[0, 2, 3]]).all()
+    one = _kernels_classes.centred_combination_sums(offsets, values, sums, coef)
+    assert one.tobytes() == two.tobytes()
+    fused = ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets, None, (sums, coef))
+    assert np.stack(fused.extra_centred_sums(), axis=1).tobytes() == two.tobytes()
+    plain = ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets, want)
+    assert np.stack(plain.extra_centred_sums(), axis=1).tobytes() == two.tobytes()
+    assert ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets).extra_centred_sums() is None
 
 
 @pytest.mark.parametrize("given", [None, "ACTIVE"])

@@ -669,6 +669,15 @@ def segment_count_sums(offsets, counts, values):
     return out
 
 
+@njit(cache=True)
+def _combined(S, coef, k):
+    """``S[k, :len(coef)] @ coef``, term by term in column order."""
+    x = S[k, 0] * coef[0]
+    for t in range(1, coef.shape[0]):
+        x = x + S[k, t] * coef[t]
+    return x
+
+
 @threads_by_work(lambda S, coef: S.shape[0] * coef.shape[0])
 @njit(cache=True, parallel=True)
 def combine_columns(S, coef):
@@ -676,11 +685,34 @@ def combine_columns(S, coef):
     K = S.shape[0]
     out = np.empty(K)
     for k in prange(K):
-        x = S[k, 0] * coef[0]
-        for t in range(1, coef.shape[0]):
-            x = x + S[k, t] * coef[t]
-        out[k] = x
+        out[k] = _combined(S, coef, k)
     return out
+
+
+@njit(cache=True)
+def _centred_variant(offsets, values, counts, hsums, S, coef, j, out):
+    """:func:`centred_segment_sums` of variant j into ``out[j]``, with h the class sums ``hsums``,
+    or (``coef`` not empty) the combinations ``S[k, :len(coef)] @ coef`` of :func:`combine_columns`
+    (the same values to the last bit)."""
+    n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
+    if not n > 0:
+        out[j, 0] = out[j, 1] = out[j, 2] = np.nan
+        return
+    mean = s / n
+    a = 0.0
+    q2 = 0.0
+    q3 = 0.0
+    for k in range(offsets[j], offsets[j + 1]):
+        if counts[k] > 0:
+            g = values[k] - mean
+            h = hsums[k] if coef.shape[0] == 0 else _combined(S, coef, k)
+            a += g * h
+            w = counts[k] * g * g
+            q2 += w
+            q3 += w * g
+    out[j, 0] = a
+    out[j, 1] = q2
+    out[j, 2] = q3
 
 
 @threads_by_work(lambda offsets, values, counts, hsums: 2 * counts.shape[0])
@@ -691,23 +723,23 @@ def centred_segment_sums(offsets, values, counts, hsums):
     ``values``, ``counts`` and sums ``hsums`` of ``h``: (b, 3). NaN for a variant without calls."""
     b = offsets.shape[0] - 1
     out = np.zeros((b, 3))
+    unused, plain = np.zeros((0, 0)), np.zeros(0)
     for j in prange(b):
-        n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
-        if not n > 0:
-            out[j, 0] = out[j, 1] = out[j, 2] = np.nan
-            continue
-        mean = s / n
-        a = 0.0
-        q2 = 0.0
-        q3 = 0.0
-        for k in range(offsets[j], offsets[j + 1]):
-            if counts[k] > 0:
-                g = values[k] - mean
-                a += g * hsums[k]
-                w = counts[k] * g * g
-                q2 += w
-                q3 += w * g
-        out[j, 0] = a
-        out[j, 1] = q2
-        out[j, 2] = q3
+        _centred_variant(offsets, values, counts, hsums, unused, plain, j, out)
+    return out
+
+
+@threads_by_work(lambda offsets, values, S, coef: S.shape[0] * (coef.shape[0] + 1))
+@njit(cache=True, parallel=True)
+def centred_combination_sums(offsets, values, S, coef):
+    """:func:`centred_segment_sums` with the counts ``S[:, 0]`` and h's class sums the combination
+    ``S[:, :len(coef)] @ coef`` (:func:`combine_columns`), in one pass: the same numbers to the last
+    bit as ``centred_segment_sums(offsets, values, S[:, 0], combine_columns(S, coef))``, without
+    writing the combination and reading it again (for 10 phenotypes on the 1/16384 grid the two
+    passes had taken 8% of a Wald scan)."""
+    b = offsets.shape[0] - 1
+    out = np.zeros((b, 3))
+    counts = S[:, 0]
+    for j in prange(b):
+        _centred_variant(offsets, values, counts, counts, S, coef, j, out)
     return out

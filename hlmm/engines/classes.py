@@ -86,6 +86,13 @@ class ClassMoments(_Layout):
         The ragged layout of dosages (see :class:`_Layout`).
     extra : ndarray, shape (b, K) or (K_total,), or None
         Sums of one more per-individual column per class (the adaptive variance score).
+    combination : tuple of (ndarray, ndarray), or None
+        Ragged, instead of ``extra``: ``(S, coef)``, the extra column's class sums being the
+        combination ``S[:, :len(coef)] @ coef`` of the pass's sums ``S`` (whose column 0 is
+        ``counts``), left for :meth:`extra_centred_sums` to compute in its pass.
+    same_counts : ClassMoments or None
+        Moments of the same pass whose ``counts`` and ``values`` are these (the same column of
+        the pass: phenotypes of the same individuals), whose per-variant calls are then these.
     """
 
     counts: np.ndarray
@@ -94,6 +101,8 @@ class ClassMoments(_Layout):
     n_missing: np.ndarray
     offsets: np.ndarray | None = None
     extra: np.ndarray | None = None
+    combination: tuple | None = None
+    same_counts: ClassMoments | None = None
 
     def _shape(self):
         return self.counts.shape
@@ -115,8 +124,22 @@ class ClassMoments(_Layout):
     @cached_property
     def _count_sums(self) -> np.ndarray:
         """Ragged: per variant, the sums of the counts and of counts times values in one compiled
-        pass, added as :meth:`reduce` adds them."""
+        pass, added as :meth:`reduce` adds them (once for the phenotypes of ``same_counts``: 0.35
+        of 5.7 ms per variant for 10 phenotypes on the 1/16384 grid, each alone)."""
+        if self.same_counts is not None:
+            return self.same_counts._count_sums
         return _kernels_classes.segment_count_sums(self.offsets, self.counts, self.values)
+
+    def extra_centred_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """:meth:`centred_sums` of the extra column (``extra`` or ``combination``), or None."""
+        if self.extra is not None:
+            return self.centred_sums(self.counts, self.extra)
+        if self.combination is None:
+            return None
+        S, coef = self.combination
+        out = _kernels_classes.centred_combination_sums(self.offsets, np.asarray(self.values, np.float64), S,
+                                                        np.ascontiguousarray(coef, dtype=np.float64))
+        return out[:, 0], out[:, 1], out[:, 2]
 
 
 @dataclass
@@ -139,6 +162,9 @@ class ClassSums(_Layout):
     values: np.ndarray | None
     missing: np.ndarray
     offsets: np.ndarray | None = None
+    #: Ragged: the column of the pass's design whose sums are column 0 here (parts with the same
+    #: one have the same column 0 to the last bit), or None.
+    column0: int | None = None
 
     def _shape(self):
         return self.sums.shape[:-1]
@@ -271,7 +297,7 @@ class ClassStatistics:
             cols = [np.arange(Yc.shape[1])[idx] for idx in index]
             seg, values, sums, missing = _kernels_classes.dosage_classes(block.dosages, Yc, block.denominator or 0,
                                                                          cols)
-            return [ClassSums(s, values, m, seg) for s, m in zip(sums, missing)]
+            return [ClassSums(s, values, m, seg, int(c[0]) if len(c) else None) for s, m, c in zip(sums, missing, cols)]
         return [ClassSums(mom[:, :3][:, :, idx], None, mom[:, 3][:, idx]) for idx in index]
 
     def moments(self, block: GenotypeBlock, models: list, powers: int, extra: list | None = None) -> list:
@@ -313,12 +339,17 @@ class ClassStatistics:
             return parts, combos
 
         parts, combos = self._caches()[1].get(key, lambda v: True, make)
-        out = []
+        out, first = [], {}
         for c, e, coef in zip(self.sums(block, parts), extra, combos):
             summed = e is not None and coef is None
             last = c.sums.shape[-1] - summed
-            ex = None if e is None else c.sums[..., last] if summed else _combination(c.sums, coef)
-            out.append(ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets, ex))
+            later = e is not None and not summed and c.ragged  # (extra_centred_sums, in one pass)
+            ex = None if e is None or later else c.sums[..., last] if summed else _combination(c.sums, coef)
+            mom = ClassMoments(c.sums[..., 0], c.sums[..., 1:last], c.values, c.missing[:, 0], c.offsets, ex,
+                               (c.sums, coef) if later else None, first.get(c.column0))
+            if c.column0 is not None:
+                first.setdefault(c.column0, mom)
+            out.append(mom)
         return out
 
 

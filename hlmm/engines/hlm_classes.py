@@ -67,8 +67,7 @@ class HLMClassScanner(Scanner):
 
     def _adaptive(self, block: GenotypeBlock, outs: list, moms: list) -> list:
         """The adaptive variance columns from the class sums of ``h`` of the same pass."""
-        return self.adaptive(block, outs, [None if mom.extra is None else mom.centred_sums(mom.counts, mom.extra)
-                                           for mom in moms])
+        return self.adaptive(block, outs, [mom.extra_centred_sums() for mom in moms])
 
     @staticmethod
     def _fit_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool) -> None:
