@@ -18,6 +18,14 @@ and directly on numba's threads (medians of 200 calls, microseconds)::
 
     python benchmarks/time_scan_parts.py --kernels
 
+``--classes PATH`` times the dosage class sums (:func:`hlmm.engines._kernels_classes.dosage_classes`)
+of the first 41 variants of a genotype file (a scan's part at n = 100,000), for one phenotype (4
+columns) and ten (21 columns, as ``--all_phenotypes`` makes them), the compiled kernel against
+numba's (medians of 15 calls, ms per variant, on numba's threads), and checks that their sums are
+the same to the last bit::
+
+    python benchmarks/time_scan_parts.py --classes benchmarks/_data/dosages/dos.pgen
+
 ``--fits`` times the HLM's Newton fits over the dosage classes of 41 variants (n = 100,000, 30% of
 the calls perturbed by N(0, 0.1) as ``bench_dosages.py``'s ``dos.pgen``, on its 1/16384 grid and on
 an 8-bit grid), the compiled library's (:func:`hlmm.engines._kernels_hlm.fit_dosage_classes`)
@@ -147,11 +155,43 @@ def fits() -> None:
               + f"  (ms per variant); largest difference {worst:.1e} standard errors")
 
 
+def classes(path: str) -> None:
+    from hlmm.engines import _kernels_classes as kc
+    from hlmm.io import open_genotypes
+
+    source = open_genotypes(path)
+    n = len(source.samples)
+    D = source.read_dosages(np.arange(n), 0, 41).astype(np.float32)  # (as the scans' blocks hold them)
+    rng = np.random.default_rng(0)
+    compiled = kc._dosage_classes_c
+    for q in (4, 21):
+        Yc = rng.standard_normal((n, q))
+        Yc[:, 0] = 1.0
+        # one trait [1, y, y^2] padded to 4; ten traits: the ones column shared, [1, y_t, y_t^2] each
+        parts = [np.arange(3)] if q == 4 else [np.array([0, 1 + 2 * t, 2 + 2 * t]) for t in range(10)]
+        row, out = [], {}
+        for label, kernel in (("compiled", compiled), ("numba", None)):
+            if label == "compiled" and compiled is None:
+                continue
+            kc._dosage_classes_c = kernel
+            try:
+                out[label] = kc.dosage_classes(D, Yc, 16384, parts)
+                row.append(f"{label} {1000 * _median_time(kc.dosage_classes, (D, Yc, 16384, parts), 15) / 41:.3f}")
+            finally:
+                kc._dosage_classes_c = compiled
+        same = len(out) < 2 or all(a.tobytes() == c.tobytes() for x, y in zip(*out.values())
+                                   for a, c in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]))
+        print(f"41 variants of {Path(path).name}, {q} columns: " + "  ".join(row)
+              + f"  (ms per variant); the same sums: {same}")
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["--kernels"]:
         kernels()
     elif sys.argv[1:] == ["--fits"]:
         fits()
+    elif len(sys.argv) == 3 and sys.argv[1] == "--classes":
+        classes(sys.argv[2])
     elif len(sys.argv) >= 5:
         scan_parts(sys.argv[1:])
     else:

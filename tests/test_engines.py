@@ -514,10 +514,11 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("q", [4, 8, 21])
+@pytest.mark.parametrize("q", [4, 8, 21, 70])
 def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, monkeypatch):
-    """The compiled dosage class sums (if built; 4, 8 and 21 columns, the last not a whole number of
-    vectors, float32 and float64 dosages) give
+    """The compiled dosage class sums (if built; 4, 8, 21 and 70 columns: the wider than 8 summed
+    four columns at a time, 21 not a whole number of them, and a part of 70 columns wider than the
+    kernel writes at a time; float32 and float64 dosages) give
     numpy's sums added in increasing individual (``np.add.at``), and numba's kernel's, to the last
     bit: variants on the grid (fine, 8-bit-like and hard calls, most at 0, 1 and 2) and off it,
     with missing calls (NaN, negative) and a variant without calls, n not a multiple of 4, one and
@@ -541,13 +542,12 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
     Y = rng.standard_normal((n, q))
     Y[:, 0] = 1.0
     Y[::5, 1] = -0.0
-    parts = [[0, 1, 2], [0, q - 1], [q - 1, 2]]
+    parts = [[0, 1, 2], [0, q - 1], [q - 1, 2]] + ([list(range(q))[::-1]] if q > 64 else [])
     threads = numba.get_num_threads()
     got = {}
     calls = []
     compiled = _kernels_classes._classes_compiled
     monkeypatch.setattr(_kernels_classes, "_classes_compiled", lambda *a: calls.append(1) or compiled(*a))
-    monkeypatch.setattr(_kernels_classes, "COMPILED_WIDE_BYTES", 2**62)  # (whatever the thread's last block)
     try:
         for t in sorted({1, threads}):
             numba.set_num_threads(t)
@@ -609,7 +609,7 @@ def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, 
     D = np.array(rows).astype(dtype)
     on_grid = np.zeros(D.shape[0], dtype=np.uint8)
     counts = np.zeros(D.shape[0], dtype=np.int64)
-    _kernels_classes._classes_compiled(D, np.ones((n, 4)), den, on_grid, counts)
+    _kernels_classes._classes_compiled(D, den, on_grid, counts)
     want_grid, want_counts = _kernels_classes._grid_counts(D, den)
     assert not want_grid.all()
     assert want_grid.any() or (dtype == np.float32 and den == 255)  # k / 255 in float32: off by 1e-5 units
@@ -617,37 +617,21 @@ def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, 
     np.testing.assert_array_equal(counts[want_grid], want_counts[want_grid])
 
 
-def test_dosage_classes__wide_designs_go_to_the_compiled_kernel_after_blocks_of_few_classes(monkeypatch):
-    """A design wider than COMPILED_DOSAGE_COLUMNS goes to the compiled kernel when the thread's
-    last block had at most COMPILED_WIDE_BYTES of class sums per variant, else (and for the
-    thread's first block) to numba's; a design of at most COMPILED_DOSAGE_COLUMNS always to the
-    compiled kernel. The sums are the same either way."""
+def test_dosage_classes__column_chunks_of_a_wide_design_made_once_per_design():
+    """A design wider than COMPILED_DOSAGE_COLUMNS is summed from its columns four at a time
+    (zeros past the last), made once for the same design array and again for another."""
     from hlmm.engines import _kernels_classes
 
-    if not _kernels_classes.COMPILED:
-        pytest.skip("the compiled library is not built here")
     rng = np.random.default_rng(11)
-    n = 2000
-    coarse = (rng.integers(0, 256, (6, n)) * 64 / 16384).astype(np.float32)  # at most 256 classes
-    fine = (rng.integers(0, 32769, (6, n)) / 16384).astype(np.float32)  # about 1,900 classes
-    wide, narrow = rng.standard_normal((n, 21)), rng.standard_normal((n, 8))
-    calls = []
-    compiled = _kernels_classes._classes_compiled
-    monkeypatch.setattr(_kernels_classes, "_classes_compiled", lambda *a: calls.append(a[1].shape[1]) or compiled(*a))
-    monkeypatch.setattr(_kernels_classes._kept_buffers(), "classes", np.inf)  # (a new thread's)
-    got = {}
-    order = [("first", coarse, wide), ("coarse", coarse, wide), ("fine", fine, wide), ("wide after fine", coarse, wide),
-             ("narrow after fine", fine, narrow), ("fine narrow", fine, narrow), ("again", coarse, wide)]
-    for label, D, Y in order:
-        calls.clear()
-        got[label] = _kernels_classes.dosage_classes(D, Y, 16384)
-        got[label, "used"] = bool(calls)
-    # 257 x 21 x 8 bytes <= 262,144 < 1,900 x 21 x 8
-    assert [got[k, "used"] for k, _, _ in order] == [False, True, True, False, True, True, False]
-    monkeypatch.setattr(_kernels_classes, "_dosage_classes_c", None)
-    for label, D, Y in order[:4]:
-        for a, c in zip(got[label], _kernels_classes.dosage_classes(D, Y, 16384)):
-            assert a.tobytes() == c.tobytes()
+    Y = rng.standard_normal((50, 9))
+    chunks = _kernels_classes._column_chunks(Y)
+    assert chunks.shape == (3, 50, 4) and chunks.flags.c_contiguous
+    np.testing.assert_array_equal(np.concatenate(list(chunks), axis=1)[:, :9], Y)
+    assert not chunks[2, :, 1:].any()
+    assert _kernels_classes._column_chunks(Y) is chunks
+    other = Y.copy()
+    assert _kernels_classes._column_chunks(other) is not chunks
+    assert _kernels_classes._column_chunks(Y) is chunks  # (the last two designs are kept)
 
 
 def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypatch):

@@ -386,14 +386,17 @@ POWER_SUMS(double)
  * individual, one running sum per class and column, starting from +0.0, as numba's kernel adds
  * them.
  *
- * Each variant's dosages are read once: their grid values (keys) go to a scratch array, and the
- * sums are added from it. A pass over Yc adds it for up to DOSAGE_GROUP variants at once, as
- * many as have their class sums within DOSAGE_CACHE bytes (judged by the last group's classes),
+ * Two phases, so that the sums go straight to their places. hlmm_dosage_keys_* reads each
+ * variant's dosages once: their grid values (keys) and each grid value's class (slots) go to the
+ * range's work area, and the number of classes to the caller, which then knows where every
+ * variant's results go. hlmm_dosage_sums adds the sums from the keys. A pass over Yc adds it for up
+ * to DOSAGE_GROUP variants at once, as many as have their class sums within DOSAGE_CACHE bytes,
  * so that Yc (2.4 MB for three columns at n = 100,000, more than a core's L2 cache) is read once
  * for them; a running sum in memory that the next individual adds to again waits for the last
- * addition, and the variants' sums interleaved wait less. The number of classes of a variant is
- * known only after its pass: each range of variants writes its results to a buffer of its own,
- * which hlmm_dosage_gather then copies to their places (and frees).
+ * addition, and the variants' sums interleaved wait less. Until 2026-12 the two were one pass that
+ * wrote each range's results to a buffer of its own, which the caller then copied to their places
+ * on one thread: for 10 phenotypes (21 columns) on the 1/16384 grid that copy took as long as the
+ * sums (1.20 and 1.17 ms per variant of dos.pgen in the pipeline).
  *
  * DOSAGE_CACHE was 768 KB; with four variants' keys, slots and sums in registers (scatter_group4)
  * 1.5 MB measured faster on the 1/16384 grid, where four variants' sums of 4 columns (about 9,200
@@ -404,6 +407,8 @@ POWER_SUMS(double)
 
 #define DOSAGE_GROUP 4
 #define DOSAGE_CACHE 1572864
+/* Columns of a part that hlmm_dosage_sums writes at a time. */
+#define DOSAGE_PART 64
 
 /* How far ahead (in dosages) the key passes ask for their input: the hardware prefetcher alone
  * left them waiting on memory (0.27 ms per variant of 100,000 float32 dosages read from memory,
@@ -515,32 +520,18 @@ static inline __attribute__((always_inline)) int64_t grid_keys_pow2(const float 
 VARIANT_KEYS(float)
 VARIANT_KEYS(double)
 
-/* Room for `more` doubles at the end of a range's buffer; 0, or -1 if out of memory. */
-static int reserve(double **buf, int64_t *size, int64_t *cap, int64_t more)
-{
-    if (*size + more <= *cap)
-        return 0;
-    int64_t cap2 = 2 * *cap > *size + more ? 2 * *cap : *size + more;
-    double *b2 = realloc(*buf, (size_t)cap2 * sizeof(double));
-    if (!b2)
-        return -1;
-    *buf = b2;
-    *cap = cap2;
-    return 0;
-}
-
-/* The class sums of G variants in one pass over the individuals: row keys[g stride + i] of
- * variant g's slots gives its class, whose running sums (q of them, from acc + base[g]) get Yc's
- * row i; each class's rows in increasing individual. */
-static inline __attribute__((always_inline)) void scatter(const uint16_t *keys, int64_t kstride, const int32_t *slot,
-                                                          int64_t sstride, double *acc, const int64_t *base, int64_t G,
-                                                          const double *Yc, int64_t q, int64_t n)
+/* The class sums of G variants in one pass over the individuals: classes[g stride + i] is
+ * individual i's class of variant g, whose running sums (q of them, from acc + base[g]) get the q
+ * values of Yc's row i (ystride apart); each class's rows in increasing individual. */
+static inline __attribute__((always_inline)) void scatter(const uint16_t *classes, int64_t kstride, double *acc,
+                                                          const int64_t *base, int64_t G, const double *Yc,
+                                                          int64_t ystride, int64_t q, int64_t n)
 {
     int64_t q4 = q / 4;
     for (int64_t i = 0; i < n; i++) {
-        const double *yi = Yc + i * q;
+        const double *yi = Yc + i * ystride;
         for (int64_t g = 0; g < G; g++) {
-            double *row = acc + base[g] + q * (int64_t)slot[g * sstride + keys[g * kstride + i]];
+            double *row = acc + base[g] + q * (int64_t)classes[g * kstride + i];
             for (int64_t c = 0; c < q4; c++) {
                 v4d y, t;
                 memcpy(&y, yi + 4 * c, 32);
@@ -555,23 +546,21 @@ static inline __attribute__((always_inline)) void scatter(const uint16_t *keys, 
 }
 
 /* scatter for four variants (DOSAGE_GROUP), the same additions in the same order, with each
- * variant's keys, slots and sums held in registers: 0.13-0.14 against 0.17-0.22 ms per variant of
+ * variant's classes and sums held in registers: 0.13-0.14 against 0.17-0.22 ms per variant of
  * scatter on one thread (64 variants of dos8.pgen, 4 columns, a C harness). Called with q = 4
  * (one phenotype) as a constant, which the compiler then unrolls. */
 _Static_assert(DOSAGE_GROUP == 4, "scatter_group4 takes the four variants of a group");
-static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *keys, int64_t kstride,
-                                                                  const int32_t *slot, int64_t sstride, double *acc,
-                                                                  const int64_t *base, const double *Yc, int64_t q,
-                                                                  int64_t n)
+static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *classes, int64_t kstride,
+                                                                  double *acc, const int64_t *base, const double *Yc,
+                                                                  int64_t ystride, int64_t q, int64_t n)
 {
-    const uint16_t *k0 = keys, *k1 = keys + kstride, *k2 = keys + 2 * kstride, *k3 = keys + 3 * kstride;
-    const int32_t *s0 = slot, *s1 = slot + sstride, *s2 = slot + 2 * sstride, *s3 = slot + 3 * sstride;
+    const uint16_t *k0 = classes, *k1 = classes + kstride, *k2 = classes + 2 * kstride, *k3 = classes + 3 * kstride;
     double *a0 = acc + base[0], *a1 = acc + base[1], *a2 = acc + base[2], *a3 = acc + base[3];
     int64_t q4 = q / 4;
     for (int64_t i = 0; i < n; i++) {
-        const double *yi = Yc + q * i;
-        double *r[4] = {a0 + q * (int64_t)s0[k0[i]], a1 + q * (int64_t)s1[k1[i]], a2 + q * (int64_t)s2[k2[i]],
-                        a3 + q * (int64_t)s3[k3[i]]};
+        const double *yi = Yc + ystride * i;
+        double *r[4] = {a0 + q * (int64_t)k0[i], a1 + q * (int64_t)k1[i], a2 + q * (int64_t)k2[i],
+                        a3 + q * (int64_t)k3[i]};
         for (int64_t c = 0; c < q4; c++) {
             v4d y, t;
             memcpy(&y, yi + 4 * c, 32);
@@ -599,153 +588,177 @@ static void *kept(int64_t *state, int64_t bytes)
     return (void *)(intptr_t)state[0];
 }
 
-/* Variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den at most 32767): on_grid[j],
- * and for those on the grid counts[j] (distinct called dosages, K) and, in the buffer at
- * buffer[0] of buffer[1] doubles (grown here with realloc, and kept by the caller for its next
- * calls: a buffer allocated afresh for each block was paged in afresh, which cost more than the
- * sums), one after another: the K values, then the sums of the K classes and of no call,
- * (K + 1) x q. buffer[2 .. 3] and buffer[4 .. 5] are two work areas (address, bytes; see kept),
- * also the caller's to keep and free: allocated and freed by each call, they moved the top of the
- * heap up and down (sbrk) once the compiled Newton fits kept their scratch space, and the .pgen
- * decoding, whose blocks then got fresh pages, slowed (docs/performance.rst). Yc is C-contiguous
- * (q columns, any number). Returns 0, or -1 if out of memory. */
-#define DOSAGE_CLASSES(T)                                                                          \
-    CLONES                                                                                         \
-    int hlmm_dosage_classes_##T(const T *dosages, int64_t N, int64_t n, int64_t den,               \
-                                const double *Yc, int64_t q, uint8_t *on_grid, int64_t *counts,    \
-                                int64_t *buffer, int64_t j0, int64_t j1)                           \
-    {                                                                                              \
-        int64_t width = 2 * den + 1;                                                               \
-        int pow2 = sizeof(T) == 4 && (den & (den - 1)) == 0;                                       \
-        int64_t keys_bytes = (DOSAGE_GROUP * (n + 8) * 2 + 63) / 64 * 64;                          \
-        int64_t slot_bytes = (DOSAGE_GROUP * (width + 1) * 4 + 63) / 64 * 64;                      \
-        char *work = kept(buffer + 2, keys_bytes + slot_bytes + width + 1);                        \
-        uint16_t *keys = (uint16_t *)work;                                                         \
-        int32_t *slot = (int32_t *)(work + keys_bytes);                                            \
-        uint8_t *present = (uint8_t *)(work + keys_bytes + slot_bytes);                            \
-        double *acc = NULL, *buf = (double *)(intptr_t)buffer[0];                                  \
-        int64_t size = 0, cap = buffer[1], group = 1, status = -1;                                 \
-        if (!work)                                                                                 \
-            goto done;                                                                             \
-        int64_t j = j0;                                                                            \
-        while (j < j1) {                                                                           \
-            int64_t ks[DOSAGE_GROUP], G = 0, classes = 0;                        \
-            for (; j < j1 && G < group; j++) {                                                     \
-                const T *x = dosages + j * N;                                                      \
-                uint16_t *kg = keys + G * (n + 8);                                                 \
-                on_grid[j] = !variant_keys_##T(x, n, den, pow2, kg);                               \
-                if (!on_grid[j])                                                                   \
-                    continue;                                                                      \
-                memset(present, 0, width + 1);                                                     \
-                for (int64_t i = 0; i < n; i++)                                                    \
-                    present[kg[i]] = 1;                                                            \
-                /* the grid values present, counted and numbered eight bytes (of 0 or 1) at a time \
-                 * (a few hundred of the 32,769 on .pgen's grid for 8-bit dosages) */              \
-                int64_t k = 0, whole = width / 8 * 8;                                              \
-                for (int64_t v = 0; v < whole; v += 8) {                                           \
-                    uint64_t word;                                                                 \
-                    memcpy(&word, present + v, 8);                                                 \
-                    k += __builtin_popcountll(word);                                               \
-                }                                                                                  \
-                for (int64_t v = whole; v < width; v++)                                            \
-                    k += present[v];                                                               \
-                if (reserve(&buf, &size, &cap, k + 1 + (k + 1) * q))                               \
-                    goto done;                                                                     \
-                /* without branches on the bytes (their pattern is a coin toss on fine grids): a   \
-                 * grid value's slot and value are written whether or not it is present, and only  \
-                 * those present are kept (the one after the last is overwritten by the sums) */   \
-                int32_t *sl = slot + G * (width + 1);                                              \
-                double *val = buf + size;                                                          \
-                k = 0;                                                                             \
-                for (int64_t v = 0; v < width; v += 8) {                                           \
-                    int64_t e = v + 8 <= width ? v + 8 : width;                                    \
-                    if (e == v + 8) {                                                              \
-                        uint64_t word;                                                             \
-                        memcpy(&word, present + v, 8);                                             \
-                        if (!word)                                                                 \
-                            continue;                                                              \
-                    }                                                                              \
-                    for (int64_t u = v; u < e; u++) {                                              \
-                        sl[u] = (int32_t)k;                                                        \
-                        val[k] = (double)u / (double)den;                                          \
-                        k += present[u];                                                           \
-                    }                                                                              \
-                }                                                                                  \
-                sl[width] = (int32_t)k; /* no call */                                              \
-                counts[j] = k;                                                                     \
-                ks[G] = k;                                                                         \
-                size += k + (k + 1) * q;                                                           \
-                classes += k + 1;                                                                  \
-                G++;                                                                               \
-            }                                                                                      \
-            if (G == 0)                                                                            \
-                continue;                                                                          \
-            acc = kept(buffer + 4, classes * q * (int64_t)sizeof(double));                         \
-            if (!acc)                                                                              \
-                goto done;                                                                         \
-            memset(acc, 0, (size_t)classes * q * sizeof(double));                                 \
-            int64_t base[DOSAGE_GROUP];                                                            \
-            base[0] = 0;                                                                           \
-            for (int64_t g = 1; g < G; g++)                                                        \
-                base[g] = base[g - 1] + (ks[g - 1] + 1) * q;                                       \
-            if (G == DOSAGE_GROUP && q == 4)                                                       \
-                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, 4, n);                 \
-            else if (G == DOSAGE_GROUP)                                                            \
-                scatter_group4(keys, n + 8, slot, width + 1, acc, base, Yc, q, n);                 \
-            else                                                                                   \
-                scatter(keys, n + 8, slot, width + 1, acc, base, G, Yc, q, n);                     \
-            /* the sums after each variant's values in the buffer: walk back from its end */       \
-            int64_t end = size;                                                                    \
-            for (int64_t g = G - 1; g >= 0; g--) {                                                 \
-                int64_t len = (ks[g] + 1) * q;                                                     \
-                memcpy(buf + end - len, acc + base[g], (size_t)len * sizeof(double));              \
-                end -= len + ks[g];                                                                \
-            }                                                                                      \
-            /* the next group: as many variants as this one's classes per variant allow */         \
-            int64_t per = classes / G * q * (int64_t)sizeof(double);                               \
-            group = per > 0 ? DOSAGE_CACHE / per : DOSAGE_GROUP;                                   \
-            group = group < 1 ? 1 : group > DOSAGE_GROUP ? DOSAGE_GROUP : group;                   \
-        }                                                                                          \
-        status = 0;                                                                                \
-    done:                                                                                          \
-        buffer[0] = (int64_t)(intptr_t)buf;                                                        \
-        buffer[1] = cap;                                                                           \
-        return (int)status;                                                                        \
-    }
-DOSAGE_CLASSES(float)
-DOSAGE_CLASSES(double)
-
-/* Copies a range's buffer (hlmm_dosage_classes_*) to its places: for each variant j
- * of j0 .. j1 - 1 on the grid, its values from values[offsets[j]], and for each part p (columns
- * cols[starts[p] .. starts[p + 1] - 1], r_p of them) its class sums as rows offsets[j] .. of a
- * C-contiguous (K, r_p) array from sums[first[p]], and its sums over no call at
- * missing[b starts[p] + j r_p]. */
-void hlmm_dosage_gather(const double *buf, int64_t q, const uint8_t *on_grid, const int64_t *offsets,
-                        const int64_t *cols, const int64_t *starts, int64_t P, const int64_t *first,
-                        int64_t b, double *values, double *sums, double *missing, int64_t j0, int64_t j1)
+/* A range's kept work areas (see kept): state[0 .. 1] its variants' keys and slots (from
+ * hlmm_dosage_keys_*, for hlmm_dosage_sums), state[2 .. 3] one variant's grid values present,
+ * state[4 .. 5] a group's running sums. Kept by the caller for its next blocks and freed with
+ * hlmm_free: allocated and freed by each call, they moved the top of the heap up and down (sbrk)
+ * once the compiled Newton fits kept their scratch space, and the .pgen decoding, whose blocks then
+ * got fresh pages, slowed (docs/performance.rst). */
+static inline int64_t keys_stride(int64_t n)
 {
-    const double *at = buf;
-    for (int64_t j = j0; j < j1; j++) {
-        if (!on_grid[j])
-            continue;
-        int64_t o = offsets[j], k = offsets[j + 1] - o;
-        memcpy(values + o, at, (size_t)k * sizeof(double));
-        const double *s = at + k;
-        for (int64_t p = 0; p < P; p++) {
-            int64_t r_p = starts[p + 1] - starts[p];
-            const int64_t *cp = cols + starts[p];
-            double *out = sums + first[p] + o * r_p;
-            for (int64_t r = 0; r < k; r++)
-                for (int64_t c = 0; c < r_p; c++)
-                    out[r * r_p + c] = s[r * q + cp[c]];
-            for (int64_t c = 0; c < r_p; c++)
-                missing[b * starts[p] + j * r_p + c] = s[k * q + cp[c]];
-        }
-        at = s + (k + 1) * q;
-    }
+    return (n + 8 + 31) / 32 * 32; /* (uint16 keys: 64-byte rows) */
 }
 
-/* Frees a buffer of hlmm_dosage_classes_* (the caller's, when it no longer keeps it). */
+static inline int64_t slots_stride(int64_t den)
+{
+    return (2 * den + 2 + 15) / 16 * 16; /* (int32 slots of the 2 den + 1 grid values and no call) */
+}
+
+/* Phase 1 of the class sums of variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den
+ * at most 32767): on_grid[j], and for those on the grid counts[j] (K, distinct called dosages), and
+ * in the range's kept area state[0 .. 1], variant j's keys (grid value of each individual, 2 den + 1
+ * for no call) and slots (class of each grid value, K for no call). The caller then knows every
+ * variant's place in the results, which hlmm_dosage_sums writes to directly. Returns 0, or -1 if
+ * out of memory. */
+#define DOSAGE_KEYS(T)                                                                             \
+    CLONES                                                                                         \
+    int hlmm_dosage_keys_##T(const T *dosages, int64_t N, int64_t n, int64_t den, uint8_t *on_grid, \
+                             int64_t *counts, int64_t *state, int64_t j0, int64_t j1)              \
+    {                                                                                              \
+        int64_t width = 2 * den + 1, ks = keys_stride(n), ss = slots_stride(den);                 \
+        int pow2 = sizeof(T) == 4 && (den & (den - 1)) == 0;                                       \
+        int64_t keys_bytes = (j1 - j0) * ks * 2;                                                   \
+        char *area = kept(state, keys_bytes + (j1 - j0) * ss * 4);                                 \
+        uint8_t *present = kept(state + 2, (width + 1 + 63) / 64 * 64);                            \
+        if (!area || !present)                                                                     \
+            return -1;                                                                             \
+        for (int64_t j = j0; j < j1; j++) {                                                        \
+            uint16_t *kg = (uint16_t *)area + (j - j0) * ks;                                       \
+            int32_t *sl = (int32_t *)(area + keys_bytes) + (j - j0) * ss;                          \
+            on_grid[j] = !variant_keys_##T(dosages + j * N, n, den, pow2, kg);                     \
+            if (!on_grid[j])                                                                       \
+                continue;                                                                          \
+            memset(present, 0, width + 1);                                                         \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                present[kg[i]] = 1;                                                                \
+            /* each grid value's slot, without branches on the bytes (their pattern is a coin toss \
+             * on fine grids), eight bytes of 0 or 1 at a time, those all 0 skipped (a few hundred \
+             * of the 32,769 on .pgen's grid are present for 8-bit dosages): a value's slot is the \
+             * number present below it, so that the values absent share the next one's */         \
+            int64_t k = 0;                                                                         \
+            for (int64_t v = 0; v < width; v += 8) {                                               \
+                int64_t e = v + 8 <= width ? v + 8 : width;                                        \
+                if (e == v + 8) {                                                                  \
+                    uint64_t word;                                                                 \
+                    memcpy(&word, present + v, 8);                                                 \
+                    if (!word) {                                                                   \
+                        for (int64_t u = v; u < e; u++)                                            \
+                            sl[u] = (int32_t)k;                                                    \
+                        continue;                                                                  \
+                    }                                                                              \
+                }                                                                                  \
+                for (int64_t u = v; u < e; u++) {                                                  \
+                    sl[u] = (int32_t)k;                                                            \
+                    k += present[u];                                                               \
+                }                                                                                  \
+            }                                                                                      \
+            sl[width] = (int32_t)k; /* no call */                                                  \
+            counts[j] = k;                                                                         \
+            /* each individual's class in place of its key (at most 2 den + 1 < 65536 of them): a \
+             * load fewer per individual for each pass of hlmm_dosage_sums */                      \
+            for (int64_t i = 0; i < n; i++)                                                        \
+                kg[i] = (uint16_t)sl[kg[i]];                                                       \
+        }                                                                                          \
+        return 0;                                                                                  \
+    }
+DOSAGE_KEYS(float)
+DOSAGE_KEYS(double)
+
+/* Phase 2, for the same range after hlmm_dosage_keys_* (its keys and slots in state[0 .. 1]): for
+ * each variant j on the grid, its values (the grid values present, increasing) from
+ * values[offsets[j]], and for each part p (columns cols[starts[p] .. starts[p + 1] - 1] of Yc, r_p
+ * of them) its class sums as rows offsets[j] .. of a C-contiguous (K, r_p) array from
+ * sums[first[p]], and its sums over no call at missing[b starts[p] + j r_p]. Yc is C-contiguous
+ * (n, q), any q. Variants are summed in groups of up to DOSAGE_GROUP, as many as have their sums
+ * within DOSAGE_CACHE bytes (at least one). Returns 0, or -1 if out of memory. */
+CLONES
+int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const double *Yt, const uint8_t *on_grid,
+                     const int64_t *offsets, const int64_t *cols, const int64_t *starts, int64_t P,
+                     const int64_t *first, int64_t b, double *values, double *sums, double *missing,
+                     int64_t *state, int64_t j0, int64_t j1)
+{
+    int64_t width = 2 * den + 1, ks = keys_stride(n), ss = slots_stride(den);
+    const uint16_t *keys = (const uint16_t *)(intptr_t)state[0];
+    const int32_t *slots = (const int32_t *)((const char *)keys + (j1 - j0) * ks * 2);
+    /* with Yt (designs wider than 8 columns: several phenotypes), the sums in chunks of 4 columns,
+     * from Yc's columns four at a time ((q + 3) / 4, n, 4; zeros past the last): a variant's sums
+     * of 21 columns on the 1/16384 grid (1.6 MB) left no room for Yc's rows in a core's L2 cache */
+    int64_t wc = Yt ? 4 : q;
+    int64_t j = j0;
+    while (j < j1) {
+        int64_t js[DOSAGE_GROUP], rows[DOSAGE_GROUP], base[DOSAGE_GROUP + 1], G = 0, all = 0;
+        for (; j < j1 && G < DOSAGE_GROUP; j++) {
+            if (!on_grid[j])
+                continue;
+            int64_t r = offsets[j + 1] - offsets[j] + 1;
+            if (G > 0 && (all + r) * wc * (int64_t)sizeof(double) > DOSAGE_CACHE)
+                break;
+            js[G] = j;
+            rows[G] = r;
+            all += r;
+            G++;
+        }
+        if (G == 0)
+            continue;
+        int64_t chunks = (q + wc - 1) / wc, size = all * wc; /* (one chunk's sums) */
+        double *acc = kept(state + 4, chunks * size * (int64_t)sizeof(double));
+        if (!acc)
+            return -1;
+        memset(acc, 0, (size_t)(chunks * size) * sizeof(double));
+        base[0] = 0;
+        for (int64_t g = 0; g < G; g++)
+            base[g + 1] = base[g] + rows[g] * wc;
+        const uint16_t *kg = keys + (js[0] - j0) * ks;
+        int consecutive = js[G - 1] - js[0] == G - 1;
+        for (int64_t ch = 0; ch < chunks; ch++) {
+            const double *Y = Yt ? Yt + ch * wc * n : Yc;
+            int64_t ystride = Yt ? wc : q;
+            double *a = acc + ch * size;
+            if (!consecutive) { /* a variant off the grid between them: one at a time */
+                for (int64_t g = 0; g < G; g++)
+                    scatter(keys + (js[g] - j0) * ks, ks, a, base + g, 1, Y, ystride, wc, n);
+            } else if (G == DOSAGE_GROUP && wc == 4) {
+                scatter_group4(kg, ks, a, base, Y, ystride, 4, n);
+            } else if (G == DOSAGE_GROUP) {
+                scatter_group4(kg, ks, a, base, Y, ystride, wc, n);
+            } else {
+                scatter(kg, ks, a, base, G, Y, ystride, wc, n);
+            }
+        }
+        for (int64_t g = 0; g < G; g++) {
+            int64_t jj = js[g], o = offsets[jj], k = rows[g] - 1;
+            const int32_t *sl = slots + (jj - j0) * ss;
+            /* a value's slot is its class if present, else the next present one's: written in
+             * increasing value, each class's last value written is the one present */
+            for (int64_t u = 0; u < width && sl[u] < k; u++)
+                values[o + sl[u]] = (double)u / (double)den;
+            /* each part's rows in order (up to DOSAGE_PART of its columns at a time), each column
+             * from its chunk, wc apart: the rows written in order once, where a chunk's columns
+             * written to every part in turn took a quarter of the time for 10 phenotypes */
+            for (int64_t p = 0; p < P; p++) {
+                int64_t r_p = starts[p + 1] - starts[p];
+                double *out = sums + first[p] + o * r_p;
+                for (int64_t c0 = 0; c0 < r_p; c0 += DOSAGE_PART) {
+                    int64_t m = r_p - c0 < DOSAGE_PART ? r_p - c0 : DOSAGE_PART;
+                    const double *src[DOSAGE_PART];
+                    for (int64_t c = 0; c < m; c++) {
+                        int64_t col = cols[starts[p] + c0 + c];
+                        src[c] = acc + (col / wc) * size + base[g] + col % wc;
+                    }
+                    for (int64_t r = 0; r < k; r++)
+                        for (int64_t c = 0; c < m; c++)
+                            out[r * r_p + c0 + c] = src[c][r * wc];
+                    for (int64_t c = 0; c < m; c++)
+                        missing[b * starts[p] + jj * r_p + c0 + c] = src[c][k * wc];
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Frees a kept work area of hlmm_dosage_keys_* and hlmm_dosage_sums (the caller's, when it no
+ * longer keeps it). */
 void hlmm_free(void *p)
 {
     free(p);

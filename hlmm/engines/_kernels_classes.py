@@ -12,6 +12,7 @@ import functools
 import importlib.machinery
 import os
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -41,11 +42,11 @@ def _load_library():
             for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
                 f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64]
                 f.restype = ctypes.c_int
-            for f in (lib.hlmm_dosage_classes_float, lib.hlmm_dosage_classes_double):
-                f.argtypes = [p, i64, i64, i64, p, i64, p, p, p, i64, i64]
+            for f in (lib.hlmm_dosage_keys_float, lib.hlmm_dosage_keys_double):
+                f.argtypes = [p, i64, i64, i64, p, p, p, i64, i64]
                 f.restype = ctypes.c_int
-            lib.hlmm_dosage_gather.argtypes = [p, i64, p, p, p, p, i64, p, i64, p, p, p, i64, i64]
-            lib.hlmm_dosage_gather.restype = None
+            lib.hlmm_dosage_sums.argtypes = [i64, i64, p, i64, p, p, p, p, p, i64, p, i64, p, p, p, p, i64, i64]
+            lib.hlmm_dosage_sums.restype = ctypes.c_int
             lib.hlmm_fit_dosage_classes.argtypes = [p, p, p, p, p, i64, i64, i64, i64] + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
@@ -99,15 +100,15 @@ _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
 #: compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
 
-#: The compiled dosage class kernels by dtype of the dosages (see :func:`dosage_classes`), or None.
-_dosage_classes_c = None if LIBRARY is None else {np.dtype(np.float32): LIBRARY.hlmm_dosage_classes_float,
-                                                  np.dtype(np.float64): LIBRARY.hlmm_dosage_classes_double}
+#: The compiled dosage class kernels' first phase by dtype of the dosages (see
+#: :func:`dosage_classes`), or None.
+_dosage_classes_c = None if LIBRARY is None else {np.dtype(np.float32): LIBRARY.hlmm_dosage_keys_float,
+                                                  np.dtype(np.float64): LIBRARY.hlmm_dosage_keys_double}
 
-#: The compiled dosage class sums are used for designs of at most this many columns (two
-#: phenotypes), padded to whole vectors of 4; wider ones, unpadded, when the calling thread's last
-#: block had at most COMPILED_WIDE_BYTES of class sums per variant (see :func:`dosage_classes`).
+#: Designs of dosages of at most this many columns (one or two phenotypes) are padded to whole
+#: vectors of 4 (:func:`hlmm.engines.classes.padded_width`) and summed by the compiled kernel as
+#: they are; wider ones four columns at a time (:func:`_column_chunks`).
 COMPILED_DOSAGE_COLUMNS = 8
-COMPILED_WIDE_BYTES = 262144
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
 
@@ -382,11 +383,8 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     ``Yc`` and C-contiguous rows of float32 or float64 dosages, the variants on the grid are summed
     by the C kernel (``_classsums.c``; see docs/performance.rst, "Dosages: the Wald's class sums in
     C"), the others by numba's; both add in the same order, so the sums are the same to the last
-    bit. The C kernel takes designs of up to ``COMPILED_DOSAGE_COLUMNS`` columns, and wider ones
-    (several phenotypes) when the calling thread's last block had at most ``COMPILED_WIDE_BYTES``
-    of class sums per variant: it keeps every variant's sums in a buffer until the block's
-    offsets are known, and copies them to their places, which costs more than it saves where a
-    variant has thousands of classes (on fine grids) and many columns.
+    bit. The C kernel takes two passes over ranges of variants on threads: the first finds each
+    variant's classes, so that the second writes the sums straight to their places.
 
     Parameters
     ----------
@@ -414,22 +412,16 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     starts = np.zeros(len(parts) + 1, dtype=np.int64)
     starts[1:] = np.cumsum([len(p) for p in parts])
     b = dosages.shape[0]
-    q = Yc.shape[1]
-    kept = _kept_buffers()
     compiled = (_dosage_classes_c is not None and 0 < denominator <= 32767 and b > 0
                 and dosages.dtype in _dosage_classes_c and dosages.ndim == 2
-                and dosages.strides[1] == dosages.itemsize and Yc.flags.c_contiguous and Yc.dtype == np.float64
-                and (q <= COMPILED_DOSAGE_COLUMNS or kept.classes * q * 8 <= COMPILED_WIDE_BYTES))
+                and dosages.strides[1] == dosages.itemsize and Yc.flags.c_contiguous and Yc.dtype == np.float64)
     if compiled:
         on_grid = np.zeros(b, dtype=np.uint8)
         counts = np.zeros(b, dtype=np.int64)
-        bounds, buffers = _classes_compiled(dosages, Yc, denominator, on_grid, counts)
-        on_grid = on_grid.astype(np.bool_)
+        state = _classes_compiled(dosages, denominator, on_grid, counts)
     else:
         on_grid, counts = _grid_counts(dosages, denominator)
-    if on_grid.any():
-        kept.classes = float(counts[on_grid].mean()) + 1  # (and no call)
-    _distinct_counts(dosages, on_grid, counts)
+    _distinct_counts(dosages, on_grid.view(np.bool_), counts)
     offsets = np.zeros(b + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     K = int(offsets[b])
@@ -442,11 +434,21 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     flat = np.zeros(first[-1])
     flat_missing = np.zeros(b * len(cols))
     if compiled:
-        for t in range(len(bounds) - 1):
-            LIBRARY.hlmm_dosage_gather(buffers[t], Yc.shape[1], on_grid.ctypes.data, offsets.ctypes.data,
-                                       cols.ctypes.data, starts.ctypes.data, len(parts), first.ctypes.data, b,
-                                       values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data,
-                                       bounds[t], bounds[t + 1])
+        status = [0] * (len(range_bounds(b, minimum=4)) - 1)
+        Yt = _column_chunks(Yc) if Yc.shape[1] > COMPILED_DOSAGE_COLUMNS else None
+
+        def run(j0, j1):
+            t = range_bounds(b, minimum=4).index(j0)  # (run_ranges splits at the same bounds)
+            status[t] = LIBRARY.hlmm_dosage_sums(
+                dosages.shape[1], denominator, Yc.ctypes.data, Yc.shape[1], None if Yt is None else Yt.ctypes.data,
+                on_grid.ctypes.data, offsets.ctypes.data,
+                cols.ctypes.data, starts.ctypes.data, len(parts), first.ctypes.data, b, values.ctypes.data,
+                flat.ctypes.data, flat_missing.ctypes.data, state[t:].ctypes.data, j0, j1)
+
+        run_ranges(run, b, minimum=4)
+        if any(status):
+            raise MemoryError(f"out of memory for the class sums of {b} variants of {dosages.shape[1]} dosages")
+        on_grid = on_grid.view(np.bool_)
     _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
                   flat_missing)
     sums = [flat[first[p] : first[p] + K * len(parts[p])].reshape(K, -1) for p in range(len(parts))]
@@ -454,14 +456,35 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     return (offsets, values, sums[0], missing[0]) if whole else (offsets, values, sums, missing)
 
 
-def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
-    """The compiled dosage class kernel over ranges of variants on threads (:func:`run_ranges`),
-    each range's results in a buffer of its own. Returns the ranges' bounds and buffers' addresses
-    (for ``hlmm_dosage_gather``); MemoryError if a range ran out of memory.
+_chunks = threading.local()
 
-    The buffers are this (calling) thread's (:class:`_KeptBuffers`), kept for its next blocks and
-    grown by the kernel: allocated afresh for each block they were paged in afresh, which cost more
-    than the sums."""
+
+def _column_chunks(Yc: np.ndarray) -> np.ndarray:
+    """``Yc``'s columns four at a time, each four a C-contiguous (n, 4) array, zeros past the last:
+    ((q + 3) // 4, n, 4), for the compiled class sums of designs wider than
+    ``COMPILED_DOSAGE_COLUMNS``. Made once for the calling thread's last few designs (the scanners
+    pass the same one for every block)."""
+    cache = _chunks.__dict__.setdefault("entries", [])
+    for ref, Yt in cache:
+        if ref() is Yc:
+            return Yt
+    n, q = Yc.shape
+    Yt = np.zeros(((q + 3) // 4, n, 4))
+    for c in range(0, q, 4):
+        Yt[c // 4, :, : min(4, q - c)] = Yc[:, c : c + 4]
+    cache.insert(0, (weakref.ref(Yc), Yt))
+    del cache[2:]
+    return Yt
+
+
+def _classes_compiled(dosages, denominator, on_grid, counts):
+    """The first pass of the compiled dosage class kernel (``hlmm_dosage_keys_*``: on the grid or
+    not, classes, and each range's keys and slots in its work area) over ranges of variants on
+    threads (:func:`run_ranges`). Returns the ranges' state (:class:`_KeptBuffers`) for the second
+    pass, at the same bounds; MemoryError if a range ran out of memory.
+
+    The work areas are this (calling) thread's, kept for its next blocks: allocated afresh for each
+    block they were paged in afresh, which cost more than the sums."""
     b, n = dosages.shape
     bounds = range_bounds(b, minimum=4)
     threads = len(bounds) - 1
@@ -472,31 +495,25 @@ def _classes_compiled(dosages, Yc, denominator, on_grid, counts):
 
     def run(j0, j1):
         t = bounds.index(j0)  # (run_ranges splits at the same bounds)
-        status[t] = f(dosages.ctypes.data, stride, n, denominator, Yc.ctypes.data, Yc.shape[1], on_grid.ctypes.data,
-                      counts.ctypes.data, state[t].ctypes.data, j0, j1)
+        status[t] = f(dosages.ctypes.data, stride, n, denominator, on_grid.ctypes.data, counts.ctypes.data,
+                      state[t:].ctypes.data, j0, j1)
 
     run_ranges(run, b, minimum=4)
     if any(status):
         raise MemoryError(f"out of memory for the class sums of {b} variants of {n} dosages")
-    return bounds, [int(state[t, 0]) for t in range(threads)]
+    return state
 
 
 class _KeptBuffers:
-    """One calling thread's buffers of the compiled dosage class kernel: ``state[t]`` is range t's
-    (address, size in doubles) of its results, grown by the kernel with realloc, and of two work
-    areas (address, bytes), all freed with this object (when its thread ends, and the thread's
-    local values with it); and ``classes``, the mean classes
-    per variant on the grid of the thread's last block (infinite before any: a wide design's
-    first block goes to numba's kernel, as the compiled one's buffers for thousands of classes of
-    many columns, kept for the next blocks, measured 75 MB more peak memory for 10 traits on the
-    1/16384 grid)."""
+    """One calling thread's work areas of the compiled dosage class kernel: ``state[t]`` is range
+    t's three (address, bytes), allocated and grown by the kernel (``kept`` in ``_classsums.c``),
+    all freed with this object (when its thread ends, and the thread's local values with it)."""
 
     def __init__(self) -> None:
         self.state = np.zeros((0, 6), dtype=np.int64)
-        self.classes = np.inf
 
     def ranges(self, count: int) -> np.ndarray:
-        """The state of at least ``count`` ranges (the buffers so far kept)."""
+        """The state of at least ``count`` ranges (the work areas so far kept)."""
         if self.state.shape[0] < count:
             state = np.zeros((count, 6), dtype=np.int64)
             state[: self.state.shape[0]] = self.state
