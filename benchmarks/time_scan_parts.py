@@ -179,8 +179,8 @@ def classes(path: str) -> None:
                 row.append(f"{label} {1000 * _median_time(kc.dosage_classes, (D, Yc, 16384, parts), 15) / 41:.3f}")
             finally:
                 kc._dosage_classes_c = compiled
-        same = len(out) < 2 or all(a.tobytes() == c.tobytes() for x, y in zip(*out.values())
-                                   for a, c in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y]))
+        flat = [[a for x in o for a in (x if isinstance(x, list) else [x])] for o in out.values()]
+        same = len(flat) < 2 or all(a.tobytes() == c.tobytes() for a, c in zip(*flat))
         print(f"41 variants of {Path(path).name}, {q} columns: " + "  ".join(row)
               + f"  (ms per variant); the same sums: {same}")
 

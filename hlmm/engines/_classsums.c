@@ -599,9 +599,9 @@ static inline int64_t keys_stride(int64_t n)
     return (n + 8 + 31) / 32 * 32; /* (uint16 keys: 64-byte rows) */
 }
 
-static inline int64_t slots_stride(int64_t den)
+static inline int64_t values_stride(int64_t den)
 {
-    return (2 * den + 2 + 15) / 16 * 16; /* (int32 slots of the 2 den + 1 grid values and no call) */
+    return (2 * den + 1 + 31) / 32 * 32; /* (uint16 grid values present: 64-byte rows) */
 }
 
 /* Phase 1 of the class sums of variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den
@@ -615,40 +615,40 @@ static inline int64_t slots_stride(int64_t den)
     int hlmm_dosage_keys_##T(const T *dosages, int64_t N, int64_t n, int64_t den, uint8_t *on_grid, \
                              int64_t *counts, int64_t *state, int64_t j0, int64_t j1)              \
     {                                                                                              \
-        int64_t width = 2 * den + 1, ks = keys_stride(n), ss = slots_stride(den);                 \
+        int64_t width = 2 * den + 1, ks = keys_stride(n), vs = values_stride(den);                \
         int pow2 = sizeof(T) == 4 && (den & (den - 1)) == 0;                                       \
-        int64_t keys_bytes = (j1 - j0) * ks * 2;                                                   \
-        char *area = kept(state, keys_bytes + (j1 - j0) * ss * 4);                                 \
-        uint8_t *present = kept(state + 2, (width + 1 + 63) / 64 * 64);                            \
+        int64_t keys_bytes = (j1 - j0) * ks * 2, present_bytes = (width + 1 + 63) / 64 * 64;       \
+        uint16_t *area = kept(state, keys_bytes + (j1 - j0) * vs * 2);                             \
+        uint8_t *present = kept(state + 2, present_bytes + (width + 1) * 4);                       \
         if (!area || !present)                                                                     \
             return -1;                                                                             \
+        int32_t *sl = (int32_t *)(present + present_bytes);                                        \
         for (int64_t j = j0; j < j1; j++) {                                                        \
-            uint16_t *kg = (uint16_t *)area + (j - j0) * ks;                                       \
-            int32_t *sl = (int32_t *)(area + keys_bytes) + (j - j0) * ss;                          \
+            uint16_t *kg = area + (j - j0) * ks;                                                   \
+            uint16_t *vg = area + (j1 - j0) * ks + (j - j0) * vs;                                  \
             on_grid[j] = !variant_keys_##T(dosages + j * N, n, den, pow2, kg);                     \
             if (!on_grid[j])                                                                       \
                 continue;                                                                          \
             memset(present, 0, width + 1);                                                         \
             for (int64_t i = 0; i < n; i++)                                                        \
                 present[kg[i]] = 1;                                                                \
-            /* each grid value's slot, without branches on the bytes (their pattern is a coin toss \
-             * on fine grids), eight bytes of 0 or 1 at a time, those all 0 skipped (a few hundred \
-             * of the 32,769 on .pgen's grid are present for 8-bit dosages): a value's slot is the \
-             * number present below it, so that the values absent share the next one's */         \
+            /* the grid values present (increasing) and their classes (slots), without branches \
+             * on the bytes (their pattern is a coin toss on fine grids): a value's slot and entry \
+             * are written whether or not it is present, and only those present kept; eight bytes \
+             * of 0 or 1 at a time, those all 0 skipped (a few hundred of the 32,769 on .pgen's    \
+             * grid are present for 8-bit dosages) */                                              \
             int64_t k = 0;                                                                         \
             for (int64_t v = 0; v < width; v += 8) {                                               \
                 int64_t e = v + 8 <= width ? v + 8 : width;                                        \
                 if (e == v + 8) {                                                                  \
                     uint64_t word;                                                                 \
                     memcpy(&word, present + v, 8);                                                 \
-                    if (!word) {                                                                   \
-                        for (int64_t u = v; u < e; u++)                                            \
-                            sl[u] = (int32_t)k;                                                    \
+                    if (!word)                                                                     \
                         continue;                                                                  \
-                    }                                                                              \
                 }                                                                                  \
                 for (int64_t u = v; u < e; u++) {                                                  \
                     sl[u] = (int32_t)k;                                                            \
+                    vg[k] = (uint16_t)u; /* (k < width <= vs: the one after the last is spare) */  \
                     k += present[u];                                                               \
                 }                                                                                  \
             }                                                                                      \
@@ -677,26 +677,38 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
                      const int64_t *first, int64_t b, double *values, double *sums, double *missing,
                      int64_t *state, int64_t j0, int64_t j1)
 {
-    int64_t width = 2 * den + 1, ks = keys_stride(n), ss = slots_stride(den);
+    int64_t ks = keys_stride(n), vs = values_stride(den);
     const uint16_t *keys = (const uint16_t *)(intptr_t)state[0];
-    const int32_t *slots = (const int32_t *)((const char *)keys + (j1 - j0) * ks * 2);
+    const uint16_t *grid_values = keys + (j1 - j0) * ks;
     /* with Yt (designs wider than 8 columns: several phenotypes), the sums in chunks of 4 columns,
      * from Yc's columns four at a time ((q + 3) / 4, n, 4; zeros past the last): a variant's sums
      * of 21 columns on the 1/16384 grid (1.6 MB) left no room for Yc's rows in a core's L2 cache */
-    int64_t wc = Yt ? 4 : q;
     int64_t j = j0;
     while (j < j1) {
         int64_t js[DOSAGE_GROUP], rows[DOSAGE_GROUP], base[DOSAGE_GROUP + 1], G = 0, all = 0;
-        for (; j < j1 && G < DOSAGE_GROUP; j++) {
-            if (!on_grid[j])
-                continue;
-            int64_t r = offsets[j + 1] - offsets[j] + 1;
-            if (G > 0 && (all + r) * wc * (int64_t)sizeof(double) > DOSAGE_CACHE)
+        int64_t wc = q, start = j;
+        for (int attempt = 0; attempt < 2; attempt++) {
+            int full = 0;
+            for (j = start, G = 0, all = 0; j < j1 && G < DOSAGE_GROUP; j++) {
+                if (!on_grid[j])
+                    continue;
+                int64_t r = offsets[j + 1] - offsets[j] + 1;
+                if (G > 0 && (all + r) * wc * (int64_t)sizeof(double) > DOSAGE_CACHE) {
+                    full = 1;
+                    break;
+                }
+                js[G] = j;
+                rows[G] = r;
+                all += r;
+                G++;
+            }
+            /* all the columns at once, unless with Yt fewer than DOSAGE_GROUP variants' sums fit
+             * (fine grids): then four columns at a time. On 8-bit dosages (about 330 classes)
+             * four variants of 21 columns fit, and the chunks' six passes over the
+             * individuals measured slower than one */
+            if (!(Yt && (full || (G == 1 && all * wc * (int64_t)sizeof(double) > DOSAGE_CACHE))) || wc == 4)
                 break;
-            js[G] = j;
-            rows[G] = r;
-            all += r;
-            G++;
+            wc = 4;
         }
         if (G == 0)
             continue;
@@ -711,8 +723,8 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
         const uint16_t *kg = keys + (js[0] - j0) * ks;
         int consecutive = js[G - 1] - js[0] == G - 1;
         for (int64_t ch = 0; ch < chunks; ch++) {
-            const double *Y = Yt ? Yt + ch * wc * n : Yc;
-            int64_t ystride = Yt ? wc : q;
+            const double *Y = wc < q ? Yt + ch * wc * n : Yc;
+            int64_t ystride = wc < q ? wc : q;
             double *a = acc + ch * size;
             if (!consecutive) { /* a variant off the grid between them: one at a time */
                 for (int64_t g = 0; g < G; g++)
@@ -727,11 +739,9 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
         }
         for (int64_t g = 0; g < G; g++) {
             int64_t jj = js[g], o = offsets[jj], k = rows[g] - 1;
-            const int32_t *sl = slots + (jj - j0) * ss;
-            /* a value's slot is its class if present, else the next present one's: written in
-             * increasing value, each class's last value written is the one present */
-            for (int64_t u = 0; u < width && sl[u] < k; u++)
-                values[o + sl[u]] = (double)u / (double)den;
+            const uint16_t *vg = grid_values + (jj - j0) * vs;
+            for (int64_t r = 0; r < k; r++)
+                values[o + r] = (double)vg[r] / (double)den;
             /* each part's rows in order (up to DOSAGE_PART of its columns at a time), each column
              * from its chunk, wc apart: the rows written in order once, where a chunk's columns
              * written to every part in turn took a quarter of the time for 10 phenotypes */

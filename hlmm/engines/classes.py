@@ -20,7 +20,7 @@ import numpy as np
 from hlmm.engines import _kernels_classes
 from hlmm.io import GenotypeBlock
 
-__all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis", "padded_width"]
+__all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis", "extra_centred_sums", "padded_width"]
 
 
 class _Layout:
@@ -351,6 +351,31 @@ class ClassStatistics:
                 first.setdefault(c.column0, mom)
             out.append(mom)
         return out
+
+
+def extra_centred_sums(moms: list) -> list:
+    """``[m.extra_centred_sums() for m in moms]``, the moments with the same counts
+    (``same_counts``) and combinations of as many columns (``combination``) in one compiled pass:
+    the same numbers to the last bit."""
+    out = [None] * len(moms)
+    groups: dict = {}
+    for i, m in enumerate(moms):
+        if m.extra is None and m.combination is not None and m.combination[0].flags.c_contiguous:
+            root = m.same_counts if m.same_counts is not None else m
+            groups.setdefault((id(root), m.combination[0].shape[1], len(m.combination[1])), []).append(i)
+        else:
+            out[i] = m.extra_centred_sums()
+    for members in groups.values():
+        if len(members) == 1:
+            out[members[0]] = moms[members[0]].extra_centred_sums()
+            continue
+        first = moms[members[0]]
+        sums = _kernels_classes.centred_combinations_sums(
+            first.offsets, np.asarray(first.values, np.float64), tuple(moms[i].combination[0] for i in members),
+            tuple(np.ascontiguousarray(moms[i].combination[1], dtype=np.float64) for i in members))
+        for i, s in zip(members, sums):
+            out[i] = (s[:, 0], s[:, 1], s[:, 2])
+    return out
 
 
 def _combination(sums: np.ndarray, coef: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from hlmm import _optimize
 from hlmm._linalg import LOG_2PI
 from hlmm.engines import _hlm_fits, _kernels_hlm
 from hlmm.engines.base import MODEL_SE_KEYS, STATUS, Scanner, summarised
-from hlmm.engines.classes import ClassMoments
+from hlmm.engines.classes import ClassMoments, extra_centred_sums
 from hlmm.io import GenotypeBlock
 from hlmm.robust import hlm_sandwich_classes
 
@@ -67,7 +67,7 @@ class HLMClassScanner(Scanner):
 
     def _adaptive(self, block: GenotypeBlock, outs: list, moms: list) -> list:
         """The adaptive variance columns from the class sums of ``h`` of the same pass."""
-        return self.adaptive(block, outs, [mom.extra_centred_sums() for mom in moms])
+        return self.adaptive(block, outs, extra_centred_sums(moms))
 
     @staticmethod
     def _fit_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool) -> None:
