@@ -209,9 +209,9 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     # .bed bytes with the compiled kernel: its column-major layout (packed_design), unpadded; other
     # hard calls, and designs of dosages of at most COMPILED_DOSAGE_COLUMNS (which the compiled
     # kernel takes four columns at a time): rows padded to whole vectors (padded_width); wider
-    # designs of dosages: not (numba's kernel takes them on fine grids, where their sums scatter
-    # into thousands of classes per variant and wider rows measured 7-12% slower; the compiled
-    # kernel adds any columns past the last whole vector one by one)
+    # designs of dosages: not (when numba's kernel summed them, wider rows measured 7-12% slower
+    # on fine grids; the compiled kernel adds any columns past the last whole vector one by one,
+    # or takes them four at a time from its own copy, zero-padded: see _kernels_classes)
     columnwise = packed and _kernels_classes.COMPILED
     width = padded_width(sum(cols.shape[1] for _, cols in parts))  # (at most: shared columns of ones count once)
     pad = not columnwise and (block.dosages is None or (_kernels_classes.COMPILED
