@@ -528,10 +528,11 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
     from hlmm.engines import _kernels_classes
 
     rng = np.random.default_rng(q)
-    n, b = 1003, 23
+    n, b = 4003, 23
     g = rng.binomial(2, rng.uniform(0.05, 0.5, (b, 1)), (b, n)).astype(float)
     noisy = rng.random((b, n)) < 0.3
     D = np.where(noisy, np.clip(g + rng.normal(0, 0.1, (b, n)), 0, 2), g)
+    D[:5] = rng.integers(0, 2 * 16384 + 1, (5, n)) / 16384  # about 3,600 classes: in chunks if q > 8
     D[: b // 2] = np.round(D[: b // 2] * 16384) / 16384  # the .pgen grid
     D[b // 2 : -4] = np.round(D[b // 2 : -4] * 255) / 255 * 16384 // 1 / 16384  # few distinct values
     D[-4] = g[-4] + 1e-3 * noisy[-4]  # off the grid
@@ -548,11 +549,15 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
     calls = []
     compiled = _kernels_classes._classes_compiled
     monkeypatch.setattr(_kernels_classes, "_classes_compiled", lambda *a: calls.append(1) or compiled(*a))
+    chunks = []
+    chunked = _kernels_classes._column_chunks
+    monkeypatch.setattr(_kernels_classes, "_column_chunks", lambda Y: chunks.append(1) or chunked(Y))
     try:
         for t in sorted({1, threads}):
             numba.set_num_threads(t)
             got[t] = _kernels_classes.dosage_classes(D, Y, 16384, parts)
         assert len(calls) == (len(got) if _kernels_classes.COMPILED else 0)
+        assert len(chunks) == (len(got) if _kernels_classes.COMPILED and q > 8 else 0)
         monkeypatch.setattr(_kernels_classes, "_dosage_classes_c", None)
         numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
     finally:

@@ -407,6 +407,13 @@ POWER_SUMS(double)
 
 #define DOSAGE_GROUP 4
 #define DOSAGE_CACHE 1572864
+/* The bytes of class sums a group of variants is sized for (for the caller, which makes the
+ * chunks of wide designs only where a group of four variants' sums would not fit). */
+int64_t hlmm_dosage_cache(void)
+{
+    return DOSAGE_CACHE;
+}
+
 /* Columns of a part that hlmm_dosage_sums writes at a time. */
 #define DOSAGE_PART 64
 
@@ -680,9 +687,10 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
     int64_t ks = keys_stride(n), vs = values_stride(den);
     const uint16_t *keys = (const uint16_t *)(intptr_t)state[0];
     const uint16_t *grid_values = keys + (j1 - j0) * ks;
-    /* with Yt (designs wider than 8 columns: several phenotypes), the sums in chunks of 4 columns,
-     * from Yc's columns four at a time ((q + 3) / 4, n, 4; zeros past the last): a variant's sums
-     * of 21 columns on the 1/16384 grid (1.6 MB) left no room for Yc's rows in a core's L2 cache */
+    /* with Yt (NULL, or Yc's columns four at a time: (q + 3) / 4, n, 4, zeros past the last; the
+     * caller makes it for wide designs on fine grids), a group whose sums of all the columns do not
+     * fit is summed four columns at a time: a variant's sums of 21 columns on the 1/16384 grid
+     * (1.6 MB) left no room for Yc's rows in a core's L2 cache */
     int64_t j = j0;
     while (j < j1) {
         int64_t js[DOSAGE_GROUP], rows[DOSAGE_GROUP], base[DOSAGE_GROUP + 1], G = 0, all = 0;

@@ -47,6 +47,8 @@ def _load_library():
                 f.restype = ctypes.c_int
             lib.hlmm_dosage_sums.argtypes = [i64, i64, p, i64, p, p, p, p, p, i64, p, i64, p, p, p, p, i64, i64]
             lib.hlmm_dosage_sums.restype = ctypes.c_int
+            lib.hlmm_dosage_cache.argtypes = []
+            lib.hlmm_dosage_cache.restype = i64
             lib.hlmm_fit_dosage_classes.argtypes = [p, p, p, p, p, i64, i64, i64, i64] + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
@@ -435,7 +437,12 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     flat_missing = np.zeros(b * len(cols))
     if compiled:
         status = [0] * (len(range_bounds(b, minimum=4)) - 1)
-        Yt = _column_chunks(Yc) if Yc.shape[1] > COMPILED_DOSAGE_COLUMNS else None
+        # chunks of a wide design only if four variants' sums of all its columns may not fit in a
+        # group (fine grids; at n = 500,000 the chunks of 21 columns are 96 MB)
+        q = Yc.shape[1]
+        wide = q > COMPILED_DOSAGE_COLUMNS and on_grid.any()
+        Yt = (_column_chunks(Yc) if wide and 4 * (counts[on_grid.view(np.bool_)].max() + 1) * q * 8
+              > LIBRARY.hlmm_dosage_cache() else None)
 
         def run(j0, j1):
             t = range_bounds(b, minimum=4).index(j0)  # (run_ranges splits at the same bounds)
