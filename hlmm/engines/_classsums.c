@@ -387,9 +387,9 @@ POWER_SUMS(double)
  * them.
  *
  * Two phases, so that the sums go straight to their places. hlmm_dosage_keys_* reads each
- * variant's dosages once: their grid values (keys) and each grid value's class (slots) go to the
+ * variant's dosages once: each individual's class index and the grid values present go to the
  * range's work area, and the number of classes to the caller, which then knows where every
- * variant's results go. hlmm_dosage_sums adds the sums from the keys. A pass over Yc adds it for up
+ * variant's results go. hlmm_dosage_sums adds the sums by the class indices. A pass over Yc adds it for up
  * to DOSAGE_GROUP variants at once, as many as have their class sums within DOSAGE_CACHE bytes,
  * so that Yc (2.4 MB for three columns at n = 100,000, more than a core's L2 cache) is read once
  * for them; a running sum in memory that the next individual adds to again waits for the last
@@ -595,15 +595,15 @@ static void *kept(int64_t *state, int64_t bytes)
     return (void *)(intptr_t)state[0];
 }
 
-/* A range's kept work areas (see kept): state[0 .. 1] its variants' keys and slots (from
- * hlmm_dosage_keys_*, for hlmm_dosage_sums), state[2 .. 3] one variant's grid values present,
- * state[4 .. 5] a group's running sums. Kept by the caller for its next blocks and freed with
+/* A range's kept work areas (see kept): state[0 .. 1] its variants' class indices and grid
+ * values present (from hlmm_dosage_keys_*, for hlmm_dosage_sums), state[2 .. 3] one variant's
+ * grid values present (bytes) and slots, state[4 .. 5] a group's running sums. Kept by the caller for its next blocks and freed with
  * hlmm_free: allocated and freed by each call, they moved the top of the heap up and down (sbrk)
  * once the compiled Newton fits kept their scratch space, and the .pgen decoding, whose blocks then
  * got fresh pages, slowed (docs/performance.rst). */
 static inline int64_t keys_stride(int64_t n)
 {
-    return (n + 8 + 31) / 32 * 32; /* (uint16 keys: 64-byte rows) */
+    return (n + 8 + 31) / 32 * 32; /* (uint16 keys, then class indices: 64-byte rows) */
 }
 
 static inline int64_t values_stride(int64_t den)
@@ -613,8 +613,8 @@ static inline int64_t values_stride(int64_t den)
 
 /* Phase 1 of the class sums of variants j0 .. j1 - 1 (rows of dosages, N apart; n individuals; den
  * at most 32767): on_grid[j], and for those on the grid counts[j] (K, distinct called dosages), and
- * in the range's kept area state[0 .. 1], variant j's keys (grid value of each individual, 2 den + 1
- * for no call) and slots (class of each grid value, K for no call). The caller then knows every
+ * in the range's kept area state[0 .. 1], variant j's class of each individual (K for no call) and
+ * its grid values present, increasing (k of k / den). The caller then knows every
  * variant's place in the results, which hlmm_dosage_sums writes to directly. Returns 0, or -1 if
  * out of memory. */
 #define DOSAGE_KEYS(T)                                                                             \
@@ -671,7 +671,8 @@ static inline int64_t values_stride(int64_t den)
 DOSAGE_KEYS(float)
 DOSAGE_KEYS(double)
 
-/* Phase 2, for the same range after hlmm_dosage_keys_* (its keys and slots in state[0 .. 1]): for
+/* Phase 2, for the same range after hlmm_dosage_keys_* (its class indices and grid values present
+ * in state[0 .. 1]): for
  * each variant j on the grid, its values (the grid values present, increasing) from
  * values[offsets[j]], and for each part p (columns cols[starts[p] .. starts[p + 1] - 1] of Yc, r_p
  * of them) its class sums as rows offsets[j] .. of a C-contiguous (K, r_p) array from

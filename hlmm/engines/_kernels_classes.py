@@ -420,7 +420,7 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     if compiled:
         on_grid = np.zeros(b, dtype=np.uint8)
         counts = np.zeros(b, dtype=np.int64)
-        state = _classes_compiled(dosages, denominator, on_grid, counts)
+        bounds = _classes_compiled(dosages, denominator, on_grid, counts)
     else:
         on_grid, counts = _grid_counts(dosages, denominator)
     _distinct_counts(dosages, on_grid.view(np.bool_), counts)
@@ -436,25 +436,16 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     flat = np.zeros(first[-1])
     flat_missing = np.zeros(b * len(cols))
     if compiled:
-        status = [0] * (len(range_bounds(b, minimum=4)) - 1)
         # chunks of a wide design only if four variants' sums of all its columns may not fit in a
         # group (fine grids; at n = 500,000 the chunks of 21 columns are 96 MB)
         q = Yc.shape[1]
         wide = q > COMPILED_DOSAGE_COLUMNS and on_grid.any()
         Yt = (_column_chunks(Yc) if wide and 4 * (counts[on_grid.view(np.bool_)].max() + 1) * q * 8
               > LIBRARY.hlmm_dosage_cache() else None)
-
-        def run(j0, j1):
-            t = range_bounds(b, minimum=4).index(j0)  # (run_ranges splits at the same bounds)
-            status[t] = LIBRARY.hlmm_dosage_sums(
-                dosages.shape[1], denominator, Yc.ctypes.data, Yc.shape[1], None if Yt is None else Yt.ctypes.data,
-                on_grid.ctypes.data, offsets.ctypes.data,
-                cols.ctypes.data, starts.ctypes.data, len(parts), first.ctypes.data, b, values.ctypes.data,
-                flat.ctypes.data, flat_missing.ctypes.data, state[t:].ctypes.data, j0, j1)
-
-        run_ranges(run, b, minimum=4)
-        if any(status):
-            raise MemoryError(f"out of memory for the class sums of {b} variants of {dosages.shape[1]} dosages")
+        _each_range(bounds, dosages.shape, lambda address, j0, j1: LIBRARY.hlmm_dosage_sums(
+            dosages.shape[1], denominator, Yc.ctypes.data, q, None if Yt is None else Yt.ctypes.data,
+            on_grid.ctypes.data, offsets.ctypes.data, cols.ctypes.data, starts.ctypes.data, len(parts),
+            first.ctypes.data, b, values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data, address, j0, j1))
         on_grid = on_grid.view(np.bool_)
     _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
                   flat_missing)
@@ -484,31 +475,37 @@ def _column_chunks(Yc: np.ndarray) -> np.ndarray:
     return Yt
 
 
-def _classes_compiled(dosages, denominator, on_grid, counts):
+def _each_range(bounds: list, shape: tuple, call) -> None:
+    """``call(address, j0, j1)``, a pass of the compiled dosage class kernel returning 0 (or nonzero
+    if out of memory), over the ranges of variants ``bounds`` on threads (:func:`run_ranges`, which
+    splits at the same bounds), each with the address of its state in this (calling) thread's
+    :class:`_KeptBuffers`; MemoryError if a range ran out of memory."""
+    state = _kept_buffers().ranges(len(bounds) - 1)
+    status = [0] * (len(bounds) - 1)
+
+    def run(j0, j1):
+        t = bounds.index(j0)
+        status[t] = call(state[t:].ctypes.data, j0, j1)
+
+    run_ranges(run, bounds[-1], minimum=4)
+    if any(status):
+        raise MemoryError(f"out of memory for the class sums of {shape[0]} variants of {shape[1]} dosages")
+
+
+def _classes_compiled(dosages, denominator, on_grid, counts) -> list:
     """The first pass of the compiled dosage class kernel (``hlmm_dosage_keys_*``: on the grid or
-    not, classes, and each range's keys and slots in its work area) over ranges of variants on
-    threads (:func:`run_ranges`). Returns the ranges' state (:class:`_KeptBuffers`) for the second
-    pass, at the same bounds; MemoryError if a range ran out of memory.
+    not, classes, and each range's class indices and grid values present in its work area) over
+    ranges of variants on threads. Returns the ranges' bounds, for the second pass.
 
     The work areas are this (calling) thread's, kept for its next blocks: allocated afresh for each
     block they were paged in afresh, which cost more than the sums."""
     b, n = dosages.shape
     bounds = range_bounds(b, minimum=4)
-    threads = len(bounds) - 1
-    state = _kept_buffers().ranges(threads)
-    status = [0] * threads
     f = _dosage_classes_c[dosages.dtype]
     stride = dosages.strides[0] // dosages.itemsize
-
-    def run(j0, j1):
-        t = bounds.index(j0)  # (run_ranges splits at the same bounds)
-        status[t] = f(dosages.ctypes.data, stride, n, denominator, on_grid.ctypes.data, counts.ctypes.data,
-                      state[t:].ctypes.data, j0, j1)
-
-    run_ranges(run, b, minimum=4)
-    if any(status):
-        raise MemoryError(f"out of memory for the class sums of {b} variants of {n} dosages")
-    return state
+    _each_range(bounds, dosages.shape, lambda address, j0, j1: f(
+        dosages.ctypes.data, stride, n, denominator, on_grid.ctypes.data, counts.ctypes.data, address, j0, j1))
+    return bounds
 
 
 class _KeptBuffers:
