@@ -1062,7 +1062,7 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
     # the adaptive test's centred sums of the combination, in one pass: the same bits as in two
     two = _kernels_classes.centred_segment_sums(offsets, values, sums[:, 0], want)
     assert np.isnan(two[1]).all() and np.isfinite(two[[0, 2, 3]]).all()
-    one = _kernels_classes.centred_combination_sums(offsets, values, sums, coef)
+    one = _kernels_classes.centred_combinations_sums(offsets, values, (sums,), (coef,))[0]
     assert one.tobytes() == two.tobytes()
     # several phenotypes of the same counts in one pass: each the same bits as alone
     other = sums.copy()
@@ -1071,8 +1071,10 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
     many = _kernels_classes.centred_combinations_sums(offsets, values, (sums, other, sums), (coef, coef2, coef2))
     assert many.shape == (3, D.shape[0], 3)
     assert many[0].tobytes() == one.tobytes()
-    assert many[1].tobytes() == _kernels_classes.centred_combination_sums(offsets, values, other, coef2).tobytes()
-    assert many[2].tobytes() == _kernels_classes.centred_combination_sums(offsets, values, sums, coef2).tobytes()
+    alone = [_kernels_classes.centred_combinations_sums(offsets, values, (S,), (c,))[0]
+             for S, c in ((other, coef2), (sums, coef2))]
+    assert many[1].tobytes() == alone[0].tobytes()
+    assert many[2].tobytes() == alone[1].tobytes()
     fused = ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets, None, (sums, coef))
     assert np.stack(fused.extra_centred_sums(), axis=1).tobytes() == two.tobytes()
     plain = ClassMoments(sums[:, 0], sums[:, 1:], values, missing[:, 0], offsets, want)

@@ -710,32 +710,6 @@ def combine_columns(S, coef):
     return out
 
 
-@njit(cache=True)
-def _centred_variant(offsets, values, counts, hsums, S, coef, j, out):
-    """:func:`centred_segment_sums` of variant j into ``out[j]``, with h the class sums ``hsums``,
-    or (``coef`` not empty) the combinations ``S[k, :len(coef)] @ coef`` of :func:`combine_columns`
-    (the same values to the last bit)."""
-    n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
-    if not n > 0:
-        out[j, 0] = out[j, 1] = out[j, 2] = np.nan
-        return
-    mean = s / n
-    a = 0.0
-    q2 = 0.0
-    q3 = 0.0
-    for k in range(offsets[j], offsets[j + 1]):
-        if counts[k] > 0:
-            g = values[k] - mean
-            h = hsums[k] if coef.shape[0] == 0 else _combined(S, coef, k)
-            a += g * h
-            w = counts[k] * g * g
-            q2 += w
-            q3 += w * g
-    out[j, 0] = a
-    out[j, 1] = q2
-    out[j, 2] = q3
-
-
 @threads_by_work(lambda offsets, values, counts, hsums: 2 * counts.shape[0])
 @njit(cache=True, parallel=True)
 def centred_segment_sums(offsets, values, counts, hsums):
@@ -744,22 +718,41 @@ def centred_segment_sums(offsets, values, counts, hsums):
     ``values``, ``counts`` and sums ``hsums`` of ``h``: (b, 3). NaN for a variant without calls."""
     b = offsets.shape[0] - 1
     out = np.zeros((b, 3))
-    unused, plain = np.zeros((0, 0)), np.zeros(0)
     for j in prange(b):
-        _centred_variant(offsets, values, counts, hsums, unused, plain, j, out)
+        n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
+        if not n > 0:
+            out[j, 0] = out[j, 1] = out[j, 2] = np.nan
+            continue
+        mean = s / n
+        a = 0.0
+        q2 = 0.0
+        q3 = 0.0
+        for k in range(offsets[j], offsets[j + 1]):
+            if counts[k] > 0:
+                g = values[k] - mean
+                a += g * hsums[k]
+                w = counts[k] * g * g
+                q2 += w
+                q3 += w * g
+        out[j, 0] = a
+        out[j, 1] = q2
+        out[j, 2] = q3
     return out
 
 
 @threads_by_work(lambda offsets, values, Ss, coefs: Ss[0].shape[0] * len(Ss) * (coefs[0].shape[0] + 1))
 @njit(cache=True, parallel=True)
 def centred_combinations_sums(offsets, values, Ss, coefs):
-    """:func:`centred_combination_sums` of several phenotypes whose counts are the same
+    """:func:`centred_segment_sums` of one or more phenotypes whose counts are the same
     (``Ss[t][:, 0]``, every t: the phenotypes of the same individuals, whose sums come from the
-    same pass), in one pass: ``Ss`` and ``coefs`` are tuples of one array per phenotype, ``out[t]``
-    the same numbers to the last bit as ``centred_combination_sums(offsets, values, Ss[t],
-    coefs[t])``. Each phenotype's sum of g h waited for its last addition, class after class; the
-    phenotypes' sums side by side do not wait for each other (for 10 phenotypes on the 1/16384 grid
-    the pass per phenotype took 0.43-0.46 ms per variant in all)."""
+    same pass), with h's class sums the combination ``Ss[t][:, :len(coefs[t])] @ coefs[t]``
+    (:func:`combine_columns`): ``Ss`` and ``coefs`` are tuples of one array per phenotype, and
+    ``out[t]`` the same numbers to the last bit as ``centred_segment_sums(offsets, values,
+    Ss[t][:, 0], combine_columns(Ss[t], coefs[t]))``, in one pass. Written out and read back,
+    the combinations had taken 8% of a Wald scan of 10 phenotypes on the 1/16384 grid; and each
+    phenotype's sum of g h waited for its last addition, class after class, where the phenotypes'
+    sums side by side do not wait for each other (the pass per phenotype took 0.43-0.46 ms per
+    variant in all)."""
     b = offsets.shape[0] - 1
     T = len(Ss)
     out = np.zeros((T, b, 3))
@@ -785,20 +778,4 @@ def centred_combinations_sums(offsets, values, Ss, coefs):
             out[t, j, 0] = a[t]
             out[t, j, 1] = q2
             out[t, j, 2] = q3
-    return out
-
-
-@threads_by_work(lambda offsets, values, S, coef: S.shape[0] * (coef.shape[0] + 1))
-@njit(cache=True, parallel=True)
-def centred_combination_sums(offsets, values, S, coef):
-    """:func:`centred_segment_sums` with the counts ``S[:, 0]`` and h's class sums the combination
-    ``S[:, :len(coef)] @ coef`` (:func:`combine_columns`), in one pass: the same numbers to the last
-    bit as ``centred_segment_sums(offsets, values, S[:, 0], combine_columns(S, coef))``, without
-    writing the combination and reading it again (for 10 phenotypes on the 1/16384 grid the two
-    passes had taken 8% of a Wald scan)."""
-    b = offsets.shape[0] - 1
-    out = np.zeros((b, 3))
-    counts = S[:, 0]
-    for j in prange(b):
-        _centred_variant(offsets, values, counts, counts, S, coef, j, out)
     return out

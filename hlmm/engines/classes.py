@@ -137,8 +137,8 @@ class ClassMoments(_Layout):
         if self.combination is None:
             return None
         S, coef = self.combination
-        out = _kernels_classes.centred_combination_sums(self.offsets, np.asarray(self.values, np.float64), S,
-                                                        np.ascontiguousarray(coef, dtype=np.float64))
+        out = _kernels_classes.centred_combinations_sums(self.offsets, np.asarray(self.values, np.float64), (S,),
+                                                         (np.ascontiguousarray(coef, dtype=np.float64),))[0]
         return out[:, 0], out[:, 1], out[:, 2]
 
 
@@ -366,9 +366,6 @@ def extra_centred_sums(moms: list) -> list:
         else:
             out[i] = m.extra_centred_sums()
     for members in groups.values():
-        if len(members) == 1:
-            out[members[0]] = moms[members[0]].extra_centred_sums()
-            continue
         first = moms[members[0]]
         sums = _kernels_classes.centred_combinations_sums(
             first.offsets, np.asarray(first.values, np.float64), tuple(moms[i].combination[0] for i in members),
