@@ -31,10 +31,11 @@ def decode_packed(packed, rows, n_file):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def negative_to_nan(a):
     """Set the negative entries of a 2-D array (pgenlib's -9 for a missing dosage) to NaN, in place
-    (on the calling thread: each .pgen decoding thread calls it on the variants it decoded)."""
+    (on the calling thread: each .pgen decoding thread calls it on the variants it decoded, without
+    the GIL, so that the decoding threads do not wait for each other)."""
     for j in range(a.shape[0]):
         row = a[j]
         for i in range(row.shape[0]):
