@@ -33,6 +33,11 @@ Runs (``--what``; each program on each data set):
                 dos.sample --make-pgen``, UK Biobank's 8-bit dosages as a user converts them for
                 plink2 (a dosage is then one of at most 511 values, about 330 distinct per
                 variant, against about 9,100 in dos.pgen; made once);
+``pgen3``       dos3.pgen, one trait and the ten: dos.pgen's dosages rounded to 3 decimals, as
+                imputation servers write a VCF's DS field (Minimac4) and ``plink2 --vcf ...
+                dosage=DS`` imports it (a dosage is then one of at most 2,001 values, about 1,100
+                distinct per variant here; written with pgenlib, which puts each on the 1/16384
+                grid as plink2 does; made once);
 ``bed5``        hard5.bed and miss5.bed: hard.bed's and miss.bed's m variants five times over (5m
                 variants, rs0 to rs<5m-1>, made once), so that k1 may be up to 5m: at about 0.1 ms
                 per hard-call variant, 5,400 variants add half a second to a whole process,
@@ -130,7 +135,7 @@ from hlmm.io import BedWriter
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_vs_original import REPO, build_in_place, run_once  # noqa: E402
 
-WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8", "bed5")
+WHAT = ("pgen", "bed", "bgen", "phenotypes", "pgen8", "pgen3", "bed5")
 TRAITS10 = [f"t{j}" for j in range(10)]
 
 
@@ -241,6 +246,9 @@ def build_runs(args) -> list:
         "dos8.pgen": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen"], "pheno.txt", ["trait"]),
         "dos8.pgen, 10 traits": ("pgen8", ["--pfile", w / "dos8"], [w / "dos8.pgen", "--all_phenotypes"],
                                  "pheno10.txt", TRAITS10),
+        "dos3.pgen": ("pgen3", ["--pfile", w / "dos3"], [w / "dos3.pgen"], "pheno.txt", ["trait"]),
+        "dos3.pgen, 10 traits": ("pgen3", ["--pfile", w / "dos3"], [w / "dos3.pgen", "--all_phenotypes"],
+                                 "pheno10.txt", TRAITS10),
     }
     hlmms = [("hlmm_chr", REPO)]
     if args.compare:
@@ -315,6 +323,29 @@ def pgen8(workdir: Path) -> None:
     if not all((workdir / f"dos8.{e}").exists() for e in ("pgen", "pvar", "psam")):
         run_once([plink2(), "--bgen", str(workdir / "dos.bgen"), "ref-first", "--sample", str(workdir / "dos.sample"),
                   "--make-pgen", "--threads", "2", "--out", str(workdir / "dos8")], None, workdir / "make_pgen8.log")
+
+
+def pgen3(workdir: Path, block: int = 64) -> None:
+    """dos3.pgen (+ .pvar, .psam): dos.pgen's dosages rounded to 3 decimals (made once)."""
+    if all((workdir / f"dos3.{e}").exists() for e in ("pgen", "pvar", "psam")):
+        return
+    import pgenlib
+
+    reader = pgenlib.PgenReader(str(workdir / "dos.pgen").encode())
+    n, m = reader.get_raw_sample_ct(), reader.get_variant_ct()
+    tmp = workdir / "dos3.pgen.tmp"
+    writer = pgenlib.PgenWriter(str(tmp).encode(), n, m, False, dosage_present=True)
+    buf = np.empty((block, n), dtype=np.float64)
+    for j0 in range(0, m, block):
+        b = min(block, m - j0)
+        reader.read_dosages_range(j0, j0 + b, buf[:b])
+        for row in np.round(buf[:b], 3):
+            writer.append_dosages(row)
+    writer.close()
+    reader.close()
+    for e in ("pvar", "psam"):
+        shutil.copyfile(workdir / f"dos.{e}", workdir / f"dos3.{e}")
+    os.replace(tmp, workdir / "dos3.pgen")
 
 
 def count_rows(path: Path) -> int:
@@ -541,6 +572,8 @@ def main(argv=None) -> list:
         first_bgens(args.workdir, args.k)
     if "pgen8" in args.what:
         pgen8(args.workdir)
+    if "pgen3" in args.what:
+        pgen3(args.workdir)
     if "bed5" in args.what:
         repeated_beds(args.workdir)
     runs = build_runs(args)
