@@ -67,6 +67,17 @@ class ScanJob:
     hard_calls: bool = False
     read_size: int | None = None
 
+    def __post_init__(self) -> None:
+        # one read-only array, passed with every part: the readers and the scanners' caches then
+        # know it unchanged by identity (:func:`hlmm.io.unchanged`) instead of comparing its n values
+        # with their copy each time (0.02 ms per variant of one thread at n = 100,000, in parts of 41)
+        self.rows = np.array(self.rows, dtype=np.int64)
+        self.rows.flags.writeable = False
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.rows.flags.writeable = False  # (an unpickled array is writeable)
+
 
 def read_size(n_individuals: int, dosages: bool) -> int | None:
     """Variants to read at a time: at most :data:`DOSAGE_READ_VALUES` dosages (41 variants at

@@ -124,6 +124,33 @@ def test_bad_rows_and_ranges(hard):
         hard.read_codes(np.arange(3), 39, 41)
 
 
+def test_rows_checked_again_unless_read_only_and_the_same(hard, bed, monkeypatch):
+    """A scan's read-only rows are checked once per thread; other rows are compared by value with
+    the last rows found valid, and checked (and a subset pointed at) again if they differ, so that
+    rows changed in place are never taken for the ones before."""
+    from hlmm.io import _base
+
+    counts, _, _ = bed
+    n = counts.shape[1]
+    calls = []
+    diff = np.diff
+    monkeypatch.setattr(_base.np, "diff", lambda a, *k: (calls.append(len(a)), diff(a, *k))[1])
+    fixed = np.arange(0, n, 2, dtype=np.int64)
+    fixed.flags.writeable = False
+    for start in (0, 5, 9):
+        np.testing.assert_array_equal(hard.read_codes(fixed, start, start + 3), counts[start:start + 3][:, fixed])
+    assert len(calls) == 1
+    rows = np.arange(0, n, 2, dtype=np.int64)  # writeable, the same values: known valid by value
+    np.testing.assert_array_equal(hard.read_codes(rows, 0, 2), counts[0:2][:, rows])
+    assert len(calls) == 1
+    rows[:] = np.arange(1, n, 2)[: len(rows)]  # changed in place: checked, and read as the new rows
+    np.testing.assert_array_equal(hard.read_codes(rows, 0, 4), counts[0:4][:, rows])
+    assert len(calls) == 2
+    rows[1] = rows[0]  # and checked as the new rows
+    with pytest.raises(ValueError, match="strictly increasing"):
+        hard.read_codes(rows, 0, 1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Dosages
 # ----------------------------------------------------------------------------------------------

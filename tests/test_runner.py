@@ -181,3 +181,18 @@ def test_run_blocks__a_part_that_fails_fails_its_whole_block_and_is_retried():
     assert failed == [[10, 20, "OSError: read error"]]
     assert np.isnan(always[1][2]["add"]).all() and (always[1][2]["status"] == STATUS["failed"]).all()
     np.testing.assert_array_equal(always[2][2]["add"], clean[2][2]["add"])
+
+
+def test_scan_job_rows_are_a_read_only_copy_also_when_unpickled():
+    """The runner passes the job's rows with every part: one read-only int64 array, which the
+    readers and caches then know unchanged by identity (hlmm.io._base.same_rows)."""
+    import pickle
+
+    rows = np.arange(200, dtype=np.int32)
+    job = runner.ScanJob(ArraySource(np.zeros((3, 200))), rows, None, np.arange(3))
+    assert job.rows is not rows and job.rows.dtype == np.int64 and not job.rows.flags.writeable
+    rows[0] = 5  # the caller's array is not the job's
+    assert job.rows[0] == 0
+    again = pickle.loads(pickle.dumps(job))
+    assert not again.rows.flags.writeable
+    np.testing.assert_array_equal(again.rows, np.arange(200))

@@ -19,6 +19,7 @@ import numpy as np
 
 from hlmm.engines import _kernels_classes
 from hlmm.io import GenotypeBlock
+from hlmm.io._base import kept_rows, same_rows
 
 __all__ = ["ClassMoments", "ClassSums", "ClassStatistics", "column_basis", "extra_centred_sums", "padded_width"]
 
@@ -242,11 +243,11 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
             Yc = np.zeros((n_rows, padded_width(len(columns)) if pad else len(columns)))
         for k, (r, col) in enumerate(columns):
             Yc[r, k] = col
-        return packed, n_rows, block.rows.copy(), Yc, index, pad
+        return packed, n_rows, kept_rows(block.rows), Yc, index, pad
 
     objects = tuple(a for part in parts for a in part)
     value = cache.get(objects, lambda v: v[0] == packed and v[5] == pad
-                      and v[1] == (block.n_file if packed else len(block.rows)) and np.array_equal(v[2], block.rows),
+                      and v[1] == (block.n_file if packed else len(block.rows)) and same_rows(v[2], block.rows),
                       make)
     return value[3], value[4]
 

@@ -8,6 +8,7 @@ it. Nothing outside :mod:`hlmm.io` knows file formats.
 from __future__ import annotations
 
 import errno
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -264,6 +265,36 @@ def hard_calls_of(dosages: np.ndarray) -> np.ndarray:
     codes = np.floor(dosages + 0.5)
     codes[np.isnan(codes)] = -1
     return codes.astype(np.int8)
+
+
+def same_rows(kept: np.ndarray | None, rows: np.ndarray) -> bool:
+    """Whether ``rows`` holds the values of ``kept``: by identity for a read-only array (a scan's
+    rows, :class:`hlmm.runner.ScanJob`, passed with every part of every block), else by value."""
+    if kept is None:
+        return False
+    return (kept is rows and not rows.flags.writeable) or np.array_equal(kept, rows)
+
+
+def kept_rows(rows: np.ndarray) -> np.ndarray:
+    """What to keep of ``rows`` for :func:`same_rows`: a read-only array itself, else a copy."""
+    return rows if not rows.flags.writeable else rows.copy()
+
+
+_checked = threading.local()  # per thread: (n, rows) last found valid by check_rows
+
+
+def check_rows(rows: np.ndarray, n: int) -> None:
+    """ValueError unless ``rows`` (one-dimensional) are strictly increasing sample indices in
+    0..n-1. A scan's read-only rows, found valid once, are not checked again on this thread
+    (:func:`same_rows`; every part of every block passes them)."""
+    if not len(rows):
+        return
+    last = getattr(_checked, "rows", None)
+    if last is not None and last[0] == n and same_rows(last[1], rows):
+        return
+    if rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0):
+        raise ValueError(f"rows must be strictly increasing sample indices in 0..{n - 1}")
+    _checked.rows = (n, kept_rows(rows))
 
 
 def contiguous_runs(index: np.ndarray) -> list:

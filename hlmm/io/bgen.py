@@ -39,7 +39,7 @@ from concurrent.futures import wait as _wait_all
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of, sex_code
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, check_rows, hard_calls_of, sex_code
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -574,8 +574,7 @@ class BgenSource(GenotypeSource):
             raise IndexError(f"{self.path}: variant range {start}:{stop} outside 0:{m}")
         if rows.ndim != 1:
             raise ValueError("rows must be one-dimensional")
-        if len(rows) and (rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0)):
-            raise ValueError(f"rows must be strictly increasing sample indices in 0..{n - 1}")
+        check_rows(rows, n)
         return rows, (None if len(rows) == n else rows)
 
     def close(self) -> None:

@@ -23,7 +23,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable, hard_calls_of, sex_code
+from hlmm.io._base import (
+    GenotypeSource,
+    InputError,
+    VariantTable,
+    check_rows,
+    hard_calls_of,
+    kept_rows,
+    same_rows,
+    sex_code,
+)
 from hlmm.io._kernels import negative_to_nan
 
 __all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
@@ -326,6 +335,7 @@ class PgenSource(GenotypeSource):
                 msg = " ".join(str(e).split())
                 raise InputError(f"genotype file {self.path}: pgenlib cannot open it: {msg}") from None
             local.rows = None  # the reader's current sample subset (None = all)
+            local.given = None  # the rows it was made from (kept_rows)
             with self._lock:
                 self._open_readers.append(local.reader)
         return local.reader
@@ -354,8 +364,7 @@ class PgenSource(GenotypeSource):
             raise IndexError(f"{self.path}: variant range {start}:{stop} outside 0:{m}")
         if rows.ndim != 1:
             raise ValueError("rows must be one-dimensional")
-        if len(rows) and (rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0)):
-            raise ValueError(f"rows must be strictly increasing sample indices in 0..{n - 1}")
+        check_rows(rows, n)
         self._point(rows)
         return rows
 
@@ -365,10 +374,11 @@ class PgenSource(GenotypeSource):
         full = len(rows) == len(self.samples)
         if full:
             want = None
-        elif local.rows is not None and np.array_equal(local.rows, rows):
+        elif local.rows is not None and same_rows(local.given, rows):
             want = local.rows
         else:
             want = rows.astype(np.uint32)
+            local.given = kept_rows(rows)
         if len(rows) and (want is not local.rows):
             reader.change_sample_subset(want)
             local.rows = want
