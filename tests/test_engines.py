@@ -749,7 +749,8 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count():
     """The Newton fits over distinct dosages by the compiled library (eight classes at a time, its
     own exponential) and by numba: the same variants fitted and failed, estimates within 1e-9
     (relative, or of the standard error for the location a0 near 0); the same to the last bit on
-    one thread and on two, with the sums strided (columns of one array) or contiguous."""
+    one thread and on two, with the sums strided (columns of one array, with the counts or without)
+    or contiguous."""
     import numba
 
     from hlmm import _optimize
@@ -768,6 +769,8 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count():
             got.append(_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules))
             got.append(_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0].copy(), sums[:, 1].copy(),
                                                        *rules))
+            whole = np.column_stack([counts, sums, np.full(len(counts), np.nan)])  # counts too a column
+            got.append(_kernels_hlm.fit_dosage_classes(offsets, values, whole[:, 0], whole[:, 1], whole[:, 2], *rules))
     finally:
         numba.set_num_threads(threads)
     for other in got[1:]:

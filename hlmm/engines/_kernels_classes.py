@@ -423,7 +423,10 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
         bounds = _classes_compiled(dosages, denominator, on_grid, counts)
     else:
         on_grid, counts = _grid_counts(dosages, denominator)
-    _distinct_counts(dosages, on_grid.view(np.bool_), counts)
+    # numba's parallel loops over the variants took 0.5-0.8 ms a call even with nothing to do
+    off_grid = not on_grid.all()
+    if off_grid:
+        _distinct_counts(dosages, on_grid.view(np.bool_), counts)
     offsets = np.zeros(b + 1, dtype=np.int64)
     np.cumsum(counts, out=offsets[1:])
     K = int(offsets[b])
@@ -450,8 +453,9 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
             on_grid.ctypes.data, offsets.ctypes.data, cols.ctypes.data, starts.ctypes.data, len(parts),
             first.ctypes.data, b, values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data, address, j0, j1))
         on_grid = on_grid.view(np.bool_)
-    _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
-                  flat_missing)
+    if off_grid or not compiled:
+        _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
+                      flat_missing)
     sums = [flat[first[p] : first[p] + K * len(parts[p])].reshape(K, -1) for p in range(len(parts))]
     missing = [flat_missing[b * starts[p] : b * starts[p + 1]].reshape(b, -1) for p in range(len(parts))]
     return (offsets, values, sums[0], missing[0]) if whole else (offsets, values, sums, missing)

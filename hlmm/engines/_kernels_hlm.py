@@ -165,7 +165,8 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     values, cnt : ndarray of float64, shape (K,)
         The classes' dosages and counts.
     s1, s2 : ndarray of float64, shape (K,)
-        The classes' sums of y and y^2 (may be strided).
+        The classes' sums of y and y^2 (``cnt``, ``s1`` and ``s2`` may be strided: columns of one
+        array, as the scanner passes them, are not copied).
     max_iter : int
     dec_rtol, stall_rtol, local_rtol, noise_rtol : float
         The stopping rules' tolerances (:mod:`hlmm._optimize`).
@@ -182,11 +183,9 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
                                         noise_rtol)
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     values = np.ascontiguousarray(values, dtype=np.float64)
-    cnt = np.ascontiguousarray(cnt, dtype=np.float64)
-    s1 = np.asarray(s1, dtype=np.float64)
-    s2 = np.asarray(s2, dtype=np.float64)
-    if s1.strides != s2.strides or s1.strides[0] <= 0 or s1.strides[0] % 8:
-        s1, s2 = np.ascontiguousarray(s1), np.ascontiguousarray(s2)
+    cnt, s1, s2 = (np.asarray(a, dtype=np.float64) for a in (cnt, s1, s2))
+    if not cnt.strides == s1.strides == s2.strides or s1.strides[0] <= 0 or s1.strides[0] % 8:
+        cnt, s1, s2 = (np.ascontiguousarray(a) for a in (cnt, s1, s2))
     stride = s1.strides[0] // 8
     out = np.full((b, 8), np.nan)
     bounds = _kernels_classes.range_bounds(b, minimum=4)
