@@ -1065,16 +1065,17 @@ def test_segment_count_sums_and_combine_columns__equal_numpy():
     # the adaptive test's centred sums of the combination, in one pass: the same bits as in two
     two = _kernels_classes.centred_segment_sums(offsets, values, sums[:, 0], want)
     assert np.isnan(two[1]).all() and np.isfinite(two[[0, 2, 3]]).all()
-    one = _kernels_classes.centred_combinations_sums(offsets, values, (sums,), (coef,))[0]
+    one = _kernels_classes.centred_combinations_sums(offsets, values, (sums,), (coef,), got)[0]
     assert one.tobytes() == two.tobytes()
     # several phenotypes of the same counts in one pass: each the same bits as alone
     other = sums.copy()
     other[:, 1:] = rng.standard_normal((sums.shape[0], 2))
     coef2 = np.array([-0.2, 0.5, 1.1])
-    many = _kernels_classes.centred_combinations_sums(offsets, values, (sums, other, sums), (coef, coef2, coef2))
+    many = _kernels_classes.centred_combinations_sums(offsets, values, (sums, other, sums), (coef, coef2, coef2),
+                                                      got)
     assert many.shape == (3, D.shape[0], 3)
     assert many[0].tobytes() == one.tobytes()
-    alone = [_kernels_classes.centred_combinations_sums(offsets, values, (S,), (c,))[0]
+    alone = [_kernels_classes.centred_combinations_sums(offsets, values, (S,), (c,), got)[0]
              for S, c in ((other, coef2), (sums, coef2))]
     assert many[1].tobytes() == alone[0].tobytes()
     assert many[2].tobytes() == alone[1].tobytes()

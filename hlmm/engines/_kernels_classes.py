@@ -747,29 +747,31 @@ def centred_segment_sums(offsets, values, counts, hsums):
     return out
 
 
-@threads_by_work(lambda offsets, values, Ss, coefs: Ss[0].shape[0] * len(Ss) * (coefs[0].shape[0] + 1))
+@threads_by_work(lambda offsets, values, Ss, coefs, ns: Ss[0].shape[0] * len(Ss) * coefs[0].shape[0])
 @njit(cache=True, parallel=True)
-def centred_combinations_sums(offsets, values, Ss, coefs):
+def centred_combinations_sums(offsets, values, Ss, coefs, ns):
     """:func:`centred_segment_sums` of one or more phenotypes whose counts are the same
     (``Ss[t][:, 0]``, every t: the phenotypes of the same individuals, whose sums come from the
     same pass), with h's class sums the combination ``Ss[t][:, :len(coefs[t])] @ coefs[t]``
     (:func:`combine_columns`): ``Ss`` and ``coefs`` are tuples of one array per phenotype, and
     ``out[t]`` the same numbers to the last bit as ``centred_segment_sums(offsets, values,
-    Ss[t][:, 0], combine_columns(Ss[t], coefs[t]))``, in one pass. Written out and read back,
-    the combinations had taken 8% of a Wald scan of 10 phenotypes on the 1/16384 grid; and each
-    phenotype's sum of g h waited for its last addition, class after class, where the phenotypes'
-    sums side by side do not wait for each other (the pass per phenotype took 0.43-0.46 ms per
-    variant in all)."""
+    Ss[t][:, 0], combine_columns(Ss[t], coefs[t]))``, in one pass. ``ns`` (b, 2) are the counts'
+    :func:`segment_count_sums`, which the scanners have computed already (for the calls and
+    frequencies): passed, they are not added again (a pass over the classes, 0.02 ms per variant
+    of the 1/16384 grid on the scan's own thread). Written out and read back, the combinations had
+    taken 8% of a Wald scan of 10 phenotypes on the 1/16384 grid; and each phenotype's sum of g h
+    waited for its last addition, class after class, where the phenotypes' sums side by side do not
+    wait for each other (the pass per phenotype took 0.43-0.46 ms per variant in all)."""
     b = offsets.shape[0] - 1
     T = len(Ss)
     out = np.zeros((T, b, 3))
     counts = Ss[0][:, 0]
     for j in prange(b):
-        n, s = _count_sums(counts, values, offsets[j], offsets[j + 1])
+        n = ns[j, 0]
         if not n > 0:
             out[:, j, :] = np.nan
             continue
-        mean = s / n
+        mean = ns[j, 1] / n
         a = np.zeros(T)
         q2 = 0.0
         q3 = 0.0

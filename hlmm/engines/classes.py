@@ -139,7 +139,8 @@ class ClassMoments(_Layout):
             return None
         S, coef = self.combination
         out = _kernels_classes.centred_combinations_sums(self.offsets, np.asarray(self.values, np.float64), (S,),
-                                                         (np.ascontiguousarray(coef, dtype=np.float64),))[0]
+                                                         (np.ascontiguousarray(coef, dtype=np.float64),),
+                                                         self._count_sums)[0]
         return out[:, 0], out[:, 1], out[:, 2]
 
 
@@ -356,8 +357,8 @@ class ClassStatistics:
 
 def extra_centred_sums(moms: list) -> list:
     """``[m.extra_centred_sums() for m in moms]``, the moments with the same counts
-    (``same_counts``) and combinations of as many columns (``combination``) in one compiled pass:
-    the same numbers to the last bit."""
+    (``same_counts``) and combinations of as many columns (``combination``) in one compiled pass,
+    with their counts' sums (``_count_sums``, once for them all): the same numbers to the last bit."""
     out = [None] * len(moms)
     groups: dict = {}
     for i, m in enumerate(moms):
@@ -370,7 +371,8 @@ def extra_centred_sums(moms: list) -> list:
         first = moms[members[0]]
         sums = _kernels_classes.centred_combinations_sums(
             first.offsets, np.asarray(first.values, np.float64), tuple(moms[i].combination[0] for i in members),
-            tuple(np.ascontiguousarray(moms[i].combination[1], dtype=np.float64) for i in members))
+            tuple(np.ascontiguousarray(moms[i].combination[1], dtype=np.float64) for i in members),
+            first._count_sums)
         for i, s in zip(members, sums):
             out[i] = (s[:, 0], s[:, 1], s[:, 2])
     return out
