@@ -434,6 +434,9 @@ def conditions(args, stamp: dict) -> str:
             f"traits'), {cov}. "
             + ("hard5.bed and miss5.bed: hard.bed's and miss.bed's variants five times over "
                f"({5 * stamp['m']:,} variants). " if "bed5" in args.what else "")
+            + ("dos8.pgen: dos.bgen's 8-bit dosages converted by plink2 --make-pgen. " if "pgen8" in args.what else "")
+            + ("dos3.pgen: dos.pgen's dosages rounded to 3 decimals (as imputation servers write DS). "
+               if "pgen3" in args.what else "")
             + "Marginal time per variant "
             f"between k0 = {args.k[0]:,} and k1 = {args.k[1]:,} variants, medians of {args.repeats} interleaved "
             f"whole-process runs; peak resident memory at k1. plink2 --glm (mean model only) with "
