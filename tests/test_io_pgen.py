@@ -149,6 +149,13 @@ def test_rows_checked_again_unless_read_only_and_the_same(hard, bed, monkeypatch
     rows[1] = rows[0]  # and checked as the new rows
     with pytest.raises(ValueError, match="strictly increasing"):
         hard.read_codes(rows, 0, 1)
+    base = np.arange(0, n, 3, dtype=np.int64)  # a read-only view of a writeable array: by value
+    view = base[:]
+    view.flags.writeable = False
+    hard.read_codes(view, 0, 1)
+    base[2] = base[1]
+    with pytest.raises(ValueError, match="strictly increasing"):
+        hard.read_codes(view, 0, 1)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -267,17 +267,23 @@ def hard_calls_of(dosages: np.ndarray) -> np.ndarray:
     return codes.astype(np.int8)
 
 
+def _fixed(rows: np.ndarray) -> bool:
+    """A read-only array that owns its values (not a view of another array, which could change)."""
+    return not rows.flags.writeable and rows.base is None
+
+
 def same_rows(kept: np.ndarray | None, rows: np.ndarray) -> bool:
-    """Whether ``rows`` holds the values of ``kept``: by identity for a read-only array (a scan's
-    rows, :class:`hlmm.runner.ScanJob`, passed with every part of every block), else by value."""
+    """Whether ``rows`` holds the values of ``kept``: by identity for a fixed array (read-only and
+    owning its values: a scan's rows, :class:`hlmm.runner.ScanJob`, passed with every part of every
+    block), else by value."""
     if kept is None:
         return False
-    return (kept is rows and not rows.flags.writeable) or np.array_equal(kept, rows)
+    return (kept is rows and _fixed(rows)) or np.array_equal(kept, rows)
 
 
 def kept_rows(rows: np.ndarray) -> np.ndarray:
-    """What to keep of ``rows`` for :func:`same_rows`: a read-only array itself, else a copy."""
-    return rows if not rows.flags.writeable else rows.copy()
+    """What to keep of ``rows`` for :func:`same_rows`: a fixed array itself, else a copy."""
+    return rows if _fixed(rows) else rows.copy()
 
 
 _checked = threading.local()  # per thread: (n, rows) last found valid by check_rows
