@@ -286,21 +286,29 @@ def kept_rows(rows: np.ndarray) -> np.ndarray:
     return rows if _fixed(rows) else rows.copy()
 
 
-_checked = threading.local()  # per thread: (n, rows) last found valid by check_rows
+_checked = threading.local()  # per thread: (n, rows) last found valid by checked_request
 
 
-def check_rows(rows: np.ndarray, n: int) -> None:
-    """ValueError unless ``rows`` (one-dimensional) are strictly increasing sample indices in
-    0..n-1. A scan's read-only rows, found valid once, are not checked again on this thread
-    (:func:`same_rows`; every part of every block passes them)."""
+def checked_request(path: str, rows, start: int, stop: int, n: int, m: int) -> np.ndarray:
+    """``rows`` as an array, after checking a reader's request for variants ``start:stop`` of
+    ``m`` and sample rows ``rows`` of ``n``: IndexError for a range outside the file, ValueError
+    unless ``rows`` are one-dimensional, strictly increasing sample indices in 0..n-1. A scan's
+    read-only rows, found valid once, are not checked again on this thread (:func:`same_rows`;
+    every part of every block passes them)."""
+    rows = np.asarray(rows)
+    if not 0 <= start <= stop <= m:
+        raise IndexError(f"{path}: variant range {start}:{stop} outside 0:{m}")
+    if rows.ndim != 1:
+        raise ValueError("rows must be one-dimensional")
     if not len(rows):
-        return
+        return rows
     last = getattr(_checked, "rows", None)
     if last is not None and last[0] == n and same_rows(last[1], rows):
-        return
+        return rows
     if rows[0] < 0 or rows[-1] >= n or np.any(np.diff(rows) <= 0):
         raise ValueError(f"rows must be strictly increasing sample indices in 0..{n - 1}")
     _checked.rows = (n, kept_rows(rows))
+    return rows
 
 
 def contiguous_runs(index: np.ndarray) -> list:

@@ -39,7 +39,7 @@ from concurrent.futures import wait as _wait_all
 
 import numpy as np
 
-from hlmm.io._base import GenotypeSource, InputError, VariantTable, check_rows, hard_calls_of, sex_code
+from hlmm.io._base import GenotypeSource, InputError, VariantTable, checked_request, hard_calls_of, sex_code
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -568,14 +568,8 @@ class BgenSource(GenotypeSource):
         return hard_calls_of(self.read_dosages(rows, start, stop))
 
     def _check(self, rows: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
-        rows = np.asarray(rows)
-        n, m = self._n, len(self.variants)
-        if not 0 <= start <= stop <= m:
-            raise IndexError(f"{self.path}: variant range {start}:{stop} outside 0:{m}")
-        if rows.ndim != 1:
-            raise ValueError("rows must be one-dimensional")
-        check_rows(rows, n)
-        return rows, (None if len(rows) == n else rows)
+        rows = checked_request(self.path, rows, start, stop, self._n, len(self.variants))
+        return rows, (None if len(rows) == self._n else rows)
 
     def close(self) -> None:
         """Stop the helper threads; release the memory map and the file (idempotent)."""

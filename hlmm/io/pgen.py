@@ -27,7 +27,7 @@ from hlmm.io._base import (
     GenotypeSource,
     InputError,
     VariantTable,
-    check_rows,
+    checked_request,
     hard_calls_of,
     kept_rows,
     same_rows,
@@ -358,13 +358,7 @@ class PgenSource(GenotypeSource):
 
     def _select(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Validate arguments and point this thread's reader at the sample subset ``rows``."""
-        rows = np.asarray(rows)
-        n, m = len(self.samples), len(self.variants)
-        if not 0 <= start <= stop <= m:
-            raise IndexError(f"{self.path}: variant range {start}:{stop} outside 0:{m}")
-        if rows.ndim != 1:
-            raise ValueError("rows must be one-dimensional")
-        check_rows(rows, n)
+        rows = checked_request(self.path, rows, start, stop, len(self.samples), len(self.variants))
         self._point(rows)
         return rows
 
