@@ -687,10 +687,12 @@ def test_newton_fits__numpy_over_hard_calls_equals_compiled_over_distinct_dosage
         np.testing.assert_allclose(a[k][ok], b[k][ok], rtol=1e-9, err_msg=k)
 
 
-def test_compiled_exp__within_an_ulp_of_libm_and_its_limits():
-    """The compiled library's vector exponential (``exp8``, in its Newton fits over dosage classes):
-    within an ulp of libm's ``exp`` over the whole finite range, subnormal results included, +inf
-    above and +0 below libm's limits, exact at 0."""
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_compiled_exp__within_an_ulp_of_libm_and_its_limits(lanes):
+    """The compiled library's vector exponential (``exp_8`` and ``exp_4``, in its Newton fits over
+    dosage classes): within an ulp of libm's ``exp`` over the whole finite range, subnormal results
+    included, +inf above and +0 below libm's limits, exact at 0; the 8-lane and 4-lane ones the
+    same to the last bit."""
     from hlmm.engines import _kernels_classes
 
     lib = _kernels_classes.LIBRARY
@@ -701,8 +703,10 @@ def test_compiled_exp__within_an_ulp_of_libm_and_its_limits():
                         rng.uniform(-746, -707, 100_000), rng.uniform(705, 710, 100_000),
                         [0.0, -0.0, 1e-300, -1e-300, 709.782712893384, 709.7827128933841, -745.1332191019412,
                          -745.1332191019413, -708.39, 710.0, -746.0, 1e4, -1e4, np.inf, -np.inf]])
-    y = np.empty_like(x)
-    lib.hlmm_exp(x.ctypes.data, y.ctypes.data, x.size)
+    y, other = np.empty_like(x), np.empty_like(x)
+    lib.hlmm_exp(x.ctypes.data, y.ctypes.data, x.size, lanes)
+    lib.hlmm_exp(x.ctypes.data, other.ctypes.data, x.size, 12 - lanes)
+    np.testing.assert_array_equal(y, other)
     with np.errstate(over="ignore"):
         want = np.exp(x)
     finite = np.isfinite(want) & (want > 0)
@@ -745,12 +749,13 @@ def _ragged_classes(rng, b):
     return np.array(offsets), np.concatenate(values), np.concatenate(counts), np.concatenate(sums)
 
 
-def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count():
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lanes, monkeypatch):
     """The Newton fits over distinct dosages by the compiled library (eight classes at a time, its
-    own exponential) and by numba: the same variants fitted and failed, estimates within 1e-9
-    (relative, or of the standard error for the location a0 near 0); the same to the last bit on
-    one thread and on two, with the sums strided (columns of one array, with the counts or without)
-    or contiguous."""
+    own exponential; in one 8-wide vector or two 4-wide halves) and by numba: the same variants
+    fitted and failed, estimates within 1e-9 (relative, or of the standard error for the location
+    a0 near 0); the same to the last bit on one thread and on two, with the sums strided (columns
+    of one array, with the counts or without) or contiguous, and in either width."""
     import numba
 
     from hlmm import _optimize
@@ -762,7 +767,9 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count():
     rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
     want = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
     threads = numba.get_num_threads()
-    got = []
+    monkeypatch.setattr(_kernels_classes, "FIT_LANES", 12 - lanes)
+    got = [_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)]
+    monkeypatch.setattr(_kernels_classes, "FIT_LANES", lanes)
     try:
         for t in sorted({1, 2, threads}):
             numba.set_num_threads(t)

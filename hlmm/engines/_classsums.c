@@ -417,6 +417,14 @@ int64_t hlmm_dosage_cache(void)
 /* Columns of a part that hlmm_dosage_sums writes at a time. */
 #define DOSAGE_PART 64
 
+/* How far ahead (in individuals) scatter_group4 asks for the running sums it will add to: on fine
+ * grids they are spread over more classes than a core's L2 cache holds, and each addition waited
+ * on its load. The same additions in the same order. On an AMD EPYC (Zen 3, 512 KB of L2 per
+ * core, two threads), the class keys and sums of 256 variants of dos.pgen (process CPU time,
+ * medians of 21, three alternate runs): 21 columns 2.34-2.54 against 3.19-3.58 ms per variant
+ * without, 3 columns 0.90-1.02 against 1.07-1.27. */
+#define SUM_PREFETCH 16
+
 /* How far ahead (in dosages) the key passes ask for their input: the hardware prefetcher alone
  * left them waiting on memory (0.27 ms per variant of 100,000 float32 dosages read from memory,
  * against 0.10 with this in double precision, one thread, the x86-64-v4 clone, a C harness; in
@@ -566,6 +574,13 @@ static inline __attribute__((always_inline)) void scatter_group4(const uint16_t 
     int64_t q4 = q / 4;
     for (int64_t i = 0; i < n; i++) {
         const double *yi = Yc + ystride * i;
+        if (i + SUM_PREFETCH < n) {
+            int64_t f = i + SUM_PREFETCH;
+            __builtin_prefetch(a0 + q * (int64_t)k0[f], 1);
+            __builtin_prefetch(a1 + q * (int64_t)k1[f], 1);
+            __builtin_prefetch(a2 + q * (int64_t)k2[f], 1);
+            __builtin_prefetch(a3 + q * (int64_t)k3[f], 1);
+        }
         double *r[4] = {a0 + q * (int64_t)k0[i], a1 + q * (int64_t)k1[i], a2 + q * (int64_t)k2[i],
                         a3 + q * (int64_t)k3[i]};
         for (int64_t c = 0; c < q4; c++) {
@@ -788,182 +803,318 @@ void hlmm_free(void *p)
  * _kernels_hlm.fit_dosage_classes step by step (the same start, Newton steps, line search and
  * stopping rules), with each evaluation of the profile likelihood over eight classes at a time.
  * numba's took about 10 ns per class and evaluation on one thread, with a scalar exp per class;
- * here exp8 gives eight exponentials at once.
+ * here exp_8 (or exp_4 twice) gives eight exponentials at once.
  *
  * Not the same to the last bit as numba's: the class sums are added in eight lanes (class k to
- * lane k % 8, each lane in increasing k, combined as combine8 does), and exp8 is within an ulp
+ * lane k % 8, each lane in increasing k, combined as combine8 does), and exp_8 is within an ulp
  * of libm's exp. The same on every instruction set (generic vectors, no fused multiply-adds).
  * ------------------------------------------------------------------------------------------- */
 
-#define splat8(x) ((v8d){(x), (x), (x), (x), (x), (x), (x), (x)})
+/* The fits' vectors: eight lanes (class k in lane k % 8) as one 8-wide vector with AVX-512 (W = 8,
+ * the x86-64-v4 clone), or as two 4-wide halves (W = 4) elsewhere, the same additions lane by lane
+ * in the same order, so the two agree to the last bit (tests/test_engines.py). One 8-wide vector
+ * lowered by GCC on AVX2 (16 registers of 256 bits) spilled its halves to the stack: the fits of
+ * 256 variants of dos.pgen took 0.61-0.78 against 0.44-0.46 ms of CPU per variant with the halves
+ * (AMD EPYC, Zen 3, two threads; docs/performance.rst). hlmm_fit_lanes() says which this machine
+ * takes; the fits and hlmm_exp take either, for the tests. */
+/* (their helpers return vectors: inlined, so no calling convention applies to them) */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef uint64_t v4u __attribute__((vector_size(32)));
+typedef uint64_t v8u __attribute__((vector_size(64)));
 
-/* All-ones in the lanes of v whose sign bit is set (negative, or -0.0), else 0; in *out. */
-static inline __attribute__((always_inline)) void sign_mask(v8d v, v8l *out)
+/* Classes of a variant's scratch rows: padded with zero classes to a multiple of FIT_PAD, for
+ * either width (whose evaluations take 8 FIT_UNROLL_W classes a step). */
+#define FIT_PAD 32
+
+int hlmm_fit_lanes(void)
 {
-    typedef uint64_t v8u __attribute__((vector_size(64)));
-    *out = (v8l)((v8u){0, 0, 0, 0, 0, 0, 0, 0} - ((v8u)v >> 63));
+#if HAVE_CLONES
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                   __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+               ? 8
+               : 4;
+#elif defined(__AVX512F__) && defined(__AVX512DQ__) && defined(__AVX512VL__)
+    return 8;
+#else
+    return 4;
+#endif
 }
 
-/* max(z, 0) lane by lane, exactly: (z + |z|) / 2. */
-static inline __attribute__((always_inline)) void relu(v8d z, v8d *out)
-{
-    const v8l ABS = {INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX, INT64_MAX};
-    *out = (z + (v8d)((v8l)z & ABS)) * 0.5;
-}
+/* The fits over dosage classes for lanes W vectors of type VT (integers IT, unsigned UT), with
+ * UNROLL steps of eight classes per step of the likelihood's first pass: exp_S, profile_S and
+ * fit_S. */
+#define FIT_KERNELS(S, VT, IT, UT, W, UNROLL)                                                      \
+    enum { H_##S = 8 / W };                                                                        \
+    _Static_assert(FIT_PAD % (8 * UNROLL) == 0, "a step of the likelihood divides the padding");  \
+                                                                                                   \
+    static inline __attribute__((always_inline)) VT splat_##S(double x)                           \
+    {                                                                                              \
+        VT v;                                                                                      \
+        for (int l = 0; l < W; l++)                                                                \
+            v[l] = x;                                                                              \
+        return v;                                                                                  \
+    }                                                                                              \
+                                                                                                   \
+    /* The sum of the eight lanes of v[0 .. H - 1], as combine8 adds them. */                      \
+    static inline __attribute__((always_inline)) double combine_##S(const VT v[H_##S])            \
+    {                                                                                              \
+        double a[8];                                                                               \
+        for (int l = 0; l < 8; l++)                                                                \
+            a[l] = v[l / W][l % W];                                                                \
+        return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));                  \
+    }                                                                                              \
+                                                                                                   \
+    /* All-ones in the lanes of v whose sign bit is set (negative, or -0.0), else 0. */            \
+    static inline __attribute__((always_inline)) IT sign_mask_##S(VT v)                           \
+    {                                                                                              \
+        UT zero = {0};                                                                             \
+        return (IT)(zero - ((UT)v >> 63));                                                         \
+    }                                                                                              \
+                                                                                                   \
+    /* max(z, 0) lane by lane, exactly: (z + |z|) / 2. */                                          \
+    static inline __attribute__((always_inline)) VT relu_##S(VT z)                                \
+    {                                                                                              \
+        return (z + (VT)((IT)z & INT64_MAX)) * 0.5;                                                \
+    }                                                                                              \
+                                                                                                   \
+    /* e^x lane by lane, for finite x: x = k ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, k r \
+     * exact), e^r by its Taylor polynomial of degree 13 (remainder below 1e-17 relative), times  \
+     * 2^k. +inf above 709.782712893384 and +0 below -745.1332191019412, as libm's exp. Within an  \
+     * ulp of libm's exp (tests/test_engines.py). No comparisons: sign bits and (z + |z|) / 2      \
+     * instead, as GCC's target clones made scalar code of some comparisons of these vectors (2.5  \
+     * times the time). */                                                                        \
+    static inline __attribute__((always_inline)) VT exp_##S(VT x)                                 \
+    {                                                                                              \
+        const VT SHIFT = splat_##S(0x1.8p52), LOG2E = splat_##S(0x1.71547652b82fep0);              \
+        const VT LN2_HI = splat_##S(0x1.62e42fee00000p-1), LN2_LO = splat_##S(0x1.a39ef35793c76p-33); \
+        VT xc = (x - relu_##S(x - 710.0)) + relu_##S(-746.0 - x); /* x within [-746, 710] */       \
+        VT t = xc * LOG2E + SHIFT;                                                                 \
+        VT k = t - SHIFT;                                                                          \
+        IT ki = (IT)t - (IT)SHIFT;                                                                 \
+        VT r = (xc - k * LN2_HI) - k * LN2_LO;                                                     \
+        VT p = splat_##S(1.0 / 6227020800.0);                                                      \
+        p = p * r + 1.0 / 479001600.0;                                                             \
+        p = p * r + 1.0 / 39916800.0;                                                              \
+        p = p * r + 1.0 / 3628800.0;                                                               \
+        p = p * r + 1.0 / 362880.0;                                                                \
+        p = p * r + 1.0 / 40320.0;                                                                 \
+        p = p * r + 1.0 / 5040.0;                                                                  \
+        p = p * r + 1.0 / 720.0;                                                                   \
+        p = p * r + 1.0 / 120.0;                                                                   \
+        p = p * r + 1.0 / 24.0;                                                                    \
+        p = p * r + 1.0 / 6.0;                                                                     \
+        p = p * r + 0.5;                                                                           \
+        p = p * r + 1.0;                                                                           \
+        p = p * r + 1.0;                                                                           \
+        /* 2^k in two factors, each exact: 2^(k + 64) 2^-64 below 0 (a subnormal e^x rounds once, \
+         * in the second product), 2^(k - 1) 2 above (2^1024 is not a double) */                  \
+        IT neg = sign_mask_##S(xc);                                                                \
+        IT kk = ki + ((neg & 64) | (~neg & -1));                                                   \
+        VT y = (p * (VT)((kk + 1023) << 52)) *                                                     \
+               (VT)(((IT)splat_##S(0x1p-64) & neg) | ((IT)splat_##S(2.0) & ~neg));                 \
+        IT over = sign_mask_##S(709.782712893384 - x), under = sign_mask_##S(x + 745.1332191019412); \
+        return (VT)(((IT)y & ~(over | under)) | ((IT)splat_##S(__builtin_inf()) & over));          \
+    }                                                                                              \
+                                                                                                   \
+    /* One evaluation of the profile likelihood at (b0, b1) over K classes (arrays padded with zero \
+     * classes to a multiple of FIT_PAD; mask all-ones for the classes of nonzero count, 0 for the \
+     * others, which add nothing): F = -2L - n log 2 pi, or inf if infeasible, and in d: grad0,    \
+     * grad1, H00, H01, H11, alpha0, alpha1, Minv11 (as numba's _profile_classes with hessian). wk \
+     * gets the weights. */                                                                       \
+    static inline __attribute__((always_inline)) double profile_##S(double b0, double b1, const double *g, \
+                                                                    const double *c, const double *y1, \
+                                                                    const double *y2, const int64_t *mask, \
+                                                                    double *wk, int64_t K, double d[8]) \
+    {                                                                                              \
+        enum { H = H_##S };                                                                        \
+        const VT B0 = splat_##S(b0), B1 = splat_##S(b1), ZERO = splat_##S(0.0);                    \
+        VT m00[H], m01[H], m11[H], r0[H], r1[H];                                                   \
+        for (int h = 0; h < H; h++)                                                                \
+            m00[h] = m01[h] = m11[h] = r0[h] = r1[h] = ZERO;                                       \
+        for (int64_t k = 0; k < K; k += 8 * UNROLL) {                                              \
+            /* UNROLL H exponentials at once: each is a chain of dependent steps */               \
+            VT G[UNROLL][H], w[UNROLL][H];                                                         \
+            for (int u = 0; u < UNROLL; u++)                                                       \
+                for (int h = 0; h < H; h++) {                                                      \
+                    memcpy(&G[u][h], g + k + 8 * u + W * h, sizeof(VT));                           \
+                    w[u][h] = exp_##S(-(B0 + B1 * G[u][h]));                                       \
+                }                                                                                  \
+            for (int u = 0; u < UNROLL; u++)                                                       \
+                for (int h = 0; h < H; h++) {                                                      \
+                    int64_t o = k + 8 * u + W * h;                                                 \
+                    VT C, Y1;                                                                      \
+                    IT M;                                                                          \
+                    memcpy(&C, c + o, sizeof(VT));                                                 \
+                    memcpy(&Y1, y1 + o, sizeof(VT));                                               \
+                    memcpy(&M, mask + o, sizeof(IT));                                              \
+                    VT wu = (VT)((IT)w[u][h] & M), Gu = G[u][h];                                   \
+                    memcpy(wk + o, &wu, sizeof(VT));                                               \
+                    VT wc = wu * C;                                                                \
+                    m00[h] += wc;                                                                  \
+                    m01[h] += wc * Gu;                                                             \
+                    m11[h] += (wc * Gu) * Gu;                                                      \
+                    r0[h] += wu * Y1;                                                              \
+                    r1[h] += (wu * Y1) * Gu;                                                       \
+                }                                                                                  \
+        }                                                                                          \
+        double M00 = combine_##S(m00), M01 = combine_##S(m01), M11 = combine_##S(m11);             \
+        double R0 = combine_##S(r0), R1 = combine_##S(r1);                                         \
+        double det = M00 * M11 - M01 * M01;                                                        \
+        for (int l = 0; l < 8; l++)                                                                \
+            d[l] = 0.0;                                                                            \
+        d[7] = __builtin_nan("");                                                                  \
+        if (!(det > 0) || !isfinite(det))                                                          \
+            return __builtin_inf();                                                                \
+        double a0 = (M11 * R0 - M01 * R1) / det, a1 = (M00 * R1 - M01 * R0) / det;                 \
+        const VT A0 = splat_##S(a0), A1 = splat_##S(a1);                                           \
+        VT F[H], gr0[H], gr1[H], h00[H], h01[H], h11[H], x00[H], x01[H], x11[H];                   \
+        for (int h = 0; h < H; h++)                                                                \
+            F[h] = gr0[h] = gr1[h] = h00[h] = h01[h] = h11[h] = x00[h] = x01[h] = x11[h] = ZERO;   \
+        for (int64_t k = 0; k < K; k += 8)                                                         \
+            for (int h = 0; h < H; h++) {                                                          \
+                int64_t o = k + W * h;                                                             \
+                VT G, C, Y1, Y2, w;                                                                \
+                memcpy(&G, g + o, sizeof(VT));                                                     \
+                memcpy(&C, c + o, sizeof(VT));                                                     \
+                memcpy(&Y1, y1 + o, sizeof(VT));                                                   \
+                memcpy(&Y2, y2 + o, sizeof(VT));                                                   \
+                memcpy(&w, wk + o, sizeof(VT));                                                    \
+                VT eta = B0 + B1 * G;                                                              \
+                /* the class's sum of squared residuals about mu = a0 + a1 g, max(s2 - 2 mu s1 + c \
+                 * mu^2, 0) */                                                                    \
+                VT mu = A0 + A1 * G;                                                               \
+                VT Q = relu_##S((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu);                           \
+                VT wQ = w * Q;                                                                     \
+                F[h] += C * eta + wQ;                                                              \
+                VT dd = C - wQ;                                                                    \
+                gr0[h] += dd;                                                                      \
+                gr1[h] += dd * G;                                                                  \
+                h00[h] += wQ;                                                                      \
+                h01[h] += wQ * G;                                                                  \
+                h11[h] += (wQ * G) * G;                                                            \
+                VT wr = w * (Y1 - C * mu);                                                         \
+                x00[h] += wr;                                                                      \
+                x01[h] += wr * G;                                                                  \
+                x11[h] += (wr * G) * G;                                                            \
+            }                                                                                      \
+        double f = combine_##S(F);                                                                 \
+        d[5] = a0;                                                                                 \
+        d[6] = a1;                                                                                 \
+        if (!isfinite(f))                                                                          \
+            return __builtin_inf();                                                                \
+        double H00 = combine_##S(h00), H01 = combine_##S(h01), H11 = combine_##S(h11);             \
+        double A00 = combine_##S(x00), A01 = combine_##S(x01), A11 = combine_##S(x11);             \
+        /* H = sum wQ v v' - 2 A' M^-1 A, A symmetric [[A00, A01], [A01, A11]] */                  \
+        double i00 = M11 / det, i01 = -M01 / det, i11 = M00 / det;                                 \
+        double z00 = i00 * A00 + i01 * A01, z01 = i00 * A01 + i01 * A11;                           \
+        double z10 = i01 * A00 + i11 * A01, z11 = i01 * A01 + i11 * A11;                           \
+        d[0] = combine_##S(gr0);                                                                   \
+        d[1] = combine_##S(gr1);                                                                   \
+        d[2] = H00 - 2.0 * (A00 * z00 + A01 * z10);                                                \
+        d[3] = H01 - 2.0 * (A00 * z01 + A01 * z11);                                                \
+        d[4] = H11 - 2.0 * (A01 * z01 + A11 * z11);                                                \
+        d[7] = M00 / det;                                                                          \
+        return f;                                                                                  \
+    }                                                                                              \
+                                                                                                   \
+    /* The start of a variant's fit over its Kp padded classes, in lanes as the likelihood:        \
+     * ordinary least squares mean, homoskedastic variance, with g centred (in place). Returns 0   \
+     * if there are too few calls (n <= 4); else v = (v00, v01, v11, vdet) and (b0, a0, a1). */     \
+    static inline __attribute__((always_inline)) int start_##S(double *g, const double *c, const double *y1, \
+                                                               const double *y2, int64_t Kp, double v[4], \
+                                                               double *b0)                         \
+    {                                                                                              \
+        enum { H = H_##S };                                                                        \
+        const VT ZERO = splat_##S(0.0);                                                            \
+        VT n8[H], sg8[H];                                                                          \
+        for (int h = 0; h < H; h++)                                                                \
+            n8[h] = sg8[h] = ZERO;                                                                 \
+        for (int64_t k = 0; k < Kp; k += 8)                                                        \
+            for (int h = 0; h < H; h++) {                                                          \
+                VT G, C;                                                                           \
+                memcpy(&G, g + k + W * h, sizeof(VT));                                             \
+                memcpy(&C, c + k + W * h, sizeof(VT));                                             \
+                n8[h] += C;                                                                        \
+                sg8[h] += C * G;                                                                   \
+            }                                                                                      \
+        double n = combine_##S(n8), sg = combine_##S(sg8);                                         \
+        if (n <= 4)                                                                                \
+            return 0;                                                                              \
+        const VT GBAR = splat_##S(sg / n);                                                         \
+        VT v01_8[H], v11_8[H], r0_8[H], r1_8[H];                                                   \
+        for (int h = 0; h < H; h++)                                                                \
+            v01_8[h] = v11_8[h] = r0_8[h] = r1_8[h] = ZERO;                                        \
+        for (int64_t k = 0; k < Kp; k += 8)                                                        \
+            for (int h = 0; h < H; h++) {                                                          \
+                VT G, C, Y1;                                                                       \
+                memcpy(&G, g + k + W * h, sizeof(VT));                                             \
+                memcpy(&C, c + k + W * h, sizeof(VT));                                             \
+                memcpy(&Y1, y1 + k + W * h, sizeof(VT));                                           \
+                G -= GBAR;                                                                         \
+                memcpy(g + k + W * h, &G, sizeof(VT));                                             \
+                v01_8[h] += C * G;                                                                 \
+                v11_8[h] += (C * G) * G;                                                           \
+                r0_8[h] += Y1;                                                                     \
+                r1_8[h] += Y1 * G;                                                                 \
+            }                                                                                      \
+        double v00 = n, v01 = combine_##S(v01_8), v11 = combine_##S(v11_8);                        \
+        double r0 = combine_##S(r0_8), r1 = combine_##S(r1_8);                                     \
+        double vdet = v00 * v11 - v01 * v01;                                                       \
+        double a0 = (v11 * r0 - v01 * r1) / vdet, a1 = (v00 * r1 - v01 * r0) / vdet;              \
+        const VT A0 = splat_##S(a0), A1 = splat_##S(a1);                                           \
+        VT rss8[H];                                                                                \
+        for (int h = 0; h < H; h++)                                                                \
+            rss8[h] = ZERO;                                                                        \
+        for (int64_t k = 0; k < Kp; k += 8)                                                        \
+            for (int h = 0; h < H; h++) {                                                          \
+                int64_t o = k + W * h;                                                             \
+                VT G, C, Y1, Y2;                                                                   \
+                memcpy(&G, g + o, sizeof(VT));                                                     \
+                memcpy(&C, c + o, sizeof(VT));                                                     \
+                memcpy(&Y1, y1 + o, sizeof(VT));                                                   \
+                memcpy(&Y2, y2 + o, sizeof(VT));                                                   \
+                VT mu = A0 + A1 * G;                                                               \
+                rss8[h] += relu_##S((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu);                       \
+            }                                                                                      \
+        double rss = combine_##S(rss8);                                                            \
+        v[0] = v00;                                                                                \
+        v[1] = v01;                                                                                \
+        v[2] = v11;                                                                                \
+        v[3] = vdet;                                                                               \
+        *b0 = log(rss / n > 1e-300 ? rss / n : 1e-300);                                            \
+        return 1;                                                                                  \
+    }
 
-/* e^x lane by lane, for finite x: x = k ln 2 + r with |r| <= ln 2 / 2 (ln 2 in two parts, k r
- * exact), e^r by its Taylor polynomial of degree 13 (remainder below 1e-17 relative), times 2^k.
- * +inf above 709.782712893384 and +0 below -745.1332191019412, as libm's exp; in *out. Within an ulp
- * of libm's exp (tests/test_engines.py). No comparisons: sign bits and (z + |z|) / 2 instead, as
- * GCC's target clones made scalar code of some comparisons of these vectors (2.5 times the time). */
-static inline __attribute__((always_inline)) void exp8(v8d x, v8d *out)
-{
-    const v8d SHIFT = splat8(0x1.8p52), LOG2E = splat8(0x1.71547652b82fep0);
-    const v8d LN2_HI = splat8(0x1.62e42fee00000p-1), LN2_LO = splat8(0x1.a39ef35793c76p-33);
-    v8d above, below;
-    relu(x - 710.0, &above);
-    relu(-746.0 - x, &below);
-    v8d xc = (x - above) + below; /* x within [-746, 710] */
-    v8d t = xc * LOG2E + SHIFT;
-    v8d k = t - SHIFT;
-    v8l ki = (v8l)t - (v8l)SHIFT;
-    v8d r = (xc - k * LN2_HI) - k * LN2_LO;
-    v8d p = splat8(1.0 / 6227020800.0);
-    p = p * r + splat8(1.0 / 479001600.0);
-    p = p * r + splat8(1.0 / 39916800.0);
-    p = p * r + splat8(1.0 / 3628800.0);
-    p = p * r + splat8(1.0 / 362880.0);
-    p = p * r + splat8(1.0 / 40320.0);
-    p = p * r + splat8(1.0 / 5040.0);
-    p = p * r + splat8(1.0 / 720.0);
-    p = p * r + splat8(1.0 / 120.0);
-    p = p * r + splat8(1.0 / 24.0);
-    p = p * r + splat8(1.0 / 6.0);
-    p = p * r + splat8(0.5);
-    p = p * r + splat8(1.0);
-    p = p * r + splat8(1.0);
-    /* 2^k in two factors, each exact: 2^(k + 64) 2^-64 below 0 (a subnormal e^x rounds once, in
-     * the second product), 2^(k - 1) 2 above (2^1024 is not a double) */
-    v8l neg, over, under;
-    sign_mask(xc, &neg);
-    v8l kk = ki + ((neg & 64) | (~neg & -1));
-    v8d y = (p * (v8d)((kk + 1023) << 52)) * (v8d)(((v8l)splat8(0x1p-64) & neg) | ((v8l)splat8(2.0) & ~neg));
-    sign_mask(709.782712893384 - x, &over);
-    sign_mask(x + 745.1332191019412, &under);
-    *out = (v8d)(((v8l)y & ~(over | under)) | ((v8l)splat8(__builtin_inf()) & over));
-}
+/* Eight lanes of AVX-512 take four steps of eight classes at a time (as before the halves), the
+ * halves two: one, two and four measured the same on the Zen 3 (0.44-0.46 ms of CPU per variant). */
+FIT_KERNELS(8, v8d, v8l, v8u, 8, 4)
+FIT_KERNELS(4, v4d, v4l, v4u, 4, 2)
 
-/* exp8 of n values (for its tests). */
+/* e^x of n values by the fits' exponential of `lanes` (8 or 4) lanes (for its tests). */
 CLONES
-void hlmm_exp(const double *x, double *y, int64_t n)
+void hlmm_exp(const double *x, double *y, int64_t n, int64_t lanes)
 {
     for (int64_t i = 0; i < n; i += 8) {
-        v8d a = splat8(0.0);
-        for (int64_t l = 0; l < 8 && i + l < n; l++)
-            a[l] = x[i + l];
-        v8d e;
-        exp8(a, &e);
+        double a[8], e[8];
+        for (int64_t l = 0; l < 8; l++)
+            a[l] = i + l < n ? x[i + l] : 0.0;
+        if (lanes == 8) {
+            v8d v;
+            memcpy(&v, a, sizeof(v));
+            v = exp_8(v);
+            memcpy(e, &v, sizeof(v));
+        } else {
+            for (int h = 0; h < 2; h++) {
+                v4d v;
+                memcpy(&v, a + 4 * h, sizeof(v));
+                v = exp_4(v);
+                memcpy(e + 4 * h, &v, sizeof(v));
+            }
+        }
         for (int64_t l = 0; l < 8 && i + l < n; l++)
             y[i + l] = e[l];
     }
-}
-
-/* Lane by lane, a class's sum of squared residuals about mu = a0 + a1 g, max(s2 - 2 mu s1 + c mu^2, 0),
- * and mu; in *q and *mu. */
-static inline __attribute__((always_inline)) void class_rss(v8d A0, v8d A1, v8d G, v8d C, v8d Y1, v8d Y2, v8d *q,
-                                                            v8d *mu)
-{
-    *mu = A0 + A1 * G;
-    relu((Y2 - (2.0 * *mu) * Y1) + (C * *mu) * *mu, q);
-}
-
-/* Vectors of classes per step of profile8's first pass. */
-#define FIT_UNROLL 4
-
-/* One evaluation of the profile likelihood at (b0, b1) over K classes (arrays padded with zero
- * classes to a multiple of 8 FIT_UNROLL; mask all-ones for the classes of nonzero count, 0 for the
- * others, which add nothing): F = -2L - n log 2 pi, or inf if
- * infeasible, and in d: grad0, grad1, H00, H01, H11, alpha0, alpha1, Minv11 (as numba's
- * _profile_classes with hessian). wk gets the weights. */
-static inline __attribute__((always_inline)) double profile8(double b0, double b1, const double *g, const double *c,
-                                                             const double *y1, const double *y2, const int64_t *mask,
-                                                             double *wk, int64_t K, double d[8])
-{
-    const v8d B0 = splat8(b0), B1 = splat8(b1), ZERO = splat8(0.0);
-    v8d m00 = ZERO, m01 = ZERO, m11 = ZERO, r0 = ZERO, r1 = ZERO;
-    for (int64_t k = 0; k < K; k += 8 * FIT_UNROLL) {
-        /* FIT_UNROLL exponentials at once: each is a chain of dependent steps */
-        v8d G[FIT_UNROLL], w[FIT_UNROLL];
-        for (int u = 0; u < FIT_UNROLL; u++) {
-            memcpy(&G[u], g + k + 8 * u, 64);
-            exp8(-(B0 + B1 * G[u]), &w[u]);
-        }
-        for (int u = 0; u < FIT_UNROLL; u++) {
-            v8d C, Y1;
-            v8l M;
-            memcpy(&C, c + k + 8 * u, 64);
-            memcpy(&Y1, y1 + k + 8 * u, 64);
-            memcpy(&M, mask + k + 8 * u, 64);
-            w[u] = (v8d)((v8l)w[u] & M);
-            memcpy(wk + k + 8 * u, &w[u], 64);
-            v8d wc = w[u] * C;
-            m00 += wc;
-            m01 += wc * G[u];
-            m11 += (wc * G[u]) * G[u];
-            r0 += w[u] * Y1;
-            r1 += (w[u] * Y1) * G[u];
-        }
-    }
-    double M00 = combine8(m00), M01 = combine8(m01), M11 = combine8(m11), R0 = combine8(r0), R1 = combine8(r1);
-    double det = M00 * M11 - M01 * M01;
-    for (int l = 0; l < 8; l++)
-        d[l] = 0.0;
-    d[7] = __builtin_nan("");
-    if (!(det > 0) || !isfinite(det))
-        return __builtin_inf();
-    double a0 = (M11 * R0 - M01 * R1) / det, a1 = (M00 * R1 - M01 * R0) / det;
-    const v8d A0 = splat8(a0), A1 = splat8(a1);
-    v8d F = ZERO, gr0 = ZERO, gr1 = ZERO, h00 = ZERO, h01 = ZERO, h11 = ZERO, x00 = ZERO, x01 = ZERO, x11 = ZERO;
-    for (int64_t k = 0; k < K; k += 8) {
-        v8d G, C, Y1, Y2, w;
-        memcpy(&G, g + k, 64);
-        memcpy(&C, c + k, 64);
-        memcpy(&Y1, y1 + k, 64);
-        memcpy(&Y2, y2 + k, 64);
-        memcpy(&w, wk + k, 64);
-        v8d eta = B0 + B1 * G, mu, Q;
-        class_rss(A0, A1, G, C, Y1, Y2, &Q, &mu);
-        v8d wQ = w * Q;
-        F += C * eta + wQ;
-        v8d dd = C - wQ;
-        gr0 += dd;
-        gr1 += dd * G;
-        h00 += wQ;
-        h01 += wQ * G;
-        h11 += (wQ * G) * G;
-        v8d wr = w * (Y1 - C * mu);
-        x00 += wr;
-        x01 += wr * G;
-        x11 += (wr * G) * G;
-    }
-    double f = combine8(F);
-    d[5] = a0;
-    d[6] = a1;
-    if (!isfinite(f))
-        return __builtin_inf();
-    double H00 = combine8(h00), H01 = combine8(h01), H11 = combine8(h11);
-    double A00 = combine8(x00), A01 = combine8(x01), A11 = combine8(x11);
-    /* H = sum wQ v v' - 2 A' M^-1 A, A symmetric [[A00, A01], [A01, A11]] */
-    double i00 = M11 / det, i01 = -M01 / det, i11 = M00 / det;
-    double z00 = i00 * A00 + i01 * A01, z01 = i00 * A01 + i01 * A11;
-    double z10 = i01 * A00 + i11 * A01, z11 = i01 * A01 + i11 * A11;
-    d[0] = combine8(gr0);
-    d[1] = combine8(gr1);
-    d[2] = H00 - 2.0 * (A00 * z00 + A01 * z10);
-    d[3] = H01 - 2.0 * (A00 * z01 + A01 * z11);
-    d[4] = H11 - 2.0 * (A01 * z01 + A11 * z11);
-    d[7] = M00 / det;
-    return f;
 }
 
 /* The doubles of scratch space that hlmm_fit_dosage_classes needs for variants j0 .. j1 - 1. */
@@ -972,7 +1123,7 @@ static int64_t fit_padded(const int64_t *offsets, int64_t j0, int64_t j1)
     int64_t most = 0;
     for (int64_t j = j0; j < j1; j++)
         most = offsets[j + 1] - offsets[j] > most ? offsets[j + 1] - offsets[j] : most;
-    return (most + 8 * FIT_UNROLL - 1) / (8 * FIT_UNROLL) * (8 * FIT_UNROLL);
+    return (most + FIT_PAD - 1) / FIT_PAD * FIT_PAD;
 }
 
 int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
@@ -980,26 +1131,107 @@ int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
     return 6 * fit_padded(offsets, j0, j1) + 8;
 }
 
+/* One variant's Newton fit over its Kp padded classes (as hlmm_fit_dosage_classes), by the
+ * likelihood of `lanes` (8 or 4) lanes: returns 1 and F, a0, a1, b0, b1, Minv11, var(b1) in o[0
+ * .. 6], or 0 if not fitted. */
+static inline __attribute__((always_inline)) int fit_variant(double *g, const double *c, const double *y1,
+                                                             const double *y2, const int64_t *mask, double *wk,
+                                                             int64_t Kp, int64_t lanes, int64_t max_iter,
+                                                             double dec_rtol, double stall_rtol, double local_rtol,
+                                                             double noise_rtol, double o[7])
+{
+    double v[4], b0, b1 = 0.0;
+    if (!(lanes == 8 ? start_8(g, c, y1, y2, Kp, v, &b0) : start_4(g, c, y1, y2, Kp, v, &b0)))
+        return 0;
+    double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3];
+#define PROFILE(B0, B1, D)                                                                         \
+    (lanes == 8 ? profile_8(B0, B1, g, c, y1, y2, mask, wk, Kp, D) : profile_4(B0, B1, g, c, y1, y2, mask, wk, Kp, D))
+    double d[8], dt[8];
+    double F = PROFILE(b0, b1, d);
+    int ok = 0, stalls = 0;
+    double last = __builtin_inf();
+    for (int64_t it = 0; it < max_iter; it++) {
+        if (!isfinite(F))
+            break;
+        double gr0 = d[0], gr1 = d[1], h00 = d[2], h01 = d[3], h11 = d[4];
+        double hd = h00 * h11 - h01 * h01, st0, st1;
+        if (h00 > 0 && hd > 0) {
+            st0 = -(h11 * gr0 - h01 * gr1) / hd;
+            st1 = -(h00 * gr1 - h01 * gr0) / hd;
+        } else {
+            st0 = -(v11 * gr0 - v01 * gr1) / vdet;
+            st1 = -(v00 * gr1 - v01 * gr0) / vdet;
+        }
+        double dec = -(gr0 * st0 + gr1 * st1);
+        double scale = fabs(F) > 1.0 ? fabs(F) : 1.0;
+        if (!isfinite(dec))
+            break;
+        if (dec <= dec_rtol * scale) {
+            ok = 1;
+            break;
+        }
+        stalls = dec > 0.5 * last ? stalls + 1 : 0;
+        if (stalls >= 3 && dec <= stall_rtol * scale) {
+            ok = 1;
+            break;
+        }
+        last = dec;
+        int local = dec <= local_rtol * scale, moved = 0;
+        for (double t = 1.0; t >= 1e-14; t *= 0.5) {
+            double nb0 = b0 + t * st0, nb1 = b1 + t * st1;
+            double Ft = PROFILE(nb0, nb1, dt);
+            int accept = Ft <= F - 1e-4 * t * dec || (local && t == 1.0 && Ft <= F + noise_rtol * scale);
+            if (isfinite(Ft) && accept) {
+                b0 = nb0;
+                b1 = nb1;
+                F = Ft;
+                memcpy(d, dt, sizeof(d));
+                moved = 1;
+                break;
+            }
+        }
+        if (!moved) {
+            ok = dec <= stall_rtol * scale;
+            break;
+        }
+    }
+#undef PROFILE
+    if (!ok)
+        return 0;
+    double var_b1 = 2.0 * v00 / vdet, minv11 = d[7];
+    if (!(isfinite(F) && minv11 > 0 && var_b1 > 0))
+        return 0;
+    o[0] = F;
+    o[1] = d[5];
+    o[2] = d[6];
+    o[3] = b0;
+    o[4] = b1;
+    o[5] = minv11;
+    o[6] = var_b1;
+    return 1;
+}
+
 /* Variants j0 .. j1 - 1 of numba's fit_dosage_classes (its arguments; values contiguous; cnt, s1
  * and s2 each a stride apart, the columns of one array of class sums as the scanner has them, so
  * that the caller copies none: the copy of the counts had taken 0.024 ms per variant of dos.pgen
- * on the scan's own thread): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left
- * as they are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
+ * on the scan's own thread), by the likelihood of `lanes` (8 or 4, hlmm_fit_lanes(); the two
+ * give the same bits): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left as they
+ * are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
  * hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls: scratch
  * allocated and freed by each call moved the top of the heap up and down, and the .pgen decoding,
  * whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
  * docs/performance.rst). */
 CLONES
 void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt, const double *s1,
-                             const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t max_iter,
-                             double dec_rtol, double stall_rtol, double local_rtol, double noise_rtol, double *out,
-                             double *scratch)
+                             const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t lanes,
+                             int64_t max_iter, double dec_rtol, double stall_rtol, double local_rtol,
+                             double noise_rtol, double *out, double *scratch)
 {
     int64_t K8 = fit_padded(offsets, j0, j1);
     double *g = scratch, *c = g + K8, *y1 = c + K8, *y2 = y1 + K8, *wk = y2 + K8;
     int64_t *mask = (int64_t *)(wk + K8);
     for (int64_t j = j0; j < j1; j++) {
-        int64_t o0 = offsets[j], K = offsets[j + 1] - o0, Kp = (K + 8 * FIT_UNROLL - 1) / (8 * FIT_UNROLL) * (8 * FIT_UNROLL);
+        int64_t o0 = offsets[j], K = offsets[j + 1] - o0, Kp = (K + FIT_PAD - 1) / FIT_PAD * FIT_PAD;
         int64_t present = 0;
         for (int64_t k = 0; k < K; k++) {
             double ck = cnt[(o0 + k) * stride];
@@ -1017,112 +1249,11 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         out[8 * j + 7] = 0.0;
         if (present < 2)
             continue;
-        /* the start, in lanes as the likelihood: ordinary least squares mean, homoskedastic
-         * variance, with g centred */
-        const v8d ZERO = splat8(0.0);
-        v8d n8 = ZERO, sg8 = ZERO;
-        for (int64_t k = 0; k < Kp; k += 8) {
-            v8d G, C;
-            memcpy(&G, g + k, 64);
-            memcpy(&C, c + k, 64);
-            n8 += C;
-            sg8 += C * G;
-        }
-        double n = combine8(n8), sg = combine8(sg8);
-        if (n <= 4)
-            continue;
-        const v8d GBAR = splat8(sg / n);
-        v8d v01_8 = ZERO, v11_8 = ZERO, r0_8 = ZERO, r1_8 = ZERO;
-        for (int64_t k = 0; k < Kp; k += 8) {
-            v8d G, C, Y1;
-            memcpy(&G, g + k, 64);
-            memcpy(&C, c + k, 64);
-            memcpy(&Y1, y1 + k, 64);
-            G -= GBAR;
-            memcpy(g + k, &G, 64);
-            v01_8 += C * G;
-            v11_8 += (C * G) * G;
-            r0_8 += Y1;
-            r1_8 += Y1 * G;
-        }
-        double v00 = n, v01 = combine8(v01_8), v11 = combine8(v11_8), r0 = combine8(r0_8), r1 = combine8(r1_8);
-        double vdet = v00 * v11 - v01 * v01;
-        double a0 = (v11 * r0 - v01 * r1) / vdet, a1 = (v00 * r1 - v01 * r0) / vdet;
-        const v8d A0 = splat8(a0), A1 = splat8(a1);
-        v8d rss8 = ZERO;
-        for (int64_t k = 0; k < Kp; k += 8) {
-            v8d G, C, Y1, Y2, Q, mu;
-            memcpy(&G, g + k, 64);
-            memcpy(&C, c + k, 64);
-            memcpy(&Y1, y1 + k, 64);
-            memcpy(&Y2, y2 + k, 64);
-            class_rss(A0, A1, G, C, Y1, Y2, &Q, &mu);
-            rss8 += Q;
-        }
-        double rss = combine8(rss8);
-        double b0 = log(rss / n > 1e-300 ? rss / n : 1e-300), b1 = 0.0;
-        double d[8], dt[8];
-        double F = profile8(b0, b1, g, c, y1, y2, mask, wk, Kp, d);
-        int ok = 0, stalls = 0;
-        double last = __builtin_inf();
-        for (int64_t it = 0; it < max_iter; it++) {
-            if (!isfinite(F))
-                break;
-            double gr0 = d[0], gr1 = d[1], h00 = d[2], h01 = d[3], h11 = d[4];
-            double hd = h00 * h11 - h01 * h01, st0, st1;
-            if (h00 > 0 && hd > 0) {
-                st0 = -(h11 * gr0 - h01 * gr1) / hd;
-                st1 = -(h00 * gr1 - h01 * gr0) / hd;
-            } else {
-                st0 = -(v11 * gr0 - v01 * gr1) / vdet;
-                st1 = -(v00 * gr1 - v01 * gr0) / vdet;
-            }
-            double dec = -(gr0 * st0 + gr1 * st1);
-            double scale = fabs(F) > 1.0 ? fabs(F) : 1.0;
-            if (!isfinite(dec))
-                break;
-            if (dec <= dec_rtol * scale) {
-                ok = 1;
-                break;
-            }
-            stalls = dec > 0.5 * last ? stalls + 1 : 0;
-            if (stalls >= 3 && dec <= stall_rtol * scale) {
-                ok = 1;
-                break;
-            }
-            last = dec;
-            int local = dec <= local_rtol * scale, moved = 0;
-            for (double t = 1.0; t >= 1e-14; t *= 0.5) {
-                double nb0 = b0 + t * st0, nb1 = b1 + t * st1;
-                double Ft = profile8(nb0, nb1, g, c, y1, y2, mask, wk, Kp, dt);
-                int accept = Ft <= F - 1e-4 * t * dec || (local && t == 1.0 && Ft <= F + noise_rtol * scale);
-                if (isfinite(Ft) && accept) {
-                    b0 = nb0;
-                    b1 = nb1;
-                    F = Ft;
-                    memcpy(d, dt, sizeof(d));
-                    moved = 1;
-                    break;
-                }
-            }
-            if (!moved) {
-                ok = dec <= stall_rtol * scale;
-                break;
-            }
-        }
-        if (!ok)
-            continue;
-        double var_b1 = 2.0 * v00 / vdet, minv11 = d[7];
-        if (isfinite(F) && minv11 > 0 && var_b1 > 0) {
-            double *o = out + 8 * j;
-            o[0] = F;
-            o[1] = d[5];
-            o[2] = d[6];
-            o[3] = b0;
-            o[4] = b1;
-            o[5] = minv11;
-            o[6] = var_b1;
-            o[7] = 1.0;
+        double o[7];
+        if (fit_variant(g, c, y1, y2, mask, wk, Kp, lanes, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol,
+                        o)) {
+            memcpy(out + 8 * j, o, sizeof(o));
+            out[8 * j + 7] = 1.0;
         }
     }
 }

@@ -49,12 +49,14 @@ def _load_library():
             lib.hlmm_dosage_sums.restype = ctypes.c_int
             lib.hlmm_dosage_cache.argtypes = []
             lib.hlmm_dosage_cache.restype = i64
-            lib.hlmm_fit_dosage_classes.argtypes = [p, p, p, p, p, i64, i64, i64, i64] + [ctypes.c_double] * 4 + [p, p]
+            lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 5 + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
             lib.hlmm_fit_scratch_size.restype = i64
-            lib.hlmm_exp.argtypes = [p, p, i64]
+            lib.hlmm_exp.argtypes = [p, p, i64, i64]
             lib.hlmm_exp.restype = None
+            lib.hlmm_fit_lanes.argtypes = []
+            lib.hlmm_fit_lanes.restype = ctypes.c_int
             lib.hlmm_free.argtypes = [p]
             lib.hlmm_free.restype = None
             return lib
@@ -101,6 +103,11 @@ _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
 #: and the class sums of dosages (see :func:`dosage_classes` for which designs) use the
 #: compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
+
+#: The lanes of the compiled Newton fits' vectors over dosage classes on this machine: 8 (one
+#: 512-bit vector, with AVX-512) or 4 (two 256-bit halves, which keep the same eight lanes); the
+#: two give the same bits (``hlmm_fit_lanes`` in ``_classsums.c``). None without the library.
+FIT_LANES = None if LIBRARY is None else int(LIBRARY.hlmm_fit_lanes())
 
 #: The compiled dosage class kernels' first phase by dtype of the dosages (see
 #: :func:`dosage_classes`), or None.
