@@ -767,9 +767,9 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lane
     rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
     want = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
     threads = numba.get_num_threads()
-    monkeypatch.setattr(_kernels_classes, "FIT_LANES", 12 - lanes)
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", 12 - lanes)
     got = [_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)]
-    monkeypatch.setattr(_kernels_classes, "FIT_LANES", lanes)
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
     try:
         for t in sorted({1, 2, threads}):
             numba.set_num_threads(t)
@@ -830,20 +830,25 @@ def _lanes(x):
     return ((l0 + l1) + (l2 + l3)) + ((l4 + l5) + (l6 + l7))
 
 
+@pytest.mark.parametrize("lanes", [8, 4])
 @pytest.mark.parametrize("n", [1, 7, 9, 500, 2003])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, dtype):
-    """The compiled power sums (if built) and numba's give numpy's sums in the documented order, to
-    the last bit, each product rounded on its own: float32 and float64 dosages with missing calls
-    (NaN, negative) and a variant without calls, all rows or a subset, 1 to 9 columns (padding
-    zero columns included), one and two threads; every power asked of every column (the default),
-    or a highest power per column, in decreasing order (the compiled kernel's own loops) or not,
-    whose other sums are zero. 11 variants and up to 2,006 rows: with more than four columns, more
-    than one group of variants and one chunk of rows of the compiled kernel, and two or three
-    chunks of four columns."""
+def test_centred_power_sums__compiled_and_numba_add_in_the_documented_order(n, dtype, lanes, monkeypatch):
+    """The compiled power sums (if built; in 8-wide vectors or 4-wide halves) and numba's give
+    numpy's sums in the documented order, to the last bit, each product rounded on its own: float32
+    and float64 dosages with missing calls (NaN, negative) and a variant without calls, all rows or
+    a subset, 1 to 9 columns (padding zero columns included), one and two threads; every power
+    asked of every column (the default), or a highest power per column, in decreasing order (the
+    compiled kernel's own loops) or not, whose other sums are zero. 11 variants and up to 2,006
+    rows: with more than four columns, more than one group of variants and one chunk of rows of
+    the compiled kernel (and of the halves' 512 rows), and two or three chunks of four columns."""
     import numba
 
-    from hlmm.engines import _kernels_score
+    from hlmm.engines import _kernels_classes, _kernels_score
+
+    if _kernels_classes.LIBRARY is None and lanes == 4:
+        pytest.skip("the compiled library is not built")
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
 
     rng = np.random.default_rng(n)
     N = n + 3

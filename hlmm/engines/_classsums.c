@@ -32,6 +32,8 @@
 #define HAVE_CLONES 0
 #endif
 
+/* (the vector helpers below return vectors: always inlined, so no calling convention applies) */
+#pragma GCC diagnostic ignored "-Wpsabi"
 typedef double v4d __attribute__((vector_size(32)));
 typedef int64_t v4l __attribute__((vector_size(32)));
 
@@ -199,6 +201,20 @@ static inline __attribute__((always_inline)) double combine8(v8d a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
+/* d >= 0.0 lane by lane (all-ones, or 0 for negative and NaN), compared in 4-wide halves: GCC made
+ * scalar comparisons and inserts of the 8-wide comparison on AVX2 (the x86-64-v3 clone). With it
+ * alone, the power sums of 256 variants of dos.pgen for 10 phenotypes (21 columns) took 3.8-4.0
+ * against 5.3-5.8 ms of CPU per variant (AMD EPYC, Zen 3, two threads). */
+static inline __attribute__((always_inline)) v8l called8(v8d d)
+{
+    v4d h[2];
+    memcpy(h, &d, sizeof(h));
+    v4l m[2] = {h[0] >= 0.0, h[1] >= 0.0};
+    v8l r;
+    memcpy(&r, m, sizeof(r));
+    return r;
+}
+
 /* Eight dosages of individuals i .. i + 7 (rows[i] .. of row x, or x[i] .. if rows is NULL); past
  * n, NaN (no call). */
 typedef float v4f __attribute__((vector_size(16)));
@@ -217,6 +233,23 @@ typedef float v4f __attribute__((vector_size(16)));
     }
 LOAD8(float, v8f)
 LOAD8(double, v8d)
+
+/* load8_T's first four dosages from i (one half of eight lanes), for the 4-lane power sums. */
+#define LOAD4(T, VT)                                                                               \
+    static inline __attribute__((always_inline)) void load4_##T(const T *x, const int64_t *rows,   \
+                                                                 int64_t i, int64_t n, v4d *d)     \
+    {                                                                                              \
+        if (!rows && i + 4 <= n) {                                                                 \
+            VT a;                                                                                  \
+            memcpy(&a, x + i, sizeof(a));                                                          \
+            *d = __builtin_convertvector(a, v4d);                                                  \
+            return;                                                                                \
+        }                                                                                          \
+        for (int l = 0; l < 4; l++)                                                                \
+            (*d)[l] = i + l < n ? (double)x[rows ? rows[i + l] : i + l] : __builtin_nan("");       \
+    }
+LOAD4(float, v4f)
+LOAD4(double, v4d)
 
 /* Pass two over individuals i0 .. i1 - 1 (multiples of 8) and the columns col0 .. col0 + 3 of Bt
  * (r, n8) whose powers P[c] (3, 2, 1, or 0 for no column) are given, added to acc[3][4] (held in
@@ -252,6 +285,50 @@ LOAD8(double, v8d)
         memcpy(acc, a, sizeof(a));                                                                 \
     }
 
+/* powers_T in two 4-wide halves of the eight lanes (hlmm_lanes() 4: no AVX-512), the same additions
+ * in the same order: lanes 0-3 (individuals i % 8 < 4) of POWERS4_ROWS rows, then lanes 4-7 of the
+ * same rows, whose columns are then in L1 cache. Each half's sums fit in AVX2's 16 registers, where
+ * the eight lanes' sums of powers (3, 2, 1) (12 vectors of 256 bits) spilled to the stack. */
+#define POWERS4_ROWS 512
+#define POWERS4(T)                                                                                 \
+    static inline __attribute__((always_inline)) void powers4_##T(                                 \
+        const T *x, const int64_t *rows, int64_t n, double mean, const double *Bt, int64_t n8,     \
+        int64_t col0, const int P[4], int64_t i0, int64_t i1, v8d acc[3][4])                       \
+    {                                                                                              \
+        const v4d mv = {mean, mean, mean, mean};                                                   \
+        for (int64_t s0 = i0; s0 < i1; s0 += POWERS4_ROWS) {                                       \
+            int64_t s1 = s0 + POWERS4_ROWS < i1 ? s0 + POWERS4_ROWS : i1;                          \
+            for (int h = 0; h < 2; h++) {                                                          \
+                v4d a[3][4];                                                                       \
+                for (int c = 0; c < 4; c++)                                                        \
+                    for (int m = 0; m < P[c]; m++)                                                 \
+                        memcpy(&a[m][c], (char *)&acc[m][c] + 32 * h, 32);                         \
+                for (int64_t i = s0 + 4 * h; i < s1; i += 8) {                                     \
+                    v4d d;                                                                         \
+                    load4_##T(x, rows, i, n, &d);                                                  \
+                    v4l ok = d >= 0.0;                                                             \
+                    v4d g = (v4d)((v4l)(d - mv) & ok);                                             \
+                    v4d g2 = g * g;                                                                \
+                    v4d g3 = g2 * g;                                                               \
+                    for (int c = 0; c < 4; c++) {                                                  \
+                        if (P[c] == 0)                                                             \
+                            continue;                                                              \
+                        v4d v;                                                                     \
+                        memcpy(&v, Bt + (col0 + c) * n8 + i, 32);                                  \
+                        a[0][c] += g * v;                                                          \
+                        if (P[c] >= 2)                                                             \
+                            a[1][c] += g2 * v;                                                     \
+                        if (P[c] >= 3)                                                             \
+                            a[2][c] += g3 * v;                                                     \
+                    }                                                                              \
+                }                                                                                  \
+                for (int c = 0; c < 4; c++)                                                        \
+                    for (int m = 0; m < P[c]; m++)                                                 \
+                        memcpy((char *)&acc[m][c] + 32 * h, &a[m][c], 32);                         \
+            }                                                                                      \
+        }                                                                                          \
+    }
+
 /* The patterns of powers of four columns that have a loop of their own: the non-increasing ones,
  * as the caller orders its columns (a chunk of another pattern takes its highest power for every
  * column, and the extra sums are not written out). */
@@ -267,7 +344,10 @@ LOAD8(double, v8d)
 #define PATTERN_CASE(T, p0, p1, p2, p3)                                                            \
     case PATTERN_CODE(p0, p1, p2, p3): {                                                           \
         static const int P[4] = {p0, p1, p2, p3};                                                  \
-        powers_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                                  \
+        if (lanes == 8)                                                                            \
+            powers_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                              \
+        else                                                                                       \
+            powers4_##T(x, rows, n, mean, Bt, n8, col0, P, i0, i1, a);                             \
         break;                                                                                     \
     }
 
@@ -291,11 +371,12 @@ LOAD8(double, v8d)
 #define PCHUNK 1024
 #define POWER_SUMS(T)                                                                              \
     POWERS(T)                                                                                      \
+    POWERS4(T)                                                                                     \
     CLONES                                                                                         \
     int hlmm_power_sums_##T(const T *dosages, int64_t N, const int64_t *rows, int64_t n,           \
                              const double *Bt, int64_t r, int64_t n8, int64_t r_out,               \
                              const int64_t *powers, int64_t *n_called, double *a1, double *S,      \
-                             int64_t j0, int64_t j1)                                               \
+                             int64_t lanes, int64_t j0, int64_t j1)                                \
     {                                                                                              \
         double means[PGROUP];                                                                      \
         /* one variant at a time over all rows for four columns or fewer, else PGROUP variants */  \
@@ -330,7 +411,7 @@ LOAD8(double, v8d)
                 for (int64_t i = 0; i < n8; i += 8) {                                              \
                     v8d d;                                                                         \
                     load8_##T(x, rows, i, n, &d);                                                  \
-                    v8l ok = d >= 0.0;                                                             \
+                    v8l ok = lanes == 8 ? d >= 0.0 : called8(d);                                   \
                     s += (v8d)((v8l)d & ok);                                                       \
                     c -= ok;                                                                       \
                 }                                                                                  \
@@ -815,10 +896,8 @@ void hlmm_free(void *p)
  * in the same order, so the two agree to the last bit (tests/test_engines.py). One 8-wide vector
  * lowered by GCC on AVX2 (16 registers of 256 bits) spilled its halves to the stack: the fits of
  * 256 variants of dos.pgen took 0.61-0.78 against 0.44-0.46 ms of CPU per variant with the halves
- * (AMD EPYC, Zen 3, two threads; docs/performance.rst). hlmm_fit_lanes() says which this machine
+ * (AMD EPYC, Zen 3, two threads; docs/performance.rst). hlmm_lanes() says which this machine
  * takes; the fits and hlmm_exp take either, for the tests. */
-/* (their helpers return vectors: inlined, so no calling convention applies to them) */
-#pragma GCC diagnostic ignored "-Wpsabi"
 typedef uint64_t v4u __attribute__((vector_size(32)));
 typedef uint64_t v8u __attribute__((vector_size(64)));
 
@@ -826,7 +905,7 @@ typedef uint64_t v8u __attribute__((vector_size(64)));
  * either width (whose evaluations take 8 FIT_UNROLL_W classes a step). */
 #define FIT_PAD 32
 
-int hlmm_fit_lanes(void)
+int hlmm_lanes(void)
 {
 #if HAVE_CLONES
     __builtin_cpu_init();
@@ -1214,7 +1293,7 @@ static inline __attribute__((always_inline)) int fit_variant(double *g, const do
 /* Variants j0 .. j1 - 1 of numba's fit_dosage_classes (its arguments; values contiguous; cnt, s1
  * and s2 each a stride apart, the columns of one array of class sums as the scanner has them, so
  * that the caller copies none: the copy of the counts had taken 0.024 ms per variant of dos.pgen
- * on the scan's own thread), by the likelihood of `lanes` (8 or 4, hlmm_fit_lanes(); the two
+ * on the scan's own thread), by the likelihood of `lanes` (8 or 4, hlmm_lanes(); the two
  * give the same bits): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left as they
  * are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
  * hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls: scratch

@@ -40,7 +40,7 @@ def _load_library():
             lib.hlmm_class_sums.argtypes = [p, i64, p, i64, i64, p, i64, i64]
             lib.hlmm_class_sums.restype = None
             for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
-                f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64]
+                f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64, i64]
                 f.restype = ctypes.c_int
             for f in (lib.hlmm_dosage_keys_float, lib.hlmm_dosage_keys_double):
                 f.argtypes = [p, i64, i64, i64, p, p, p, i64, i64]
@@ -55,8 +55,8 @@ def _load_library():
             lib.hlmm_fit_scratch_size.restype = i64
             lib.hlmm_exp.argtypes = [p, p, i64, i64]
             lib.hlmm_exp.restype = None
-            lib.hlmm_fit_lanes.argtypes = []
-            lib.hlmm_fit_lanes.restype = ctypes.c_int
+            lib.hlmm_lanes.argtypes = []
+            lib.hlmm_lanes.restype = ctypes.c_int
             lib.hlmm_free.argtypes = [p]
             lib.hlmm_free.restype = None
             return lib
@@ -104,10 +104,11 @@ _compiled = LIBRARY.hlmm_class_sums if LIBRARY is not None else None
 #: compiled kernels (built, and with AVX2 or more on this machine).
 COMPILED = LIBRARY is not None
 
-#: The lanes of the compiled Newton fits' vectors over dosage classes on this machine: 8 (one
-#: 512-bit vector, with AVX-512) or 4 (two 256-bit halves, which keep the same eight lanes); the
-#: two give the same bits (``hlmm_fit_lanes`` in ``_classsums.c``). None without the library.
-FIT_LANES = None if LIBRARY is None else int(LIBRARY.hlmm_fit_lanes())
+#: The vectors of the compiled Newton fits over dosage classes and of the score test's power sums
+#: on this machine: 8 lanes (one 512-bit vector, with AVX-512) or 4 (two 256-bit halves of the same
+#: eight lanes); the two give the same bits (``hlmm_lanes`` in ``_classsums.c``). None without the
+#: library.
+VECTOR_LANES = None if LIBRARY is None else int(LIBRARY.hlmm_lanes())
 
 #: The compiled dosage class kernels' first phase by dtype of the dosages (see
 #: :func:`dosage_classes`), or None.

@@ -196,7 +196,7 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     def run(j0, j1):
         t = bounds.index(j0)  # (run_ranges splits at the same bounds)
         lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data, s1.ctypes.data,
-                                    s2.ctypes.data, stride, j0, j1, _kernels_classes.FIT_LANES, int(max_iter),
+                                    s2.ctypes.data, stride, j0, j1, _kernels_classes.VECTOR_LANES, int(max_iter),
                                     dec_rtol, stall_rtol, local_rtol, noise_rtol, out.ctypes.data,
                                     scratch[starts[t]:].ctypes.data)
 

@@ -219,7 +219,7 @@ def centred_power_sums(dosages, rows, B, powers=None):
 
     _kernels_classes.run_ranges(call, b, dosages.ctypes.data, N, None if identity else rows.ctypes.data, n,
                                 Bt.ctypes.data, r_used, Bt.shape[1], r, powers.ctypes.data, n_called.ctypes.data,
-                                a1.ctypes.data, S.ctypes.data, minimum=4)
+                                a1.ctypes.data, S.ctypes.data, _kernels_classes.VECTOR_LANES, minimum=4)
     if failed:
         raise MemoryError(f"out of memory for the power sums of {b} variants and {r_used} columns")
     return n_called, a1, S
