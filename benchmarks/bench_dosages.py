@@ -453,8 +453,25 @@ def machine() -> str:
                                 text=True).stdout.strip()
     except OSError:
         commit = "?"
-    return (f"{platform.node()}, {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; Python "
+    return (f"{platform.node()}, {os.cpu_count()} CPUs ({cpu()}), load {os.getloadavg()[0]:.2f}; Python "
             f"{platform.python_version()}; {ver}; hlmm at {commit or '?'}")
+
+
+def cpu() -> str:
+    """The processor's model name, family and model (/proc/cpuinfo), and the vectors of hlmm's
+    compiled kernels on it: the same code takes several times as long on AVX2 as on AVX-512
+    machines where it is not written for both (docs/performance.rst)."""
+    info = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    flags = info.get("flags", "").split()
+    isa = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "no AVX2"
+    return (f"{info.get('model name', platform.processor() or '?')}, family {info.get('cpu family', '?')} "
+            f"model {info.get('model', '?')}, {isa}")
 
 
 def write_rst(path: Path, rows: list, args, stamp: dict, argv: list) -> None:

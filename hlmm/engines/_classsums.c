@@ -201,20 +201,6 @@ static inline __attribute__((always_inline)) double combine8(v8d a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-/* d >= 0.0 lane by lane (all-ones, or 0 for negative and NaN), compared in 4-wide halves: GCC made
- * scalar comparisons and inserts of the 8-wide comparison on AVX2 (the x86-64-v3 clone). With it
- * alone, the power sums of 256 variants of dos.pgen for 10 phenotypes (21 columns) took 3.8-4.0
- * against 5.3-5.8 ms of CPU per variant (AMD EPYC, Zen 3, two threads). */
-static inline __attribute__((always_inline)) v8l called8(v8d d)
-{
-    v4d h[2];
-    memcpy(h, &d, sizeof(h));
-    v4l m[2] = {h[0] >= 0.0, h[1] >= 0.0};
-    v8l r;
-    memcpy(&r, m, sizeof(r));
-    return r;
-}
-
 /* Eight dosages of individuals i .. i + 7 (rows[i] .. of row x, or x[i] .. if rows is NULL); past
  * n, NaN (no call). */
 typedef float v4f __attribute__((vector_size(16)));
@@ -408,12 +394,29 @@ LOAD4(double, v4d)
                 const T *x = dosages + j * N;                                                      \
                 v8d s = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
                 v8l c = {0, 0, 0, 0, 0, 0, 0, 0};                                                  \
-                for (int64_t i = 0; i < n8; i += 8) {                                              \
-                    v8d d;                                                                         \
-                    load8_##T(x, rows, i, n, &d);                                                  \
-                    v8l ok = lanes == 8 ? d >= 0.0 : called8(d);                                   \
-                    s += (v8d)((v8l)d & ok);                                                       \
-                    c -= ok;                                                                       \
+                if (lanes == 8) {                                                                  \
+                    for (int64_t i = 0; i < n8; i += 8) {                                          \
+                        v8d d;                                                                     \
+                        load8_##T(x, rows, i, n, &d);                                              \
+                        v8l ok = d >= 0.0;                                                         \
+                        s += (v8d)((v8l)d & ok);                                                   \
+                        c -= ok;                                                                   \
+                    }                                                                              \
+                } else { /* the same lanes in two halves: the 8-wide comparison and counts were \
+                            * scalar code on AVX2 (with powers4 too, 3 columns took 0.34-0.45 ms   \
+                            * of CPU per variant of dos.pgen with them, 0.18-0.23 without) */      \
+                    v4d sh[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                      \
+                    v4l ch[2] = {{0, 0, 0, 0}, {0, 0, 0, 0}};                                      \
+                    for (int64_t i = 0; i < n8; i += 8)                                            \
+                        for (int h = 0; h < 2; h++) {                                              \
+                            v4d d;                                                                 \
+                            load4_##T(x, rows, i + 4 * h, n, &d);                                  \
+                            v4l ok = d >= 0.0;                                                     \
+                            sh[h] += (v4d)((v4l)d & ok);                                           \
+                            ch[h] -= ok;                                                           \
+                        }                                                                          \
+                    memcpy(&s, sh, sizeof(s));                                                     \
+                    memcpy(&c, ch, sizeof(c));                                                     \
                 }                                                                                  \
                 int64_t calls = c[0] + c[1] + c[2] + c[3] + c[4] + c[5] + c[6] + c[7];             \
                 double sum = combine8(s);                                                          \
