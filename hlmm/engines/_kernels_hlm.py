@@ -156,7 +156,9 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     exponential of its own (within an ulp of libm's), so their estimates differ in the last digits
     (``tests/test_engines.py`` holds them to 1e-9 relative). On the 1/16384 dosage grid (about 8,900
     classes per variant) it took 0.120 against 0.309 ms per variant on one thread, 0.065 against
-    0.145 on two (``python benchmarks/time_scan_parts.py --fits``).
+    0.145 on two (``python benchmarks/time_scan_parts.py --fits``, an AVX-512 machine). Its eight
+    lanes are one 512-bit vector with AVX-512, two 256-bit halves without
+    (:data:`hlmm.engines._kernels_classes.VECTOR_LANES`), the same bits either way.
 
     Parameters
     ----------
