@@ -201,41 +201,48 @@ static inline __attribute__((always_inline)) double combine8(v8d a)
     return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
-/* Eight dosages of individuals i .. i + 7 (rows[i] .. of row x, or x[i] .. if rows is NULL); past
- * n, NaN (no call). */
+/* N dosages of individuals i .. i + N - 1 (rows[i] .. of row x, or x[i] .. if rows is NULL); past
+ * n, NaN (no call): eight for the power sums' 8-wide vectors, four for either half of them. */
 typedef float v4f __attribute__((vector_size(16)));
-#define LOAD8(T, VT)                                                                               \
-    static inline __attribute__((always_inline)) void load8_##T(const T *x, const int64_t *rows,   \
-                                                                 int64_t i, int64_t n, v8d *d)     \
+#define LOAD(N, T, VT, VD)                                                                         \
+    static inline __attribute__((always_inline)) void load##N##_##T(const T *x, const int64_t *rows, \
+                                                                     int64_t i, int64_t n, VD *d)  \
     {                                                                                              \
-        if (!rows && i + 8 <= n) {                                                                 \
+        if (!rows && i + N <= n) {                                                                 \
             VT a;                                                                                  \
             memcpy(&a, x + i, sizeof(a));                                                          \
-            *d = __builtin_convertvector(a, v8d);                                                  \
+            *d = __builtin_convertvector(a, VD);                                                   \
             return;                                                                                \
         }                                                                                          \
-        for (int l = 0; l < 8; l++)                                                                \
+        for (int l = 0; l < N; l++)                                                                \
             (*d)[l] = i + l < n ? (double)x[rows ? rows[i + l] : i + l] : __builtin_nan("");       \
     }
-LOAD8(float, v8f)
-LOAD8(double, v8d)
+LOAD(8, float, v8f, v8d)
+LOAD(8, double, v8d, v8d)
+LOAD(4, float, v4f, v4d)
+LOAD(4, double, v4d, v4d)
 
-/* load8_T's first four dosages from i (one half of eight lanes), for the 4-lane power sums. */
-#define LOAD4(T, VT)                                                                               \
-    static inline __attribute__((always_inline)) void load4_##T(const T *x, const int64_t *rows,   \
-                                                                 int64_t i, int64_t n, v4d *d)     \
-    {                                                                                              \
-        if (!rows && i + 4 <= n) {                                                                 \
-            VT a;                                                                                  \
-            memcpy(&a, x + i, sizeof(a));                                                          \
-            *d = __builtin_convertvector(a, v4d);                                                  \
-            return;                                                                                \
+/* One step of pass two for the dosages d (vector VT, its comparisons IT) of individuals i ..: for
+ * each column c of P[c] > 0, a[m - 1][c] += g^m Bt[col0 + c][i ..] for m = 1 .. P[c], with g the
+ * dosage centred at mv, 0 for no call (P, Bt, n8 and col0 the caller's). */
+#define POWER_STEP(VT, IT, d, mv, i, a)                                                            \
+    do {                                                                                           \
+        IT ok_ = (d) >= 0.0;                                                                       \
+        VT g_ = (VT)((IT)((d) - (mv)) & ok_);                                                      \
+        VT g2_ = g_ * g_;                                                                          \
+        VT g3_ = g2_ * g_;                                                                         \
+        for (int c_ = 0; c_ < 4; c_++) {                                                           \
+            if (P[c_] == 0)                                                                        \
+                continue;                                                                          \
+            VT v_;                                                                                 \
+            memcpy(&v_, Bt + (col0 + c_) * n8 + (i), sizeof(VT));                                  \
+            (a)[0][c_] += g_ * v_;                                                                 \
+            if (P[c_] >= 2)                                                                        \
+                (a)[1][c_] += g2_ * v_;                                                            \
+            if (P[c_] >= 3)                                                                        \
+                (a)[2][c_] += g3_ * v_;                                                            \
         }                                                                                          \
-        for (int l = 0; l < 4; l++)                                                                \
-            (*d)[l] = i + l < n ? (double)x[rows ? rows[i + l] : i + l] : __builtin_nan("");       \
-    }
-LOAD4(float, v4f)
-LOAD4(double, v4d)
+    } while (0)
 
 /* Pass two over individuals i0 .. i1 - 1 (multiples of 8) and the columns col0 .. col0 + 3 of Bt
  * (r, n8) whose powers P[c] (3, 2, 1, or 0 for no column) are given, added to acc[3][4] (held in
@@ -252,21 +259,7 @@ LOAD4(double, v4d)
         for (int64_t i = i0; i < i1; i += 8) {                                                     \
             v8d d;                                                                                 \
             load8_##T(x, rows, i, n, &d);                                                          \
-            v8l ok = d >= 0.0;                                                                     \
-            v8d g = (v8d)((v8l)(d - mv) & ok);                                                     \
-            v8d g2 = g * g;                                                                        \
-            v8d g3 = g2 * g;                                                                       \
-            for (int c = 0; c < 4; c++) {                                                          \
-                if (P[c] == 0)                                                                     \
-                    continue;                                                                      \
-                v8d v;                                                                             \
-                memcpy(&v, Bt + (col0 + c) * n8 + i, 64);                                          \
-                a[0][c] += g * v;                                                                  \
-                if (P[c] >= 2)                                                                     \
-                    a[1][c] += g2 * v;                                                             \
-                if (P[c] >= 3)                                                                     \
-                    a[2][c] += g3 * v;                                                             \
-            }                                                                                      \
+            POWER_STEP(v8d, v8l, d, mv, i, a);                                                    \
         }                                                                                          \
         memcpy(acc, a, sizeof(a));                                                                 \
     }
@@ -292,21 +285,7 @@ LOAD4(double, v4d)
                 for (int64_t i = s0 + 4 * h; i < s1; i += 8) {                                     \
                     v4d d;                                                                         \
                     load4_##T(x, rows, i, n, &d);                                                  \
-                    v4l ok = d >= 0.0;                                                             \
-                    v4d g = (v4d)((v4l)(d - mv) & ok);                                             \
-                    v4d g2 = g * g;                                                                \
-                    v4d g3 = g2 * g;                                                               \
-                    for (int c = 0; c < 4; c++) {                                                  \
-                        if (P[c] == 0)                                                             \
-                            continue;                                                              \
-                        v4d v;                                                                     \
-                        memcpy(&v, Bt + (col0 + c) * n8 + i, 32);                                  \
-                        a[0][c] += g * v;                                                          \
-                        if (P[c] >= 2)                                                             \
-                            a[1][c] += g2 * v;                                                     \
-                        if (P[c] >= 3)                                                             \
-                            a[2][c] += g3 * v;                                                     \
-                    }                                                                              \
+                    POWER_STEP(v4d, v4l, d, mv, i, a);                                            \
                 }                                                                                  \
                 for (int c = 0; c < 4; c++)                                                        \
                     for (int m = 0; m < P[c]; m++)                                                 \
