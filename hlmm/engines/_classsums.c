@@ -879,7 +879,7 @@ void hlmm_free(void *p)
  * lowered by GCC on AVX2 (16 registers of 256 bits) spilled its halves to the stack: the fits of
  * 256 variants of dos.pgen took 0.61-0.78 against 0.44-0.46 ms of CPU per variant with the halves
  * (AMD EPYC, Zen 3, two threads; docs/performance.rst). hlmm_lanes() says which this machine
- * takes; the fits and hlmm_exp take either, for the tests. */
+ * takes, for the fits and the power sums (powers4); they and hlmm_exp take either, for the tests. */
 typedef uint64_t v4u __attribute__((vector_size(32)));
 typedef uint64_t v8u __attribute__((vector_size(64)));
 
