@@ -792,6 +792,81 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lane
     np.testing.assert_allclose(fit[ok, 1], want[ok, 1], rtol=0, atol=1e-9 * np.sqrt(want[ok, 5]).max())
 
 
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_fit_dosage_classes__table_weights_on_the_grid_only_and_within_1e12_of_the_direct_fits(lanes, monkeypatch):
+    """The compiled fits' weights from tables (variants of at least ``TABLE_CLASSES`` classes, all on
+    the 1/16384 grid): estimates within 1e-12 (relative) of the fits with an exponential a class,
+    the same variants fitted; the variants off the grid (8-bit dosages) or below the threshold the
+    same to the last bit as without tables; either width the same bits."""
+    from hlmm import _optimize
+    from hlmm.engines import _kernels_classes, _kernels_hlm
+
+    if _kernels_classes.LIBRARY is None:
+        pytest.skip("the compiled library is not built")
+    offsets, values, counts, sums = _ragged_classes(np.random.default_rng(8), 29)
+    rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    sizes = np.diff(offsets)
+    grid = np.arange(29) % 3 == 0  # _ragged_classes: 1/16384, 255, 1 in turn
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
+
+    def fit(table_classes):
+        monkeypatch.setattr(_kernels_hlm, "TABLE_CLASSES", table_classes)
+        return _kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
+
+    direct = fit(10**9)
+    np.testing.assert_array_equal(direct, fit(_kernels_hlm.TABLE_CLASSES))  # (all below 1,024 classes here)
+    threshold = 300
+    assert (sizes[grid] >= threshold).sum() >= 8 and (sizes[~grid] < threshold).all()
+    for table_classes in (threshold, 0):
+        tables = fit(table_classes)
+        monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", 12 - lanes)
+        np.testing.assert_array_equal(fit(table_classes), tables)
+        monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
+        used = (sizes >= table_classes) & np.array([np.all(values[offsets[j]:offsets[j + 1]] * 16384 % 1 == 0)
+                                                     for j in range(29)])
+        assert used[grid & (sizes >= threshold)].all() and not used[1:26:3].any()  # (the last three: edge cases)
+        np.testing.assert_array_equal(tables[~used], direct[~used])
+        np.testing.assert_array_equal(tables[:, 7], direct[:, 7])
+        ok = used & (direct[:, 7] == 1)
+        assert ok.sum() >= 8 and (tables[ok] != direct[ok]).any()  # the tables were used
+        for k in (0, 2, 3, 4, 5, 6):
+            np.testing.assert_allclose(tables[ok, k], direct[ok, k], rtol=1e-12, err_msg=str(k))
+        np.testing.assert_allclose(tables[ok, 1], direct[ok, 1], rtol=0, atol=1e-12 * np.sqrt(direct[ok, 5]).max())
+
+
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_fit_weights__tables_within_a_few_ulps_of_exp_and_exponentials_outside_their_rule(lanes):
+    """The weights exp(-(b0 + b1 (g - gbar))) of the compiled fits over classes on the 1/16384 grid:
+    from tables (|b1| <= 50, |b0 - b1 gbar| <= 600) within a few ulps of the exact exponential (long
+    double), plus the argument's own rounding (|argument| ulps, as an exponential a class); outside
+    that rule the fits' exponential of each class, the same bits as hlmm_exp; either width the
+    same bits."""
+    from hlmm.engines import _kernels_classes
+
+    lib = _kernels_classes.LIBRARY
+    if lib is None:
+        pytest.skip("the compiled library is not built")
+    m = np.unique(np.concatenate([np.arange(0, 32769, 7), [0, 127, 128, 129, 16383, 16384, 32640, 32767, 32768],
+                                  np.random.default_rng(4).integers(0, 32769, 3000)]))
+    g = m / 16384
+    gbar = 0.6180339887
+    for b0, b1, tables in [(0.3, 0.2, 1), (-4.0, -1.7, 1), (2.0, 49.0, 1), (-590.0, 3.0, 1), (0.1, -50.0, 1),
+                           (0.0, 50.5, 0), (601.0, 0.0, 0), (300.0, -480.0, 0), (-1e3, 2.0, 0)]:
+        w, other = np.empty(g.size), np.empty(g.size)
+        assert lib.hlmm_fit_weights(b0, b1, gbar, g.ctypes.data, g.size, lanes, w.ctypes.data) == tables
+        assert lib.hlmm_fit_weights(b0, b1, gbar, g.ctypes.data, g.size, 12 - lanes, other.ctypes.data) == tables
+        np.testing.assert_array_equal(w, other)
+        x = -(b0 + b1 * (g - gbar))
+        if tables:
+            exact = np.exp(-(np.longdouble(b0) + np.longdouble(b1) * (g.astype(np.longdouble) - np.longdouble(gbar))))
+            ulps = np.abs(w - exact) / np.spacing(exact.astype(float))
+            assert (ulps <= 4 + np.abs(x) + abs(b0 - b1 * gbar)).all(), (b0, b1, ulps.max())
+        else:
+            want = np.empty(g.size)
+            lib.hlmm_exp(x.ctypes.data, want.ctypes.data, g.size, lanes)
+            np.testing.assert_array_equal(w, want)
+
+
 def test_centred_power_sums__equal_numpy_on_and_off_the_grid_with_missing_and_a_row_subset():
     """The dosage score kernel: calls, summed dosages and sum_i g_i^m B_i (m = 1, 2, 3) of the dosages
     centred over the calls (missing: NaN or negative, mean-imputed) equal numpy's, for dosages on

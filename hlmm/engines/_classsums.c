@@ -887,6 +887,10 @@ typedef uint64_t v8u __attribute__((vector_size(64)));
  * either width (whose evaluations take 8 FIT_UNROLL_W classes a step). */
 #define FIT_PAD 32
 
+/* The tables of table_weights_S: e^(s j), j = 0 .. 127, then e^(128 s i), i = 0 .. 256, padded to a
+ * multiple of 8. */
+#define TABLE_DOUBLES 392
+
 int hlmm_lanes(void)
 {
 #if HAVE_CLONES
@@ -986,7 +990,8 @@ int hlmm_lanes(void)
     static inline __attribute__((always_inline)) double profile_##S(double b0, double b1, const double *g, \
                                                                     const double *c, const double *y1, \
                                                                     const double *y2, const int64_t *mask, \
-                                                                    double *wk, int64_t K, double d[8]) \
+                                                                    double *wk, int have_w, int64_t K, \
+                                                                    double d[8])                   \
     {                                                                                              \
         enum { H = H_##S };                                                                        \
         const VT B0 = splat_##S(b0), B1 = splat_##S(b1), ZERO = splat_##S(0.0);                    \
@@ -994,23 +999,29 @@ int hlmm_lanes(void)
         for (int h = 0; h < H; h++)                                                                \
             m00[h] = m01[h] = m11[h] = r0[h] = r1[h] = ZERO;                                       \
         for (int64_t k = 0; k < K; k += 8 * UNROLL) {                                              \
-            /* UNROLL H exponentials at once: each is a chain of dependent steps */               \
+            /* UNROLL H exponentials at once (each is a chain of dependent steps), or the weights  \
+             * that table_weights_S left in wk (masked) */                                        \
             VT G[UNROLL][H], w[UNROLL][H];                                                         \
             for (int u = 0; u < UNROLL; u++)                                                       \
                 for (int h = 0; h < H; h++) {                                                      \
-                    memcpy(&G[u][h], g + k + 8 * u + W * h, sizeof(VT));                           \
-                    w[u][h] = exp_##S(-(B0 + B1 * G[u][h]));                                       \
+                    int64_t o = k + 8 * u + W * h;                                                 \
+                    memcpy(&G[u][h], g + o, sizeof(VT));                                           \
+                    if (have_w) {                                                                  \
+                        memcpy(&w[u][h], wk + o, sizeof(VT));                                      \
+                    } else {                                                                       \
+                        IT M;                                                                      \
+                        memcpy(&M, mask + o, sizeof(IT));                                          \
+                        w[u][h] = (VT)((IT)exp_##S(-(B0 + B1 * G[u][h])) & M);                     \
+                        memcpy(wk + o, &w[u][h], sizeof(VT));                                      \
+                    }                                                                              \
                 }                                                                                  \
             for (int u = 0; u < UNROLL; u++)                                                       \
                 for (int h = 0; h < H; h++) {                                                      \
                     int64_t o = k + 8 * u + W * h;                                                 \
                     VT C, Y1;                                                                      \
-                    IT M;                                                                          \
                     memcpy(&C, c + o, sizeof(VT));                                                 \
                     memcpy(&Y1, y1 + o, sizeof(VT));                                               \
-                    memcpy(&M, mask + o, sizeof(IT));                                              \
-                    VT wu = (VT)((IT)w[u][h] & M), Gu = G[u][h];                                   \
-                    memcpy(wk + o, &wu, sizeof(VT));                                               \
+                    VT wu = w[u][h], Gu = G[u][h];                                                 \
                     VT wc = wu * C;                                                                \
                     m00[h] += wc;                                                                  \
                     m01[h] += wc * Gu;                                                             \
@@ -1079,12 +1090,42 @@ int hlmm_lanes(void)
         return f;                                                                                  \
     }                                                                                              \
                                                                                                    \
+    /* The weights exp(-(b0 + b1 (v_k - gbar))) of Kp padded classes whose dosages are v_k = m_k /   \
+     * 16384 (key[k] = m_k, 0 <= m_k <= 32768), masked, into wk: exp(-b0 + b1 gbar) e^(s 128 (m_k >> 7)) \
+     * e^(s (m_k & 127)), s = -b1 / 16384, by tables of the 257 and 128 powers (tab: TABLE_DOUBLES), \
+     * 385 exponentials instead of one a class. For |b1| <= 50 and |b0 - b1 gbar| <= 600 only      \
+     * (fit_variant's rule): no factor or product then overflows or is subnormal. Each weight is   \
+     * within a few ulps of the direct one (three rounded factors). */                             \
+    static inline __attribute__((always_inline)) void table_weights_##S(double b0, double b1, double gbar, \
+                                                                        const int32_t *key,       \
+                                                                        const int64_t *mask,      \
+                                                                        double *tab, double *wk,  \
+                                                                        int64_t Kp)               \
+    {                                                                                              \
+        const double s = -b1 * 0x1p-14, s128 = s * 128.0;                                          \
+        for (int64_t i = 0; i < TABLE_DOUBLES; i += W) {                                           \
+            VT a;                                                                                  \
+            for (int l = 0; l < W; l++) {                                                          \
+                int64_t t = i + l;                                                                 \
+                a[l] = t < 128 ? s * (double)t : s128 * (double)(t - 128);                         \
+            }                                                                                      \
+            a = exp_##S(a);                                                                        \
+            memcpy(tab + i, &a, sizeof(VT));                                                       \
+        }                                                                                          \
+        const double ea = exp_##S(splat_##S(b1 * gbar - b0))[0];                                   \
+        const double *hi = tab + 128;                                                              \
+        for (int64_t k = 0; k < Kp; k++) {                                                         \
+            int32_t m = key[k];                                                                    \
+            wk[k] = mask[k] ? (ea * hi[m >> 7]) * tab[m & 127] : 0.0;                              \
+        }                                                                                          \
+    }                                                                                              \
+                                                                                                   \
     /* The start of a variant's fit over its Kp padded classes, in lanes as the likelihood:        \
      * ordinary least squares mean, homoskedastic variance, with g centred (in place). Returns 0   \
      * if there are too few calls (n <= 4); else v = (v00, v01, v11, vdet) and (b0, a0, a1). */     \
     static inline __attribute__((always_inline)) int start_##S(double *g, const double *c, const double *y1, \
                                                                const double *y2, int64_t Kp, double v[4], \
-                                                               double *b0)                         \
+                                                               double *b0, double *gbar)           \
     {                                                                                              \
         enum { H = H_##S };                                                                        \
         const VT ZERO = splat_##S(0.0);                                                            \
@@ -1102,6 +1143,7 @@ int hlmm_lanes(void)
         double n = combine_##S(n8), sg = combine_##S(sg8);                                         \
         if (n <= 4)                                                                                \
             return 0;                                                                              \
+        *gbar = sg / n;                                                                            \
         const VT GBAR = splat_##S(sg / n);                                                         \
         VT v01_8[H], v11_8[H], r0_8[H], r1_8[H];                                                   \
         for (int h = 0; h < H; h++)                                                                \
@@ -1189,24 +1231,86 @@ static int64_t fit_padded(const int64_t *offsets, int64_t j0, int64_t j1)
 
 int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
 {
-    return 6 * fit_padded(offsets, j0, j1) + 8;
+    return 7 * fit_padded(offsets, j0, j1) + TABLE_DOUBLES + 8;
+}
+
+/* Whether table_weights_S may give the weights at (b0, b1): no factor or product of theirs then
+ * overflows or is subnormal. */
+static inline __attribute__((always_inline)) int table_rule(double b0, double b1, double gbar)
+{
+    return fabs(b1) <= 50.0 && fabs(b0 - b1 * gbar) <= 600.0;
+}
+
+/* The weights exp(-(b0 + b1 (v_k - gbar))) of K classes (v on the 1/16384 grid, 0 to 2, all
+ * counted) as the fits take them, by `lanes` (8 or 4) lanes (for their tests): from the tables
+ * within table_rule, returning 1, else by exponentials, returning 0. */
+CLONES
+int hlmm_fit_weights(double b0, double b1, double gbar, const double *values, int64_t K, int64_t lanes, double *w)
+{
+    int64_t Kp = (K + FIT_PAD - 1) / FIT_PAD * FIT_PAD;
+    double *tab = malloc(sizeof(double) * (TABLE_DOUBLES + Kp)), *wk = tab + TABLE_DOUBLES;
+    int32_t *key = malloc(sizeof(int32_t) * Kp);
+    int64_t *mask = malloc(sizeof(int64_t) * Kp);
+    if (!tab || !key || !mask) {
+        free(tab), free(key), free(mask);
+        return -1;
+    }
+    for (int64_t k = 0; k < Kp; k++) {
+        key[k] = k < K ? (int32_t)(values[k] * 16384.0) : 0;
+        mask[k] = k < K ? -1 : 0;
+    }
+    int tables = table_rule(b0, b1, gbar);
+    if (tables && lanes == 8)
+        table_weights_8(b0, b1, gbar, key, mask, tab, wk, Kp);
+    else if (tables)
+        table_weights_4(b0, b1, gbar, key, mask, tab, wk, Kp);
+    else /* (as profile_S: exp_4 and exp_8 give the same bits) */
+        for (int64_t k = 0; k < Kp; k += 4) {
+            v4d G = {0};
+            for (int l = 0; l < 4; l++)
+                G[l] = k + l < K ? values[k + l] - gbar : 0.0;
+            v4d e = exp_4(-(b0 + b1 * G));
+            memcpy(wk + k, &e, sizeof(e));
+        }
+    memcpy(w, wk, sizeof(double) * K);
+    free(tab), free(key), free(mask);
+    return tables;
+}
+
+/* One evaluation of the profile likelihood (profile_S) by `lanes` (8 or 4) lanes, with the weights
+ * of the tables (table_weights_S) where key is not NULL and (b0, b1) within their rule, else with
+ * an exponential a class. */
+static inline __attribute__((always_inline)) double evaluate(double b0, double b1, double gbar, const double *g,
+                                                             const double *c, const double *y1, const double *y2,
+                                                             const int64_t *mask, const int32_t *key, double *tab,
+                                                             double *wk, int64_t Kp, int64_t lanes, double d[8])
+{
+    int have_w = key != NULL && table_rule(b0, b1, gbar);
+    if (have_w) {
+        if (lanes == 8)
+            table_weights_8(b0, b1, gbar, key, mask, tab, wk, Kp);
+        else
+            table_weights_4(b0, b1, gbar, key, mask, tab, wk, Kp);
+    }
+    return lanes == 8 ? profile_8(b0, b1, g, c, y1, y2, mask, wk, have_w, Kp, d)
+                      : profile_4(b0, b1, g, c, y1, y2, mask, wk, have_w, Kp, d);
 }
 
 /* One variant's Newton fit over its Kp padded classes (as hlmm_fit_dosage_classes), by the
- * likelihood of `lanes` (8 or 4) lanes: returns 1 and F, a0, a1, b0, b1, Minv11, var(b1) in o[0
- * .. 6], or 0 if not fitted. */
+ * likelihood of `lanes` (8 or 4) lanes, its weights by tables where key is not NULL (evaluate):
+ * returns 1 and F, a0, a1, b0, b1, Minv11, var(b1) in o[0 .. 6], or 0 if not fitted. */
 static inline __attribute__((always_inline)) int fit_variant(double *g, const double *c, const double *y1,
-                                                             const double *y2, const int64_t *mask, double *wk,
+                                                             const double *y2, const int64_t *mask,
+                                                             const int32_t *key, double *tab, double *wk,
                                                              int64_t Kp, int64_t lanes, int64_t max_iter,
                                                              double dec_rtol, double stall_rtol, double local_rtol,
                                                              double noise_rtol, double o[7])
 {
-    double v[4], b0, b1 = 0.0;
-    if (!(lanes == 8 ? start_8(g, c, y1, y2, Kp, v, &b0) : start_4(g, c, y1, y2, Kp, v, &b0)))
+    double v[4], b0, b1 = 0.0, gbar;
+    if (!(lanes == 8 ? start_8(g, c, y1, y2, Kp, v, &b0, &gbar) : start_4(g, c, y1, y2, Kp, v, &b0, &gbar)))
         return 0;
     double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3];
-#define PROFILE(B0, B1, D)                                                                         \
-    (lanes == 8 ? profile_8(B0, B1, g, c, y1, y2, mask, wk, Kp, D) : profile_4(B0, B1, g, c, y1, y2, mask, wk, Kp, D))
+#define PROFILE(B0, B1, D) evaluate(B0, B1, gbar, g, c, y1, y2, mask, key, tab, wk, Kp, lanes, D)
     double d[8], dt[8];
     double F = PROFILE(b0, b1, d);
     int ok = 0, stalls = 0;
@@ -1277,42 +1381,48 @@ static inline __attribute__((always_inline)) int fit_variant(double *g, const do
  * that the caller copies none: the copy of the counts had taken 0.024 ms per variant of dos.pgen
  * on the scan's own thread), by the likelihood of `lanes` (8 or 4, hlmm_lanes(); the two
  * give the same bits): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left as they
- * are (NaN, the caller's) where not fitted but success, which is 0. scratch: room for
- * hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls: scratch
- * allocated and freed by each call moved the top of the heap up and down, and the .pgen decoding,
- * whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
+ * are (NaN, the caller's) where not fitted but success, which is 0. A variant of at least
+ * table_min classes, all on the 1/16384 grid of .pgen dosages (0 to 2), takes its weights from
+ * tables (table_weights_S): 385 exponentials an evaluation instead of one a class. scratch: room
+ * for hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls:
+ * scratch allocated and freed by each call moved the top of the heap up and down, and the .pgen
+ * decoding, whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
  * docs/performance.rst). */
 CLONES
 void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt, const double *s1,
                              const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t lanes,
-                             int64_t max_iter, double dec_rtol, double stall_rtol, double local_rtol,
-                             double noise_rtol, double *out, double *scratch)
+                             int64_t table_min, int64_t max_iter, double dec_rtol, double stall_rtol,
+                             double local_rtol, double noise_rtol, double *out, double *scratch)
 {
     int64_t K8 = fit_padded(offsets, j0, j1);
-    double *g = scratch, *c = g + K8, *y1 = c + K8, *y2 = y1 + K8, *wk = y2 + K8;
+    double *g = scratch, *c = g + K8, *y1 = c + K8, *y2 = y1 + K8, *wk = y2 + K8, *tab = wk + 2 * K8;
     int64_t *mask = (int64_t *)(wk + K8);
+    int32_t *key = (int32_t *)(tab + TABLE_DOUBLES);
     for (int64_t j = j0; j < j1; j++) {
         int64_t o0 = offsets[j], K = offsets[j + 1] - o0, Kp = (K + FIT_PAD - 1) / FIT_PAD * FIT_PAD;
-        int64_t present = 0;
+        int64_t present = 0, grid = K >= table_min;
         for (int64_t k = 0; k < K; k++) {
-            double ck = cnt[(o0 + k) * stride];
-            g[k] = values[o0 + k];
+            double ck = cnt[(o0 + k) * stride], vk = values[o0 + k], m = vk * 16384.0;
+            g[k] = vk;
             c[k] = ck;
             y1[k] = s1[(o0 + k) * stride];
             y2[k] = s2[(o0 + k) * stride];
             mask[k] = ck != 0.0 ? -1 : 0;
             present += ck > 0;
+            key[k] = m >= 0.0 && m <= 32768.0 ? (int32_t)m : 0;
+            grid &= key[k] == m;
         }
         for (int64_t k = K; k < Kp; k++) {
             g[k] = c[k] = y1[k] = y2[k] = 0.0;
             mask[k] = 0;
+            key[k] = 0;
         }
         out[8 * j + 7] = 0.0;
         if (present < 2)
             continue;
         double o[7];
-        if (fit_variant(g, c, y1, y2, mask, wk, Kp, lanes, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol,
-                        o)) {
+        if (fit_variant(g, c, y1, y2, mask, grid ? key : NULL, tab, wk, Kp, lanes, max_iter, dec_rtol, stall_rtol,
+                        local_rtol, noise_rtol, o)) {
             memcpy(out + 8 * j, o, sizeof(o));
             out[8 * j + 7] = 1.0;
         }

@@ -49,12 +49,14 @@ def _load_library():
             lib.hlmm_dosage_sums.restype = ctypes.c_int
             lib.hlmm_dosage_cache.argtypes = []
             lib.hlmm_dosage_cache.restype = i64
-            lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 5 + [ctypes.c_double] * 4 + [p, p]
+            lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 6 + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
             lib.hlmm_fit_scratch_size.restype = i64
             lib.hlmm_exp.argtypes = [p, p, i64, i64]
             lib.hlmm_exp.restype = None
+            lib.hlmm_fit_weights.argtypes = [ctypes.c_double] * 3 + [p, i64, i64, p]
+            lib.hlmm_fit_weights.restype = ctypes.c_int
             lib.hlmm_lanes.argtypes = []
             lib.hlmm_lanes.restype = ctypes.c_int
             lib.hlmm_free.argtypes = [p]

@@ -158,7 +158,11 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     classes per variant) it took 0.120 against 0.309 ms per variant on one thread, 0.065 against
     0.145 on two (``python benchmarks/time_scan_parts.py --fits``, an AVX-512 machine). Its eight
     lanes are one 512-bit vector with AVX-512, two 256-bit halves without
-    (:data:`hlmm.engines._kernels_classes.VECTOR_LANES`), the same bits either way.
+    (:data:`hlmm.engines._kernels_classes.VECTOR_LANES`), the same bits either way. A variant of at
+    least :data:`TABLE_CLASSES` classes, all on the 1/16384 grid of .pgen dosages, takes its weights
+    ``exp(-(b0 + b1 g))`` from tables of 385 exponentials an evaluation (each weight a product of
+    three of them) instead of one exponential a class; its estimates differ from the direct ones in
+    the last digits (``tests/test_engines.py`` holds them to 1e-12 relative).
 
     Parameters
     ----------
@@ -198,13 +202,19 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     def run(j0, j1):
         t = bounds.index(j0)  # (run_ranges splits at the same bounds)
         lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data, s1.ctypes.data,
-                                    s2.ctypes.data, stride, j0, j1, _kernels_classes.VECTOR_LANES, int(max_iter),
+                                    s2.ctypes.data, stride, j0, j1, _kernels_classes.VECTOR_LANES, TABLE_CLASSES,
+                                    int(max_iter),
                                     dec_rtol, stall_rtol, local_rtol, noise_rtol, out.ctypes.data,
                                     scratch[starts[t]:].ctypes.data)
 
     _kernels_classes.run_ranges(run, b, minimum=4)
     return out
 
+
+#: The fewest classes of a variant on the 1/16384 grid whose compiled fit takes its weights from
+#: tables (``hlmm_fit_dosage_classes``): below it, 385 exponentials an evaluation are not fewer than one
+#: a class. Hard calls and 8-bit dosages (at most 511 classes) keep one a class.
+TABLE_CLASSES = 1024
 
 #: Per calling thread, the scratch space of the compiled fits (attribute ``array``), kept for its
 #: next calls (see ``hlmm_fit_dosage_classes`` in ``_classsums.c``).
