@@ -840,7 +840,7 @@ def test_fit_weights__tables_within_a_few_ulps_of_exp_and_exponentials_outside_t
     from tables (|b1| <= 50, |b0 - b1 gbar| <= 600) within a few ulps of the exact exponential (long
     double), plus the argument's own rounding (|argument| ulps, as an exponential a class); outside
     that rule the fits' exponential of each class, the same bits as hlmm_exp; either width the
-    same bits."""
+    same bits; no tables for dosages off the grid or outside 0 .. 2."""
     from hlmm.engines import _kernels_classes
 
     lib = _kernels_classes.LIBRARY
@@ -865,6 +865,9 @@ def test_fit_weights__tables_within_a_few_ulps_of_exp_and_exponentials_outside_t
             want = np.empty(g.size)
             lib.hlmm_exp(x.ctypes.data, want.ctypes.data, g.size, lanes)
             np.testing.assert_array_equal(w, want)
+    for off in ([0.0, 0.1, 1.0], [0.0, -1 / 16384, 1.0], [0.0, 2.0 + 1 / 16384], [0.0, np.nan]):
+        off = np.array(off)  # (off the grid, or outside 0 .. 2: no tables)
+        assert lib.hlmm_fit_weights(0.3, 0.2, gbar, off.ctypes.data, off.size, lanes, w.ctypes.data) == -1
 
 
 def test_centred_power_sums__equal_numpy_on_and_off_the_grid_with_missing_and_a_row_subset():

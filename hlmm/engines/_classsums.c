@@ -1234,6 +1234,20 @@ int64_t hlmm_fit_scratch_size(const int64_t *offsets, int64_t j0, int64_t j1)
     return 7 * fit_padded(offsets, j0, j1) + TABLE_DOUBLES + 8;
 }
 
+/* The keys m = 16384 v of K class dosages v, for table_weights_S: 1 if all are whole numbers from
+ * 0 to 32768 (the 1/16384 grid of .pgen dosages), else 0. */
+static inline __attribute__((always_inline)) int class_keys(const double *v, int64_t K, int32_t *key)
+{
+    int32_t off = 0;
+    for (int64_t k = 0; k < K; k++) {
+        double m = v[k] * 16384.0;
+        int32_t mk = (int32_t)(m >= 0.0 && m <= 32768.0 ? m : 0.0);
+        key[k] = mk;
+        off |= (double)mk != m;
+    }
+    return !off;
+}
+
 /* Whether table_weights_S may give the weights at (b0, b1): no factor or product of theirs then
  * overflows or is subnormal. */
 static inline __attribute__((always_inline)) int table_rule(double b0, double b1, double gbar)
@@ -1241,9 +1255,10 @@ static inline __attribute__((always_inline)) int table_rule(double b0, double b1
     return fabs(b1) <= 50.0 && fabs(b0 - b1 * gbar) <= 600.0;
 }
 
-/* The weights exp(-(b0 + b1 (v_k - gbar))) of K classes (v on the 1/16384 grid, 0 to 2, all
- * counted) as the fits take them, by `lanes` (8 or 4) lanes (for their tests): from the tables
- * within table_rule, returning 1, else by exponentials, returning 0. */
+/* The weights exp(-(b0 + b1 (v_k - gbar))) of K classes (all counted) as the fits take them, by
+ * `lanes` (8 or 4) lanes (for their tests): from the tables within table_rule, returning 1, else
+ * by exponentials, returning 0; -1 (and w not written) if a v_k is off the 1/16384 grid or out of
+ * memory. */
 CLONES
 int hlmm_fit_weights(double b0, double b1, double gbar, const double *values, int64_t K, int64_t lanes, double *w)
 {
@@ -1255,8 +1270,12 @@ int hlmm_fit_weights(double b0, double b1, double gbar, const double *values, in
         free(tab), free(key), free(mask);
         return -1;
     }
+    if (!class_keys(values, K, key)) {
+        free(tab), free(key), free(mask);
+        return -1;
+    }
     for (int64_t k = 0; k < Kp; k++) {
-        key[k] = k < K ? (int32_t)(values[k] * 16384.0) : 0;
+        key[k] = k < K ? key[k] : 0;
         mask[k] = k < K ? -1 : 0;
     }
     int tables = table_rule(b0, b1, gbar);
@@ -1419,16 +1438,8 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
             mask[k] = 0;
             key[k] = 0;
         }
-        if (grid) {
-            int32_t off = 0;
-            for (int64_t k = 0; k < K; k++) {
-                double m = g[k] * 16384.0;
-                int32_t mk = (int32_t)(m >= 0.0 && m <= 32768.0 ? m : 0.0);
-                key[k] = mk;
-                off |= (double)mk != m;
-            }
-            grid = !off;
-        }
+        if (grid)
+            grid = class_keys(g, K, key);
         out[8 * j + 7] = 0.0;
         if (present < 2)
             continue;
