@@ -364,6 +364,32 @@ def test_class_moments_packed__equal_numpy_class_sums(q):
         np.testing.assert_allclose(sub[:, k], want, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("n", [1003, 1000, 7])
+def test_pack_codes__bytes_of_numpy_packing_and_class_sums_of_the_decoded_kernel(n):
+    """Hard calls of other files are packed as a .bed's bytes (hlmm.io._kernels.pack_codes), on
+    all individuals and on a subset (the others as no copy), missing as -1 or pgenlib's -9: the
+    bytes of a plain numpy packing, which decode back to the calls, and whose packed class sums
+    are the decoded-codes kernel's to the last bit."""
+    from hlmm.engines import _kernels_classes
+    from hlmm.io._kernels import decode_packed, pack_codes
+
+    rng = np.random.default_rng(n)
+    b = 13
+    for rows in (np.arange(n), np.sort(rng.choice(n, max(1, 2 * n // 3), replace=False))):
+        codes = rng.integers(-1, 3, (b, len(rows))).astype(np.int8)
+        given = np.where((codes < 0) & (rng.random(codes.shape) < 0.5), -9, codes).astype(np.int8)
+        got = pack_codes(given, rows, n)
+        bits = np.full((b, 4 * ((n + 3) // 4)), 3, np.uint8)  # no copy where not in rows
+        bits[:, rows] = np.select([codes == 2, codes == -1, codes == 1], [0, 1, 2], 3)
+        want = (bits[:, 0::4] | bits[:, 1::4] << 2 | bits[:, 2::4] << 4 | bits[:, 3::4] << 6).astype(np.uint8)
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(decode_packed(got, rows, n), codes)
+        Y = np.zeros((n, 3))
+        Y[rows] = rng.standard_normal((len(rows), 3))
+        np.testing.assert_array_equal(_kernels_classes.class_moments_packed(got, Y),
+                                      _kernels_classes.class_moments_codes(codes, np.ascontiguousarray(Y[rows]), rows))
+
+
 def _pack_codes(codes):
     """.bed bytes of hard calls (b, n), -1 missing: 2 copies 0b00, missing 0b01, 1 copy 0b10, 0 copies 0b11."""
     b, n = codes.shape

@@ -92,8 +92,9 @@ class GenotypeBlock:
     denominator : int
         Dosages are multiples of ``1 / denominator`` (1 for hard calls).
     packed : ndarray of uint8, shape (b, ceil(n_file / 4)) or None
-        For .bed files: the packed 2-bit genotypes of all samples of the file, which the
-        class engines read directly.
+        For hard calls: the packed 2-bit genotypes of all samples of the file, as a .bed's bytes
+        (a .bed's own; for other files ``codes`` packed, with the samples not in ``rows`` as no
+        copy), which the class engines read directly.
     n_file : int
         Number of samples in the file (for ``packed``).
     multiallelic : ndarray of bool, shape (b,)
@@ -226,7 +227,12 @@ class GenotypeSource:
         multi = self.variants.n_alleles[index] > 2
         if dosages:
             return GenotypeBlock(index, rows, dosages=data, denominator=self.dosage_denominator, multiallelic=multi)
-        return GenotypeBlock(index, rows, codes=data, multiallelic=multi)
+        # packed as a .bed's bytes too, so that the class sums take the same compiled kernel as a
+        # .bed's (and give the same sums to the last bit: both add by each individual's place)
+        from hlmm.io._kernels import pack_codes
+
+        packed = pack_codes(data, rows, self.n_samples)
+        return GenotypeBlock(index, rows, codes=data, multiallelic=multi, packed=packed, n_file=self.n_samples)
 
     def _block_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Dosages for :meth:`read_block`: :meth:`read_dosages`, or a faster exact form (float32 for

@@ -1,4 +1,4 @@
-"""Compiled helpers of the readers (numba): decoding of packed .bed bytes, and .pgen's missing dosages.
+"""Compiled helpers of the readers (numba): decoding and packing of .bed bytes, and .pgen's missing dosages.
 
 Packed PLINK .bed bytes are SNP-major, 2 bits per genotype: 0b00 two copies of A1, 0b01
 missing, 0b10 one copy, 0b11 no copy; the first individual of a byte is in its lowest two bits.
@@ -28,6 +28,54 @@ def decode_packed(packed, rows, n_file):
         for r in range(rows.shape[0]):
             i = rows[r]
             out[j, r] = copies[(packed[j, i >> 2] >> (2 * (i & 3))) & 3]
+    return out
+
+
+@njit(cache=True, parallel=True)
+def pack_codes(codes, rows, n_file):
+    """Hard calls ``codes`` (b, len(rows)) of the individuals ``rows`` (strictly increasing places
+    in a file of ``n_file``) packed as a .bed's bytes over all ``n_file`` places.
+
+    A code's lowest two bits give its 2-bit code: 0, 1, 2 copies -> 0b11, 0b10, 0b00; a missing
+    call (any negative code whose lowest two bits are 0b11, such as -1, or pgenlib's -9) -> 0b01.
+    The places not in ``rows`` read as no copy (0b11), so that a variant without missing calls
+    among ``rows`` has none in its bytes either.
+
+    Returns
+    -------
+    ndarray of uint8, shape (b, ceil(n_file / 4))
+    """
+    b, n = codes.shape
+    n_bytes = (n_file + 3) // 4
+    out = np.empty((b, n_bytes), dtype=np.uint8)
+    whole = n == n_file  # rows are 0 .. n_file - 1
+    for j in prange(b):
+        row = codes[j]
+        o = out[j]
+        if whole:
+            # 2-bit code of c = code & 3 (0, 1, 2, 3 for missing): c ^ 3 ^ (c >> 1)
+            for byte in range(n // 4):
+                i = 4 * byte
+                c0 = np.uint8(row[i]) & 3
+                c1 = np.uint8(row[i + 1]) & 3
+                c2 = np.uint8(row[i + 2]) & 3
+                c3 = np.uint8(row[i + 3]) & 3
+                o[byte] = ((c0 ^ 3 ^ (c0 >> 1)) | ((c1 ^ 3 ^ (c1 >> 1)) << 2)
+                           | ((c2 ^ 3 ^ (c2 >> 1)) << 4) | ((c3 ^ 3 ^ (c3 >> 1)) << 6))
+            if n % 4:
+                v = 0xFF
+                for i in range(n - n % 4, n):
+                    c = np.uint8(row[i]) & 3
+                    s = 2 * (i & 3)
+                    v = (v & ~(3 << s)) | ((c ^ 3 ^ (c >> 1)) << s)
+                o[n_bytes - 1] = v
+        else:
+            o[:] = 0xFF
+            for r in range(n):
+                i = rows[r]
+                c = np.uint8(row[r]) & 3
+                s = 2 * (i & 3)
+                o[i >> 2] = (o[i >> 2] & ~(3 << s)) | ((c ^ 3 ^ (c >> 1)) << s)
     return out
 
 
