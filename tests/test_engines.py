@@ -543,7 +543,7 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
 @pytest.mark.parametrize("q", [4, 8, 21, 70])
 def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, monkeypatch):
     """The compiled dosage class sums (if built; 4, 8, 21 and 70 columns: the wider than 8 summed
-    four columns at a time, 21 not a whole number of them, and a part of 70 columns wider than the
+    eight columns at a time, 21 not a whole number of them, and a part of 70 columns wider than the
     kernel writes at a time; float32 and float64 dosages) give
     numpy's sums added in increasing individual (``np.add.at``), and numba's kernel's, to the last
     bit: variants on the grid (fine, 8-bit-like and hard calls, most at 0, 1 and 2) and off it,
@@ -608,6 +608,44 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
                 assert u.tobytes() == v.tobytes()
 
 
+def test_dosage_classes__chunks_of_eight_columns_in_groups_of_one_two_and_four_like_numpy():
+    """A wide design (21 columns) over variants of about 10,000 classes (two variants' sums of a
+    chunk of 8 columns fit the kernel's cache, three do not), 20,000 (one at a time) and 3,000
+    (four), with a variant off the grid between them and missing calls: numpy's sums added in
+    increasing individual, and numba's kernel's, to the last bit."""
+    from hlmm.engines import _kernels_classes
+
+    if not _kernels_classes.COMPILED:
+        pytest.skip("the compiled library is not built here")
+    rng = np.random.default_rng(21)
+    n, q = 40_000, 21
+    sizes = [10_000, 10_000, 20_000, 10_000, 3_000, 3_000, 3_000, 3_000, 10_000]
+    D = np.stack([rng.choice(rng.choice(2 * 16384 + 1, k, replace=False), n) / 16384 for k in sizes])
+    D[3] += 1e-3  # off the grid, between variants on it
+    D[rng.random(D.shape) < 0.01] = np.nan
+    D = D.astype(np.float32)
+    Y = rng.standard_normal((n, q))
+    Y[:, 0] = 1.0
+    parts = [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)]
+    offsets, values, sums, missing = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    x = D.astype(np.float64)
+    for j in range(len(sizes)):
+        called = x[j] >= 0
+        want_vals, inv = np.unique(x[j, called], return_inverse=True)
+        seg = slice(offsets[j], offsets[j + 1])
+        np.testing.assert_array_equal(values[seg], want_vals)
+        want = np.zeros((want_vals.size, q))
+        np.add.at(want, inv, Y[called])
+        for p, s in zip(parts, sums):
+            assert s[seg].tobytes() == want[:, p].tobytes()
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(_kernels_classes, "_dosage_classes_c", None)
+        numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    for a, c in zip(numba_kernel, (offsets, values, sums, missing)):
+        for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
+            assert u.tobytes() == v.tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("den", [16384, 1024, 255])
 def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, den):
@@ -649,15 +687,17 @@ def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, 
 
 
 def test_dosage_classes__column_chunks_of_a_wide_design_made_once_per_design():
-    """A design wider than COMPILED_DOSAGE_COLUMNS is summed from its columns four at a time
+    """A design wider than COMPILED_DOSAGE_COLUMNS is summed from its columns eight at a time
     (zeros past the last), made once for the same design array and again for another."""
     from hlmm.engines import _kernels_classes
 
+    if not _kernels_classes.COMPILED:
+        pytest.skip("the compiled library is not built here")
     rng = np.random.default_rng(11)
-    Y = rng.standard_normal((50, 9))
+    Y = rng.standard_normal((50, 17))
     chunks = _kernels_classes._column_chunks(Y)
-    assert chunks.shape == (3, 50, 4) and chunks.flags.c_contiguous
-    np.testing.assert_array_equal(np.concatenate(list(chunks), axis=1)[:, :9], Y)
+    assert chunks.shape == (3, 50, 8) and chunks.flags.c_contiguous
+    np.testing.assert_array_equal(np.concatenate(list(chunks), axis=1)[:, :17], Y)
     assert not chunks[2, :, 1:].any()
     assert _kernels_classes._column_chunks(Y) is chunks
     other = Y.copy()

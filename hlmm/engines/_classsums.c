@@ -477,6 +477,13 @@ int64_t hlmm_dosage_cache(void)
     return DOSAGE_CACHE;
 }
 
+/* Columns of Yc in each chunk of a wide design on a fine grid (the caller's Yt). */
+#define DOSAGE_CHUNK 8
+int64_t hlmm_dosage_chunk(void)
+{
+    return DOSAGE_CHUNK;
+}
+
 /* Columns of a part that hlmm_dosage_sums writes at a time. */
 #define DOSAGE_PART 64
 
@@ -623,40 +630,53 @@ static inline __attribute__((always_inline)) void scatter(const uint16_t *classe
     }
 }
 
-/* scatter for four variants (DOSAGE_GROUP), the same additions in the same order, with each
- * variant's classes and sums held in registers: 0.13-0.14 against 0.17-0.22 ms per variant of
- * scatter on one thread (64 variants of dos8.pgen, 4 columns, a C harness). Called with q = 4
- * (one phenotype) as a constant, which the compiler then unrolls. */
-_Static_assert(DOSAGE_GROUP == 4, "scatter_group4 takes the four variants of a group");
-static inline __attribute__((always_inline)) void scatter_group4(const uint16_t *classes, int64_t kstride,
-                                                                  double *acc, const int64_t *base, const double *Yc,
-                                                                  int64_t ystride, int64_t q, int64_t n)
+/* scatter for G (at most DOSAGE_GROUP) consecutive variants, the same additions in the same order,
+ * with each variant's classes and sums held in registers: for four variants 0.13-0.14 against
+ * 0.17-0.22 ms per variant of scatter on one thread (64 variants of dos8.pgen, 4 columns, a C
+ * harness). Called with G and q constant, which the compiler then unrolls: G = 4 variants of
+ * q = 4 columns (one phenotype), or G = 2 (or 1) of a chunk of DOSAGE_CHUNK = 8 columns (wide
+ * designs on fine grids), whose rows it adds as 512-bit vectors. */
+static inline __attribute__((always_inline)) void scatter_group(const uint16_t *classes, int64_t kstride,
+                                                                 double *acc, const int64_t *base, const double *Yc,
+                                                                 int64_t ystride, int G, int64_t q, int64_t n)
 {
-    const uint16_t *k0 = classes, *k1 = classes + kstride, *k2 = classes + 2 * kstride, *k3 = classes + 3 * kstride;
-    double *a0 = acc + base[0], *a1 = acc + base[1], *a2 = acc + base[2], *a3 = acc + base[3];
-    int64_t q4 = q / 4;
+    const uint16_t *k[DOSAGE_GROUP];
+    double *a[DOSAGE_GROUP];
+    for (int g = 0; g < G; g++) {
+        k[g] = classes + g * kstride;
+        a[g] = acc + base[g];
+    }
+    int64_t q8 = q % 8 ? 0 : q / 8, q4 = q8 ? 0 : q / 4;
     for (int64_t i = 0; i < n; i++) {
         const double *yi = Yc + ystride * i;
         if (i + SUM_PREFETCH < n) {
             int64_t f = i + SUM_PREFETCH;
-            __builtin_prefetch(a0 + q * (int64_t)k0[f], 1);
-            __builtin_prefetch(a1 + q * (int64_t)k1[f], 1);
-            __builtin_prefetch(a2 + q * (int64_t)k2[f], 1);
-            __builtin_prefetch(a3 + q * (int64_t)k3[f], 1);
+            for (int g = 0; g < G; g++)
+                __builtin_prefetch(a[g] + q * (int64_t)k[g][f], 1);
         }
-        double *r[4] = {a0 + q * (int64_t)k0[i], a1 + q * (int64_t)k1[i], a2 + q * (int64_t)k2[i],
-                        a3 + q * (int64_t)k3[i]};
+        double *r[DOSAGE_GROUP];
+        for (int g = 0; g < G; g++)
+            r[g] = a[g] + q * (int64_t)k[g][i];
+        for (int64_t c = 0; c < q8; c++) {
+            v8d y, t;
+            memcpy(&y, yi + 8 * c, 64);
+            for (int g = 0; g < G; g++) {
+                memcpy(&t, r[g] + 8 * c, 64);
+                t += y;
+                memcpy(r[g] + 8 * c, &t, 64);
+            }
+        }
         for (int64_t c = 0; c < q4; c++) {
             v4d y, t;
             memcpy(&y, yi + 4 * c, 32);
-            for (int g = 0; g < 4; g++) {
+            for (int g = 0; g < G; g++) {
                 memcpy(&t, r[g] + 4 * c, 32);
                 t += y;
                 memcpy(r[g] + 4 * c, &t, 32);
             }
         }
-        for (int64_t c = 4 * q4; c < q; c++)
-            for (int g = 0; g < 4; g++)
+        for (int64_t c = 8 * q8 + 4 * q4; c < q; c++)
+            for (int g = 0; g < G; g++)
                 r[g][c] += yi[c];
     }
 }
@@ -766,10 +786,14 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
     int64_t ks = keys_stride(n), vs = values_stride(den);
     const uint16_t *keys = (const uint16_t *)(intptr_t)state[0];
     const uint16_t *grid_values = keys + (j1 - j0) * ks;
-    /* with Yt (NULL, or Yc's columns four at a time: (q + 3) / 4, n, 4, zeros past the last; the
-     * caller makes it for wide designs on fine grids), a group whose sums of all the columns do not
-     * fit is summed four columns at a time: a variant's sums of 21 columns on the 1/16384 grid
-     * (1.6 MB) left no room for Yc's rows in a core's L2 cache */
+    /* with Yt (NULL, or Yc's columns DOSAGE_CHUNK at a time: (q + 7) / 8, n, 8, zeros past the
+     * last; the caller makes it for wide designs on fine grids), a group whose sums of all the
+     * columns do not fit is summed DOSAGE_CHUNK columns at a time: a variant's sums of 21 columns on
+     * the 1/16384 grid (1.6 MB) left no room for Yc's rows in a core's L2 cache. Chunks of 8
+     * columns (three passes for 10 phenotypes, groups of two variants there) against chunks of 4
+     * (six passes, groups of four): 0.59-0.62 against 0.68-0.71 ms of wall per variant for the
+     * class keys and sums of 10 phenotypes (256 variants of dos.pgen, two threads, an AMD EPYC
+     * Zen 5 with AVX-512; the same bits); groups of four of 8 columns (a 2.5 MB cache) 0.63-0.66 */
     int64_t j = j0;
     while (j < j1) {
         int64_t js[DOSAGE_GROUP], rows[DOSAGE_GROUP], base[DOSAGE_GROUP + 1], G = 0, all = 0;
@@ -790,12 +814,12 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
                 G++;
             }
             /* all the columns at once, unless with Yt fewer than DOSAGE_GROUP variants' sums fit
-             * (fine grids): then four columns at a time. On 8-bit dosages (about 330 classes)
+             * (fine grids): then DOSAGE_CHUNK columns at a time. On 8-bit dosages (about 330 classes)
              * four variants of 21 columns fit, and the chunks' six passes over the
              * individuals measured slower than one */
-            if (!(Yt && (full || (G == 1 && all * wc * (int64_t)sizeof(double) > DOSAGE_CACHE))) || wc == 4)
+            if (!(Yt && (full || (G == 1 && all * wc * (int64_t)sizeof(double) > DOSAGE_CACHE))) || wc == DOSAGE_CHUNK)
                 break;
-            wc = 4;
+            wc = DOSAGE_CHUNK;
         }
         if (G == 0)
             continue;
@@ -817,9 +841,13 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
                 for (int64_t g = 0; g < G; g++)
                     scatter(keys + (js[g] - j0) * ks, ks, a, base + g, 1, Y, ystride, wc, n);
             } else if (G == DOSAGE_GROUP && wc == 4) {
-                scatter_group4(kg, ks, a, base, Y, ystride, 4, n);
+                scatter_group(kg, ks, a, base, Y, ystride, DOSAGE_GROUP, 4, n);
             } else if (G == DOSAGE_GROUP) {
-                scatter_group4(kg, ks, a, base, Y, ystride, wc, n);
+                scatter_group(kg, ks, a, base, Y, ystride, DOSAGE_GROUP, wc, n);
+            } else if (G == 2 && wc == DOSAGE_CHUNK) {
+                scatter_group(kg, ks, a, base, Y, ystride, 2, DOSAGE_CHUNK, n);
+            } else if (G == 1 && wc == DOSAGE_CHUNK) {
+                scatter_group(kg, ks, a, base, Y, ystride, 1, DOSAGE_CHUNK, n);
             } else {
                 scatter(kg, ks, a, base, G, Y, ystride, wc, n);
             }

@@ -49,6 +49,8 @@ def _load_library():
             lib.hlmm_dosage_sums.restype = ctypes.c_int
             lib.hlmm_dosage_cache.argtypes = []
             lib.hlmm_dosage_cache.restype = i64
+            lib.hlmm_dosage_chunk.argtypes = []
+            lib.hlmm_dosage_chunk.restype = i64
             lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 6 + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
@@ -119,7 +121,7 @@ _dosage_classes_c = None if LIBRARY is None else {np.dtype(np.float32): LIBRARY.
 
 #: Designs of dosages of at most this many columns (one or two phenotypes) are padded to whole
 #: vectors of 4 (:func:`hlmm.engines.classes.padded_width`) and summed by the compiled kernel as
-#: they are; wider ones four columns at a time (:func:`_column_chunks`).
+#: they are; wider ones, on fine grids, eight columns at a time (:func:`_column_chunks`).
 COMPILED_DOSAGE_COLUMNS = 8
 
 LANES = 8  # partial sums per class: by each individual's row in its file, modulo 8
@@ -475,18 +477,19 @@ _chunks = threading.local()
 
 
 def _column_chunks(Yc: np.ndarray) -> np.ndarray:
-    """``Yc``'s columns four at a time, each four a C-contiguous (n, 4) array, zeros past the last:
-    ((q + 3) // 4, n, 4), for the compiled class sums of designs wider than
-    ``COMPILED_DOSAGE_COLUMNS``. Made once for the calling thread's last few designs (the scanners
-    pass the same one for every block)."""
+    """``Yc``'s columns ``w`` at a time (``w`` = ``hlmm_dosage_chunk()`` of the compiled library, 8),
+    each ``w`` a C-contiguous (n, w) array, zeros past the last: ((q + w - 1) // w, n, w), for the
+    compiled class sums of designs wider than ``COMPILED_DOSAGE_COLUMNS``. Made once for the calling
+    thread's last few designs (the scanners pass the same one for every block)."""
     cache = _chunks.__dict__.setdefault("entries", [])
     for ref, Yt in cache:
         if ref() is Yc:
             return Yt
     n, q = Yc.shape
-    Yt = np.zeros(((q + 3) // 4, n, 4))
-    for c in range(0, q, 4):
-        Yt[c // 4, :, : min(4, q - c)] = Yc[:, c : c + 4]
+    w = int(LIBRARY.hlmm_dosage_chunk())
+    Yt = np.zeros(((q + w - 1) // w, n, w))
+    for c in range(0, q, w):
+        Yt[c // w, :, : min(w, q - c)] = Yc[:, c : c + w]
     cache.insert(0, (weakref.ref(Yc), Yt))
     del cache[2:]
     return Yt

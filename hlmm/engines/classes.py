@@ -208,12 +208,13 @@ def _design(cache: _IdentityCache, block: GenotypeBlock, parts: list) -> tuple[n
     """The matrix of every part's columns over the file's rows (packed .bed blocks) or the block's
     rows, and each part's columns in it."""
     packed = block.packed is not None
-    # .bed bytes with the compiled kernel: its column-major layout (packed_design), unpadded; other
-    # hard calls, and designs of dosages of at most COMPILED_DOSAGE_COLUMNS (which the compiled
-    # kernel takes four columns at a time): rows padded to whole vectors (padded_width); wider
-    # designs of dosages: not (when numba's kernel summed them, wider rows measured 7-12% slower
-    # on fine grids; the compiled kernel adds any columns past the last whole vector one by one,
-    # or takes them four at a time from its own copy, zero-padded: see _kernels_classes)
+    # packed hard calls (a .bed's, or other files' packed when read) with the compiled kernel: its
+    # column-major layout (packed_design), unpadded; other hard calls, and designs of dosages of at
+    # most COMPILED_DOSAGE_COLUMNS (which the compiled kernel takes four columns at a time): rows
+    # padded to whole vectors (padded_width); wider designs of dosages: not (when numba's kernel
+    # summed them, wider rows measured 7-12% slower on fine grids; the compiled kernel adds any
+    # columns past the last whole vector one by one, or, on fine grids, takes them eight at a time
+    # from its own copy, zero-padded: see _kernels_classes)
     columnwise = packed and _kernels_classes.COMPILED
     width = padded_width(sum(cols.shape[1] for _, cols in parts))  # (at most: shared columns of ones count once)
     pad = not columnwise and (block.dosages is None or (_kernels_classes.COMPILED
