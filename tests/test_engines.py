@@ -705,6 +705,41 @@ def test_dosage_classes__column_chunks_of_a_wide_design_made_once_per_design():
     assert _kernels_classes._column_chunks(Y) is chunks  # (the last two designs are kept)
 
 
+def test_dosage_classes__sums_reuse_a_buffer_only_when_no_result_refers_to_it():
+    """The sums' buffer of a thread is reused for its next call only once every view of the last
+    results is gone: results kept while the next block is summed keep their numbers."""
+    from hlmm.engines import _kernels_classes
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    D = (rng.integers(0, 2 * 16384 + 1, (6, n)) / 16384).astype(np.float32)
+    E = (rng.integers(0, 2 * 16384 + 1, (6, n)) / 16384).astype(np.float32)
+    Y = rng.standard_normal((n, 4))
+    parts = [[0, 1], [2, 3]]
+    first = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    want = [s.copy() for s in first[2]]
+    kept = first[2][1]  # one view of the first results, kept
+    del first
+    second = _kernels_classes.dosage_classes(E, Y, 16384, parts)
+    assert not any(np.shares_memory(s, kept) for s in second[2])
+    np.testing.assert_array_equal(kept, want[1])
+    del kept
+    third = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    for s, w in zip(third[2], want):
+        np.testing.assert_array_equal(s, w)
+    if _kernels_classes.COMPILED:  # (numba's kernel without it: the same buffer, by the same rule)
+        assert not any(np.shares_memory(s, t) for s in second[2] for t in third[2])
+    del second
+    fourth = _kernels_classes.dosage_classes(E, Y, 16384, parts)
+    assert not any(np.shares_memory(s, t) for s in fourth[2] for t in third[2])
+    address = fourth[2][0].__array_interface__["data"][0]
+    del third, fourth
+    fifth = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    assert fifth[2][0].__array_interface__["data"][0] == address  # nothing referred to it: reused
+    for s, w in zip(fifth[2], want):
+        np.testing.assert_array_equal(s, w)
+
+
 def test_dosage_classes__kept_buffers_are_freed_when_their_thread_ends(monkeypatch):
     """The compiled dosage class kernel's buffers (results and work areas), kept by each calling
     thread for its next blocks, are freed when that thread ends: every address it kept, once."""
