@@ -657,24 +657,20 @@ static inline __attribute__((always_inline)) void scatter_group(const uint16_t *
         double *r[DOSAGE_GROUP];
         for (int g = 0; g < G; g++)
             r[g] = a[g] + q * (int64_t)k[g][i];
-        for (int64_t c = 0; c < q8; c++) {
-            v8d y, t;
-            memcpy(&y, yi + 8 * c, 64);
-            for (int g = 0; g < G; g++) {
-                memcpy(&t, r[g] + 8 * c, 64);
-                t += y;
-                memcpy(r[g] + 8 * c, &t, 64);
-            }
-        }
-        for (int64_t c = 0; c < q4; c++) {
-            v4d y, t;
-            memcpy(&y, yi + 4 * c, 32);
-            for (int g = 0; g < G; g++) {
-                memcpy(&t, r[g] + 4 * c, 32);
-                t += y;
-                memcpy(r[g] + 4 * c, &t, 32);
-            }
-        }
+/* row yi added to each r[g], `count` vectors of type VT (W doubles) */
+#define ADD_ROWS(VT, W, count)                                                                     \
+    for (int64_t c = 0; c < (count); c++) {                                                        \
+        VT y, t;                                                                                   \
+        memcpy(&y, yi + W * c, sizeof(VT));                                                        \
+        for (int g = 0; g < G; g++) {                                                              \
+            memcpy(&t, r[g] + W * c, sizeof(VT));                                                  \
+            t += y;                                                                                \
+            memcpy(r[g] + W * c, &t, sizeof(VT));                                                  \
+        }                                                                                          \
+    }
+        ADD_ROWS(v8d, 8, q8)
+        ADD_ROWS(v4d, 4, q4)
+#undef ADD_ROWS
         for (int64_t c = 8 * q8 + 4 * q4; c < q; c++)
             for (int g = 0; g < G; g++)
                 r[g][c] += yi[c];
