@@ -31,6 +31,14 @@ def decode_packed(packed, rows, n_file):
     return out
 
 
+@njit(cache=True, inline="always")
+def _two_bits(code):
+    """A .bed's 2-bit code of a hard call: c = code & 3 (0, 1, 2 copies; 3 for -1 or pgenlib's -9)
+    -> c ^ 3 ^ (c >> 1): 0b11, 0b10, 0b00, and 0b01 for missing."""
+    c = np.uint8(code) & 3
+    return c ^ 3 ^ (c >> 1)
+
+
 @njit(cache=True, parallel=True)
 def pack_codes(codes, rows, n_file):
     """Hard calls ``codes`` (b, len(rows)) of the individuals ``rows`` (strictly increasing places
@@ -48,34 +56,25 @@ def pack_codes(codes, rows, n_file):
     b, n = codes.shape
     n_bytes = (n_file + 3) // 4
     out = np.empty((b, n_bytes), dtype=np.uint8)
-    whole = n == n_file  # rows are 0 .. n_file - 1
+    whole = n == n_file  # rows are 0 .. n_file - 1: four calls to a byte, in order
     for j in prange(b):
         row = codes[j]
         o = out[j]
         if whole:
-            # 2-bit code of c = code & 3 (0, 1, 2, 3 for missing): c ^ 3 ^ (c >> 1)
             for byte in range(n // 4):
                 i = 4 * byte
-                c0 = np.uint8(row[i]) & 3
-                c1 = np.uint8(row[i + 1]) & 3
-                c2 = np.uint8(row[i + 2]) & 3
-                c3 = np.uint8(row[i + 3]) & 3
-                o[byte] = ((c0 ^ 3 ^ (c0 >> 1)) | ((c1 ^ 3 ^ (c1 >> 1)) << 2)
-                           | ((c2 ^ 3 ^ (c2 >> 1)) << 4) | ((c3 ^ 3 ^ (c3 >> 1)) << 6))
-            if n % 4:
-                v = 0xFF
-                for i in range(n - n % 4, n):
-                    c = np.uint8(row[i]) & 3
-                    s = 2 * (i & 3)
-                    v = (v & ~(3 << s)) | ((c ^ 3 ^ (c >> 1)) << s)
-                o[n_bytes - 1] = v
+                o[byte] = (_two_bits(row[i]) | (_two_bits(row[i + 1]) << 2) | (_two_bits(row[i + 2]) << 4)
+                           | (_two_bits(row[i + 3]) << 6))
+            first = n - n % 4  # the last, partly filled byte (if any), as below
+            if first < n:
+                o[n_bytes - 1] = 0xFF
         else:
+            first = 0
             o[:] = 0xFF
-            for r in range(n):
-                i = rows[r]
-                c = np.uint8(row[r]) & 3
-                s = 2 * (i & 3)
-                o[i >> 2] = (o[i >> 2] & ~(3 << s)) | ((c ^ 3 ^ (c >> 1)) << s)
+        for r in range(first, n):
+            i = rows[r]
+            s = 2 * (i & 3)
+            o[i >> 2] = (o[i >> 2] & ~(3 << s)) | (_two_bits(row[r]) << s)
     return out
 
 
