@@ -180,6 +180,39 @@ def test_dosages_on_the_grid_and_near_the_pgen(name, top):
     src.close()
 
 
+@pytest.mark.parametrize("bits", [8, 16, 32])
+@pytest.mark.parametrize("phased", [False, True])
+def test_pair_dosages_kernel_equals_numpy(bits, phased):
+    """The compiled pass from stored pairs to dosages gives numpy's float64 formula to the last bit:
+    all samples and a subset, samples missing (ploidy byte 0x80 set), and pairs above ``top`` (a
+    corrupt block reads as numpy read it: below 0)."""
+    from hlmm.io._kernels import bgen_pair_dosages
+
+    rng = np.random.default_rng(bits + phased)
+    n, top = 1001, (1 << bits) - 1
+    v = (rng.random((n, 2)) * 0.5 * top).astype(f"<u{bits // 8}")
+    v[::97] = top  # pairs summing above top (unphased)
+    ploidy = np.full(n, 2, np.uint8)
+    gone = rng.choice(n, 25, replace=False)
+    ploidy[gone] |= 0x80
+    ploidy[gone[:5]] = 0x80  # (missing, of ploidy 0)
+    multiplier = -1.0 if phased else -2.0
+    expect = ((v[:, 0].astype(np.float64) * multiplier - v[:, 1]) + 2.0 * top) / float(top)
+    expect[ploidy >= 0x80] = np.nan
+    assert ((expect < 0).any() or phased) and np.isnan(expect).sum() == 25
+    out = np.empty(n)
+    bgen_pair_dosages(v, np.zeros(0, np.int64), ploidy, multiplier, top, out)
+    np.testing.assert_array_equal(out, expect)
+    rows = np.sort(rng.choice(n, 300, replace=False)).astype(np.int64)
+    sub = np.empty(len(rows))
+    bgen_pair_dosages(v, rows, ploidy, multiplier, top, sub)
+    np.testing.assert_array_equal(sub, expect[rows])
+    one = np.full(n, 2, np.uint8)
+    one[rows[7]] = 0x80  # one sample missing, of ploidy 0
+    bgen_pair_dosages(v, rows, one, multiplier, top, sub)
+    assert np.isnan(sub).sum() == 1 and np.isnan(sub[7])
+
+
 def test_dosage_samples_and_codes():
     src = open_bgen(str(DATA / "dos.bgen"), DOS_SAMPLE)
     with open(DATA / "dos_pgen.traw") as f:

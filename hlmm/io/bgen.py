@@ -40,6 +40,7 @@ from concurrent.futures import wait as _wait_all
 import numpy as np
 
 from hlmm.io._base import GenotypeSource, InputError, VariantTable, checked_request, hard_calls_of, sex_code
+from hlmm.io._kernels import bgen_pair_dosages
 
 __all__ = ["BgenSource", "open_bgen", "read_sample_file"]
 
@@ -65,6 +66,7 @@ MIN_PARALLEL_SAMPLES = 20_000
 # about 4 turns of a block, so the block's end is not left to one thread.
 _MAX_STEP = 16
 
+_ALL = np.zeros(0, dtype=np.int64)  # bgen_pair_dosages's rows for every sample, in order
 _pool_worker = threading.local()  # .active in the helper threads of every BgenSource's pool
 
 
@@ -378,15 +380,6 @@ class BgenSource(GenotypeSource):
                              f"its header says {d}")
         return out
 
-    def _scratch(self, dtype: np.dtype, k: int) -> np.ndarray:
-        """This thread's reusable array of ``k`` elements of ``dtype`` (one per thread, at most n
-        elements of 8 bytes)."""
-        local = self._threads
-        buf = getattr(local, "scratch", None)
-        if buf is None or buf.dtype != dtype or len(buf) < k:
-            local.scratch = buf = np.empty(k, dtype)
-        return buf[:k]
-
     def _dosage_row(self, j: int, rows: np.ndarray | None, out: np.ndarray) -> None:
         """Fill ``out`` (shape (k,)) with the dosages of the second allele of bi-allelic variant j."""
         data = self._probabilities(j)
@@ -408,27 +401,13 @@ class BgenSource(GenotypeSource):
             if len(data) < 10 + n + need:
                 raise InputError(f"genotype file {self.path}: variant {j + 1}: probability block is truncated")
             if bits in (8, 16, 32):
-                if rows is None:
-                    v = np.frombuffer(data, dtype=f"<u{bits // 8}", count=2 * n, offset=10 + n).reshape(n, 2)
-                else:  # gather both values of a sample as one integer: a 1-D gather is much faster
-                    pairs = np.frombuffer(data, dtype=f"<u{bits // 4}", count=n, offset=10 + n)
-                    v = self._scratch(pairs.dtype, len(rows))
-                    np.take(pairs, rows, out=v, mode="clip")  # (rows are checked; "raise" would buffer)
-                    v = v.view(f"<u{bits // 8}").reshape(-1, 2)
+                v = np.frombuffer(data, dtype=f"<u{bits // 8}", count=2 * n, offset=10 + n).reshape(n, 2)
             else:
                 v = _unpack_bits(data, 10 + n, 2 * n, bits).reshape(n, 2)
-                if rows is not None:
-                    v = v[rows]
             # unphased: stored P(11), P(12), k = 2 top - (2 P(11) + P(12)); phased: P(allele 1) on
-            # each haplotype, k = 2 top - (P1 + P2). Summed in ``out`` as float64, where these
-            # integers (< 2^34) are exact, then divided once: the double nearest to k / top. No
-            # temporaries of length n (their allocation and page faults cost as much as the rest).
-            np.multiply(v[:, 0], -1.0 if phased else -2.0, out=out, dtype=np.float64)  # (numpy 1.x: not float16)
-            np.subtract(out, v[:, 1], out=out)
-            np.add(out, 2.0 * top, out=out)
-            np.divide(out, float(top), out=out)
-            if ploidy.max() >= 0x80:  # missing calls
-                np.copyto(out, np.nan, where=(ploidy if rows is None else ploidy[rows]) >= 0x80)
+            # each haplotype, k = 2 top - (P1 + P2); in float64, where these integers (< 2^34) are
+            # exact, then divided once: the double nearest to k / top (one compiled pass)
+            bgen_pair_dosages(v, _ALL if rows is None else rows, ploidy, -1.0 if phased else -2.0, top, out)
             return
         # other ploidies (chrX with haploid males): Z values per sample, unphased P(0..Z-1 copies of
         # allele 2) weighted Z-j, or phased P(allele 1) per haplotype weighted 1
