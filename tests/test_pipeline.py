@@ -54,6 +54,38 @@ def test_scan_arrays__same_rows_as_hlmm_chr(ds, tmp_path, settings):
         assert format_block({c: cols[c]}, [c]).splitlines() == written, c
 
 
+def test_run_scan__objects_frozen_during_the_scan_only(ds, tmp_path):
+    """The objects alive before the scan are out of the collector's way while it runs (its progress
+    calls see them frozen), and back after; a caller's own frozen objects stay frozen."""
+    import gc
+
+    seen = []
+
+    class Progress:
+        def start(self, total, done):
+            pass
+
+        def update(self, k):
+            seen.append(gc.get_freeze_count())
+
+        def close(self):
+            pass
+
+    assert gc.get_freeze_count() == 0
+    run_scan(prepare_scan(Inputs(ds.pheno, ds.bed), ScanOptions()), str(tmp_path / "o"), n_jobs=1,
+             progress=Progress())
+    assert seen and min(seen) > 1000 and gc.get_freeze_count() == 0
+    gc.freeze()
+    try:
+        frozen, seen[:] = gc.get_freeze_count(), []
+        run_scan(prepare_scan(Inputs(ds.pheno, ds.bed), ScanOptions()), str(tmp_path / "p"), n_jobs=1,
+                 progress=Progress())
+        # (frozen objects may be freed meanwhile; the scan's own inputs were made after the freeze)
+        assert seen and max(seen) <= frozen and gc.get_freeze_count() <= frozen
+    finally:
+        gc.unfreeze()
+
+
 def test_options__checked_once_by_the_spec_for_library_callers(ds):
     inputs = Inputs(ds.pheno, ds.bed, random_gts=ds.random)
     with pytest.raises(InputError, match="--refit refits score-test rows"):
