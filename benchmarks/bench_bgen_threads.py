@@ -91,8 +91,11 @@ def _open(prefix: str, threads: int, inflate=None, module=None):
         from hlmm.io.bgen import open_bgen
 
         src = open_bgen(prefix + ".bgen", prefix + ".sample", threads=threads)
-    else:
-        src = module.open_bgen(prefix + ".bgen", prefix + ".sample")
+    else:  # (revisions since the threaded reader take threads: one, as the comparison says)
+        try:
+            src = module.open_bgen(prefix + ".bgen", prefix + ".sample", threads=1)
+        except TypeError:
+            src = module.open_bgen(prefix + ".bgen", prefix + ".sample")
     if inflate is not None:
         src._inflate = inflate
     return src

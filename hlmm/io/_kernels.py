@@ -1,4 +1,5 @@
-"""Compiled helpers of the readers (numba): decoding and packing of .bed bytes, and .pgen's missing dosages.
+"""Compiled helpers of the readers (numba): decoding and packing of .bed bytes, .pgen's missing dosages,
+and .bgen's dosages from pairs of probabilities.
 
 Packed PLINK .bed bytes are SNP-major, 2 bits per genotype: 0b00 two copies of A1, 0b01
 missing, 0b10 one copy, 0b11 no copy; the first individual of a byte is in its lowest two bits.

@@ -1,4 +1,4 @@
-"""BGEN v1.2/v1.3 genotype source (layout 2), decoded with numpy.
+"""BGEN v1.2/v1.3 genotype source (layout 2), decoded with numpy and one compiled pass (numba).
 
 The counted allele is the *second* allele of each variant, as in regenie and in UK Biobank
 files (allele 1 = REF, allele 2 = ALT). plink2 writes REF second by default; a .bed/.pgen
@@ -14,15 +14,17 @@ column, plink2's ``sample-v2``) and the identifiers embedded in the .bgen give I
 Probabilities stored with B bits are integers ``v`` in 0..2^B-1, so every dosage is an integer
 ``k`` over ``2^B - 1``; it is computed as the integer ``k`` and one division, so the float64
 returned is the double nearest to ``k / (2^B - 1)`` (for 8-bit files, ``round(d * 255)`` is
-``k``). Zlib (v1.2) blocks are inflated by ``isal`` if it is installed, else by the standard
-library; zstd (v1.3) blocks need ``zstandard``.
+``k``). Diploid samples' pairs take one compiled pass
+(:func:`hlmm.io._kernels.bgen_pair_dosages`), other ploidies numpy's. Zlib (v1.2) blocks are
+inflated by ``isal`` if it is installed, else by the standard library; zstd (v1.3) blocks need
+``zstandard``.
 
 Phased and unphased probabilities, any B from 1 to 32 and ploidy 1 or 2 are read; haploid
 samples (males on chrX, as plink2 writes them) count 0..2 like plink2's coding of haploid calls.
 Multi-allelic variants read as NaN. Layout 1 (BGEN v1.1) is refused.
 
 A block of variants is inflated and decoded by several threads (zlib, isal and zstd release the
-GIL, and so does numpy on arrays this long): the calling thread and the helper threads of a pool
+GIL, and so do the compiled pass and numpy on arrays this long): the calling thread and the helper threads of a pool
 kept by each :class:`BgenSource` take the variants a few at a time, each writing its own rows of
 the block, so the dosages are those of a one-thread read bit for bit. See ``threads`` there.
 """
