@@ -930,6 +930,18 @@ int hlmm_lanes(void)
 #endif
 }
 
+/* The first pass's additions of one vector of classes (weights w, centred dosages G, counts C,
+ * sums of y Y1) to the running sums of lanes' half h (profile_S's m00 .. r1). */
+#define PASS1_ADD(h, w, G, C, Y1)                                                                  \
+    do {                                                                                           \
+        __typeof__(w) wc_ = (w) * (C);                                                             \
+        m00[h] += wc_;                                                                             \
+        m01[h] += wc_ * (G);                                                                       \
+        m11[h] += (wc_ * (G)) * (G);                                                               \
+        r0[h] += (w) * (Y1);                                                                       \
+        r1[h] += ((w) * (Y1)) * (G);                                                               \
+    } while (0)
+
 /* The fits over dosage classes for lanes W vectors of type VT (integers IT, unsigned UT), with
  * UNROLL steps of eight classes per step of the likelihood's first pass: exp_S, profile_S and
  * fit_S. */
@@ -1032,12 +1044,7 @@ int hlmm_lanes(void)
                 memcpy(&w, wk + o, sizeof(VT));                                                    \
                 memcpy(&C, c + o, sizeof(VT));                                                     \
                 memcpy(&Y1, y1 + o, sizeof(VT));                                                   \
-                VT wc = w * C;                                                                     \
-                m00[h] += wc;                                                                      \
-                m01[h] += wc * G;                                                                  \
-                m11[h] += (wc * G) * G;                                                            \
-                r0[h] += w * Y1;                                                                   \
-                r1[h] += (w * Y1) * G;                                                             \
+                PASS1_ADD(h, w, G, C, Y1);                                                         \
             }                                                                                      \
         for (int64_t k = 0; k < K && !have_w; k += 8 * UNROLL) {                                   \
             /* UNROLL H exponentials at once (each is a chain of dependent steps) */               \
@@ -1057,13 +1064,7 @@ int hlmm_lanes(void)
                     VT C, Y1;                                                                      \
                     memcpy(&C, c + o, sizeof(VT));                                                 \
                     memcpy(&Y1, y1 + o, sizeof(VT));                                               \
-                    VT wu = w[u][h], Gu = G[u][h];                                                 \
-                    VT wc = wu * C;                                                                \
-                    m00[h] += wc;                                                                  \
-                    m01[h] += wc * Gu;                                                             \
-                    m11[h] += (wc * Gu) * Gu;                                                      \
-                    r0[h] += wu * Y1;                                                              \
-                    r1[h] += (wu * Y1) * Gu;                                                       \
+                    PASS1_ADD(h, w[u][h], G[u][h], C, Y1);                                         \
                 }                                                                                  \
         }                                                                                          \
         double M00 = combine_##S(m00), M01 = combine_##S(m01), M11 = combine_##S(m11);             \
