@@ -464,6 +464,47 @@ def test_class_sums__every_kernel_adds_in_the_documented_order(n, q):
         numba.set_num_threads(threads)
 
 
+@pytest.mark.parametrize("n", [1, 5, 31, 33, 257, 1003, 2100])
+def test_class_sums__columns_of_zeros_and_ones_counted_to_the_last_bit(n, monkeypatch):
+    """Columns of zeros and ones (such as the inclusion indicator, whose class sums are the counts)
+    are counted by set bits in the compiled library (hlmm_class_counts) rather than added: the
+    sums of numpy adding in the documented order, and the class counts, to the last bit; for n
+    across the tails of 32-individual words, variants with and without missing calls, an
+    indicator with zeros (individuals left out), one of all ones, and other columns between and
+    after them, on one thread and on two."""
+    import numba
+
+    from hlmm.engines import _kernels_classes as K
+
+    rng = np.random.default_rng(n)
+    b = 21
+    codes = rng.integers(0, 3, (b, n)).astype(np.int8)
+    codes[1::2][rng.random((len(codes[1::2]), n)) < 0.1] = -1
+    packed = _pack_codes(codes)
+    included = (rng.random(n) < 0.8).astype(float)
+    y = rng.standard_normal(n) * included
+    Y = np.column_stack([included, y, np.ones(n), y**2, included])
+    want = _lane_sums(codes, Y)
+    for k, cls in enumerate((0, 1, 2, -1)):
+        np.testing.assert_array_equal(want[:, k, 0], ((codes == cls) & (included == 1)).sum(axis=1))
+    design = K.packed_design(n, Y.shape[1])
+    design[:n] = Y
+    calls = []
+    if K.COMPILED:
+        counts = K.LIBRARY.hlmm_class_counts
+        monkeypatch.setattr(K.LIBRARY, "hlmm_class_counts", lambda *a: (calls.append(a[4]), counts(*a)))
+    threads = numba.get_num_threads()
+    try:
+        for t in sorted({1, threads}):
+            numba.set_num_threads(t)
+            np.testing.assert_array_equal(K.class_moments_packed(packed, design), want)
+            np.testing.assert_array_equal(K.class_moments_packed(packed, Y), want)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_array_equal(K._class_moments_plain(packed, Y), want)
+    assert not K.COMPILED or sorted(set(calls)) == [0, 2, 4]
+
+
 def test_class_sums__same_rows_with_and_without_the_compiled_kernel(data, tmp_path):
     """Whole hlmm_chr processes on a .bed with missing calls, Wald and score, in blocks of 7 variants,
     with the compiled kernel and with ``HLMM_NO_COMPILED=1`` (the numba kernels): the same output,

@@ -379,3 +379,54 @@ def test_threads__decode_parts_of_a_block_in_parallel_with_the_same_genotypes(tm
             want = np.where(dos[:, rows] < 0, np.nan, dos[:, rows]) if dosages else \
                 np.where(dos[:, rows] < 0, np.nan, np.rint(np.maximum(dos[:, rows], 0)))
             np.testing.assert_allclose(results[0][0], want, rtol=0, atol=1 / 16384)
+
+
+def _numpy_packed(codes: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    """.bed bytes over n places of hard calls (b, len(rows)), negative missing, the places not in
+    rows as no copy: 2 copies 0b00, missing 0b01, 1 copy 0b10, 0 copies 0b11."""
+    bits = np.full((codes.shape[0], 4 * ((n + 3) // 4)), 3, np.uint8)
+    bits[:, rows] = np.select([codes == 2, codes < 0, codes == 1], [0, 1, 2], 3)
+    return (bits[:, 0::4] | bits[:, 1::4] << 2 | bits[:, 2::4] << 4 | bits[:, 3::4] << 6).astype(np.uint8)
+
+
+def test_block_packed__hard_calls_packed_while_decoded(tmp_path, monkeypatch):
+    """A scan's block of hard calls of a .pgen is decoded a few variants at a time and packed by
+    each decoding thread (PgenSource._block_packed): the bytes of a numpy packing of the calls
+    written, with missing calls, n not a multiple of 4, all samples and a subset, 1 to 3 threads,
+    ranges that do not start at 0, three variants per step (so that steps and parts split the
+    block at different places); the block's calls decode back to read_codes's; and a multi-allelic
+    variant packs as missing."""
+    import pgenlib
+
+    import hlmm.io.pgen as pgen_module
+
+    rng = np.random.default_rng(8)
+    n, m = 30_003, 40
+    calls = rng.binomial(2, 0.3, (m, n)).astype(np.int8)
+    calls[rng.random((m, n)) < 0.01] = -9
+    w = pgenlib.PgenWriter(str(tmp_path / "h.pgen").encode(), n, m, False)
+    for j in range(m):
+        w.append_biallelic(calls[j])
+    w.close()
+    (tmp_path / "h.pvar").write_text("#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
+        f"1\t{j + 1}\tv{j}\tG\tA\n" for j in range(m)))
+    (tmp_path / "h.psam").write_text("#FID\tIID\n" + "".join(f"f{i}\ti{i}\n" for i in range(n)))
+    monkeypatch.setattr(pgen_module, "_HOT_VALUES", 3 * n)
+    subset = np.sort(rng.choice(n, 25_000, replace=False))
+    for rows in (np.arange(n), subset):
+        for threads in (1, 2, 3):
+            src = open_pgen(str(tmp_path / "h.pgen"))
+            src.threads = threads
+            for start, stop in ((0, m), (5, 33), (7, 8)):
+                got = src._block_packed(rows, start, stop)
+                np.testing.assert_array_equal(got, _numpy_packed(calls[start:stop][:, rows], rows, n))
+            block = src.read_block(rows, np.arange(3, 30))
+            assert block.codes is None
+            np.testing.assert_array_equal(block.get_codes(), src.read_codes(rows, 3, 30))
+            src.close()
+    src = open_pgen(str(DATA / "multi"))
+    rows = np.arange(len(src.samples))
+    block = src.read_block(rows, np.arange(4))
+    np.testing.assert_array_equal(block.get_codes(), src.read_codes(rows, 0, 4))
+    assert (block.get_codes()[1] == -1).all()
+    src.close()

@@ -176,6 +176,46 @@ void hlmm_class_sums(const uint8_t *packed_all, int64_t nbytes, const double *Yt
     }
 }
 
+/* Variants j0 .. j1 - 1 of packed (b, nbytes): per class (0, 1, 2 copies, missing), the number of
+ * individuals whose bit in `indicator` is set, as doubles in out_all[j * 4 * q + k * q + col]; the
+ * missing class only for a variant with a missing call (else left as it is, zero). indicator has
+ * nbytes bytes laid out as packed's: individual 4 b + p's bit at bit 2 p of byte b (the odd bits
+ * zero), and zero past the file's last individual. A column of zeros and ones summed over each
+ * class by hlmm_class_sums gives these whole numbers to the last bit (any order of adding them is
+ * exact below 2^53), in a fraction of its time: a popcount of 32 individuals per class, against
+ * eight individuals per vector addition. */
+CLONES
+void hlmm_class_counts(const uint8_t *packed_all, int64_t nbytes, const uint8_t *indicator, int64_t q,
+                       int64_t col, double *out_all, int64_t j0, int64_t j1)
+{
+    const uint64_t EVEN = 0x5555555555555555ULL;
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *packed = packed_all + j * nbytes;
+        int64_t c0 = 0, c1 = 0, c2 = 0, cm = 0;
+        for (int64_t i = 0; i < nbytes; i += 8) {
+            uint64_t w = 0, m = 0;
+            if (i + 8 <= nbytes) {
+                memcpy(&w, packed + i, 8);
+                memcpy(&m, indicator + i, 8);
+            } else {
+                memcpy(&w, packed + i, nbytes - i);
+                memcpy(&m, indicator + i, nbytes - i);
+            }
+            uint64_t lo = w & EVEN, hi = (w >> 1) & EVEN;
+            c0 += __builtin_popcountll(lo & hi & m);         /* 0b11: no copy */
+            c1 += __builtin_popcountll(hi & ~lo & m);        /* 0b10: one copy */
+            c2 += __builtin_popcountll(~(lo | hi) & m);      /* 0b00: two copies (m's odd bits are zero) */
+            cm += __builtin_popcountll(lo & ~hi & m);        /* 0b01: missing */
+        }
+        double *out = out_all + j * 4 * q + col;
+        out[0] = (double)c0;
+        out[q] = (double)c1;
+        out[2 * q] = (double)c2;
+        if (cm)
+            out[3 * q] = (double)cm;
+    }
+}
+
 /* ---------------------------------------------------------------------------------------------
  * The score test's power sums of dosages (hlmm.engines._kernels_score.centred_power_sums): per
  * variant, the calls (dosage >= 0; NaN is not), their summed dosage s, and sum_i g_i^m B[i, k] for

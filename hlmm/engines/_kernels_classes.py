@@ -40,6 +40,8 @@ def _load_library():
             p, i64 = ctypes.c_void_p, ctypes.c_int64
             lib.hlmm_class_sums.argtypes = [p, i64, p, i64, i64, p, i64, i64]
             lib.hlmm_class_sums.restype = None
+            lib.hlmm_class_counts.argtypes = [p, i64, p, i64, i64, p, i64, i64]
+            lib.hlmm_class_counts.restype = None
             for f in (lib.hlmm_power_sums_float, lib.hlmm_power_sums_double):
                 f.argtypes = [p, i64, p, i64, p, i64, i64, i64, p, p, p, p, i64, i64, i64]
                 f.restype = ctypes.c_int
@@ -248,12 +250,44 @@ def run_ranges(f, b: int, *args, minimum: int = 8) -> None:
 
 
 def _sums_compiled(packed, Yt):
-    """The compiled class sums over the variants of ``packed``."""
+    """The compiled class sums over the variants of ``packed``: the columns of ``Yt`` that hold only
+    zeros and ones (such as the inclusion indicator, whose sums are the counts) by a count of set
+    bits (``hlmm_class_counts``: whole numbers, the same to the last bit as any order of adding
+    them), the others by ``hlmm_class_sums``, in one call per range of variants."""
     b, n_bytes = packed.shape
     q, n8 = Yt.shape
     out = np.zeros((b, 4, q))
-    run_ranges(_compiled, b, packed.ctypes.data, n_bytes, Yt.ctypes.data, q, n8, out.ctypes.data)
+    counted = [c for c in range(q) if _zeros_and_ones(Yt[c])]
+    summed = [c for c in range(q) if c not in counted]
+    Ys = Yt if not counted else np.ascontiguousarray(Yt[summed])
+    sums = out if not counted else np.zeros((b, 4, len(summed)))
+    bits = [_indicator_bytes(Yt[c], n_bytes) for c in counted]
+
+    def each(j0, j1):
+        if summed:
+            _compiled(packed.ctypes.data, n_bytes, Ys.ctypes.data, len(summed), n8, sums.ctypes.data, j0, j1)
+        for c, bc in zip(counted, bits):
+            LIBRARY.hlmm_class_counts(packed.ctypes.data, n_bytes, bc.ctypes.data, q, c, out.ctypes.data, j0, j1)
+
+    run_ranges(each, b)
+    if counted and summed:
+        out[:, :, summed] = sums
     return out
+
+
+def _zeros_and_ones(x: np.ndarray) -> bool:
+    """Whether every value of ``x`` is 0 or 1."""
+    return bool(np.all((x == 0.0) | (x == 1.0)))
+
+
+def _indicator_bytes(x: np.ndarray, n_bytes: int) -> np.ndarray:
+    """A column of zeros and ones over the individuals as ``n_bytes`` bytes laid out as a .bed's:
+    individual ``4 b + p``'s value at bit ``2 p`` of byte ``b`` (zero past the column's end)."""
+    v = np.zeros(4 * n_bytes, dtype=np.uint8)
+    m = min(len(x), 4 * n_bytes)
+    v[:m] = x[:m]
+    v = v.reshape(n_bytes, 4)
+    return np.ascontiguousarray(v[:, 0] | (v[:, 1] << 2) | (v[:, 2] << 4) | (v[:, 3] << 6))
 
 
 @njit(cache=True, parallel=True)

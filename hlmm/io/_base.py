@@ -221,18 +221,23 @@ class GenotypeSource:
         index = np.asarray(index, dtype=np.int64)
         rows = np.asarray(rows, dtype=np.int64)
         dosages = self.has_dosages and not hard_calls
-        read = self._block_dosages if dosages else self.read_codes
+        # hard calls packed as a .bed's bytes, so that the class sums take the same compiled kernel
+        # as a .bed's (and give the same sums to the last bit: both add by each individual's place);
+        # the block decodes them again if asked for its calls (GenotypeBlock.get_codes)
+        read = self._block_dosages if dosages else self._block_packed
         parts = [read(rows, int(a), int(b)) for a, b in contiguous_runs(index)]
         data = np.concatenate(parts, axis=0) if len(parts) != 1 else parts[0]
         multi = self.variants.n_alleles[index] > 2
         if dosages:
             return GenotypeBlock(index, rows, dosages=data, denominator=self.dosage_denominator, multiallelic=multi)
-        # packed as a .bed's bytes too, so that the class sums take the same compiled kernel as a
-        # .bed's (and give the same sums to the last bit: both add by each individual's place)
+        return GenotypeBlock(index, rows, multiallelic=multi, packed=data, n_file=self.n_samples)
+
+    def _block_packed(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        """Hard calls for :meth:`read_block`: :meth:`read_codes` packed as a .bed's bytes over all
+        the file's samples, those not in ``rows`` as no copy (:func:`hlmm.io._kernels.pack_codes`)."""
         from hlmm.io._kernels import pack_codes
 
-        packed = pack_codes(data, rows, self.n_samples)
-        return GenotypeBlock(index, rows, codes=data, multiallelic=multi, packed=packed, n_file=self.n_samples)
+        return pack_codes(self.read_codes(rows, start, stop), rows, self.n_samples)
 
     def _block_dosages(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
         """Dosages for :meth:`read_block`: :meth:`read_dosages`, or a faster exact form (float32 for

@@ -54,29 +54,37 @@ def pack_codes(codes, rows, n_file):
     -------
     ndarray of uint8, shape (b, ceil(n_file / 4))
     """
-    b, n = codes.shape
-    n_bytes = (n_file + 3) // 4
-    out = np.empty((b, n_bytes), dtype=np.uint8)
-    whole = n == n_file  # rows are 0 .. n_file - 1: four calls to a byte, in order
+    b = codes.shape[0]
+    out = np.empty((b, (n_file + 3) // 4), dtype=np.uint8)
     for j in prange(b):
-        row = codes[j]
-        o = out[j]
-        if whole:
-            for byte in range(n // 4):
-                i = 4 * byte
-                o[byte] = (_two_bits(row[i]) | (_two_bits(row[i + 1]) << 2) | (_two_bits(row[i + 2]) << 4)
-                           | (_two_bits(row[i + 3]) << 6))
-            first = n - n % 4  # the last, partly filled byte (if any), as below
-            if first < n:
-                o[n_bytes - 1] = 0xFF
-        else:
-            first = 0
-            o[:] = 0xFF
-        for r in range(first, n):
-            i = rows[r]
-            s = 2 * (i & 3)
-            o[i >> 2] = (o[i >> 2] & ~(3 << s)) | (_two_bits(row[r]) << s)
+        _pack_row(codes[j], rows, out[j])
     return out
+
+
+@njit(cache=True, nogil=True)
+def pack_codes_into(codes, rows, out):
+    """:func:`pack_codes` of ``codes`` (b, len(rows)) into ``out`` (b, ceil(n_file / 4)), on the
+    calling thread without the GIL (each .pgen decoding thread packs the variants it decoded)."""
+    for j in range(codes.shape[0]):
+        _pack_row(codes[j], rows, out[j])
+
+
+@njit(cache=True, inline="always")
+def _pack_row(row, rows, o):
+    """One variant's calls ``row`` of the places ``rows`` packed into its bytes ``o``."""
+    n = row.shape[0]
+    first = 0
+    if n and rows[n - 1] == n - 1:  # the places 0 .. n - 1: four calls to a byte, in order
+        first = n - n % 4
+        for byte in range(n // 4):
+            i = 4 * byte
+            o[byte] = (_two_bits(row[i]) | (_two_bits(row[i + 1]) << 2) | (_two_bits(row[i + 2]) << 4)
+                       | (_two_bits(row[i + 3]) << 6))
+    o[first // 4:] = 0xFF  # the rest, and the places not in rows, as no copy
+    for r in range(first, n):
+        i = rows[r]
+        s = 2 * (i & 3)
+        o[i >> 2] = (o[i >> 2] & ~(3 << s)) | (_two_bits(row[r]) << s)
 
 
 @njit(cache=True, nogil=True)

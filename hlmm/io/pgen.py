@@ -33,7 +33,7 @@ from hlmm.io._base import (
     same_rows,
     sex_code,
 )
-from hlmm.io._kernels import negative_to_nan
+from hlmm.io._kernels import negative_to_nan, pack_codes_into
 
 __all__ = ["PgenSource", "open_pgen", "DOSAGE_UNIT"]
 
@@ -449,8 +449,35 @@ class PgenSource(GenotypeSource):
             self._threads.reader.read_range(s, e, out[s - start:e - start])
 
         self._parts(start, stop, len(rows), read)
-        out[out < 0] = -1
+        np.maximum(out, -1, out=out)  # pgenlib's -9 (in place: no mask of the block)
         out[self._multi[start:stop]] = -1
+        return out
+
+    def _block_packed(self, rows: np.ndarray, start: int, stop: int) -> np.ndarray:
+        # Hard calls decoded a few variants at a time into a buffer of each thread's and packed
+        # from it while it is in cache, without a block of int8 calls in memory (read_codes's)
+        if self.has_dosages:
+            return super()._block_packed(rows, start, stop)
+        rows = self._select(rows, start, stop)
+        out = np.empty((stop - start, (len(self.samples) + 3) // 4), dtype=np.uint8)
+        if not len(rows):
+            out[:] = 0xFF  # no samples: no calls, as pack_codes packs them
+            return out
+        step = max(1, _HOT_VALUES // len(rows))
+        multi = self._multi
+
+        def read(s, e):
+            self._point(rows)
+            reader = self._threads.reader
+            buf = np.empty((min(step, e - s), len(rows)), dtype=np.int8)
+            for a in range(s, e, step):
+                z = min(a + step, e)
+                part = buf[:z - a]
+                reader.read_range(a, z, part)
+                part[multi[a:z]] = -1  # multi-allelic: missing (pgenlib's -9 packs as missing too)
+                pack_codes_into(part, rows, out[a - start:z - start])
+
+        self._parts(start, stop, len(rows), read)
         return out
 
     def close(self) -> None:
