@@ -81,6 +81,96 @@ def test_run_blocks__input_errors_are_not_retried(monkeypatch):
         collect(job(), [(0, 7)])
 
 
+def test_run_blocks__serial_computes_the_next_block_while_this_thread_writes(monkeypatch):
+    """In this process, block k + 1 is computed on a helper thread while the caller handles block
+    k, never more than one block ahead (memory does not grow), with the caller's numba threads;
+    the results are the ones computed in the caller's thread, in order."""
+    import threading
+    import time
+
+    import numba
+
+    events, lock = [], threading.Lock()
+
+    def compute(j, b0, b1):
+        with lock:
+            events.append(("start", b0, threading.current_thread() is threading.main_thread(),
+                           numba.get_num_threads()))
+        out = REAL(j, b0, b1)
+        with lock:
+            events.append(("done", b0))
+        return out
+
+    def on_block(b0, b1, outs, failure):
+        with lock:
+            events.append(("write", b0))
+        time.sleep(0.2)  # the next block is computed meanwhile
+        seen.append((b0, outs[0]))
+        with lock:
+            events.append(("written", b0))
+
+    monkeypatch.setattr(runner, "compute_block", compute)
+    j = job()
+    blocks = [(b, min(b + 7, 30)) for b in range(0, 30, 7)]
+    seen = []
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        runner.run_blocks(j, blocks, on_block)
+    finally:
+        numba.set_num_threads(threads)
+    assert [b0 for b0, _ in seen] == [b0 for b0, _ in blocks]
+    starts = [e for e in events if e[0] == "start"]
+    assert all(not main and t == 1 for _, _, main, t in starts)
+    for k in range(len(blocks) - 1):  # block k + 1 computed while block k's rows were written...
+        assert events.index(("done", blocks[k + 1][0])) < events.index(("written", blocks[k][0]))
+    for k in range(len(blocks) - 2):  # ...but block k + 2 started only after them
+        assert events.index(("start", blocks[k + 2][0], False, 1)) > events.index(("written", blocks[k][0]))
+    for b0, out in seen:
+        want = REAL(j, b0, min(b0 + 7, 30))[0]
+        np.testing.assert_array_equal(out["add"], want["add"])
+
+
+def test_run_blocks__serial_dosages_computed_in_the_callers_thread(monkeypatch):
+    """A job read in parts (dosages: runner.read_size) is computed in the caller's thread, one block
+    at a time, as before."""
+    import threading
+
+    where = []
+
+    def compute(j, b0, b1):
+        where.append(threading.current_thread() is threading.main_thread())
+        return REAL(j, b0, b1)
+
+    monkeypatch.setattr(runner, "compute_block", compute)
+    j = job()
+    j.read_size = 3
+    seen, failed = collect(j, [(0, 7), (7, 14)])
+    assert where == [True, True] and [s[:2] for s in seen] == [(0, 7), (7, 14)] and failed == []
+
+
+def test_run_blocks__serial_interrupted_stops_after_the_block_being_computed(monkeypatch):
+    """Ctrl-C while a block is written: the exception reaches the caller, the block being computed
+    ahead ends, and no later block is started."""
+    import threading
+
+    started = []
+
+    def compute(j, b0, b1):
+        started.append(b0)
+        return REAL(j, b0, b1)
+
+    def on_block(b0, b1, outs, failure):
+        if b0 == 7:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "compute_block", compute)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run_blocks(job(), [(b, min(b + 7, 30)) for b in range(0, 30, 7)], on_block)
+    assert started[:2] == [0, 7] and set(started) <= {0, 7, 14}  # (14 if it had started)
+    assert not [t for t in threading.enumerate() if t.name.startswith("hlmm-blocks")]
+
+
 @pytest.mark.parametrize("spec", [ModelSpec(), ModelSpec(test="score"), ModelSpec(robust=True)])
 def test_compute_block__read_in_parts_gives_the_whole_blocks_results(spec):
     """A block read and scanned a few variants at a time (``read_size``, as for dosages) gives the

@@ -169,7 +169,9 @@ def class_moments_packed(packed, Yc):
     The compiled kernel (``_classsums.c``, if built; :data:`COMPILED`) holds the eight lanes in
     vectors and picks each class's rows with bitwise masks from a table of the 256 bytes, four
     columns at a time and eight variants over each chunk of 1,024 individuals, and skips the
-    missing class of a variant without missing calls. At n = 100,000, 512 variants, 2 threads
+    missing class of a variant without missing calls. Columns of zeros and ones (the inclusion
+    indicator: the counts) it counts by set bits instead (``hlmm_class_counts``), 32 individuals
+    per step: whole numbers, the same to the last bit. At n = 100,000, 512 variants, 2 threads
     (``benchmarks/bench_kernels.py --compare``; docs/performance.rst) it took 0.036 ms per variant
     on the 3 columns of one trait, 0.33 times the time of the last stop's numba kernel and 0.38
     times the numba kernel's on 4 padded columns. It gives the same sums as the numba kernels
