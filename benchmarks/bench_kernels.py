@@ -11,6 +11,13 @@ partial sums (docs/performance.rst)::
     python benchmarks/bench_kernels.py
     python benchmarks/bench_kernels.py --b 512 --widths 4 8 24 --repeats 7 --compare /tmp/head
 
+``--scan-design`` makes the columns a scan's instead of standard normal ones: the inclusion
+indicator (zeros for a random 10% of the individuals, left out) and normal columns that are zero
+where it is, whose class sums the compiled kernel counts and adds (``hlmm_class_counts``); with
+``--widths 3 4 21``, the columns of one phenotype (1, y, y^2), of 4, and of ten phenotypes::
+
+    python benchmarks/bench_kernels.py --scan-design --widths 3 4 21 --compare /tmp/head
+
 ``--compare PATH`` also times the hard-call kernels of another checkout
 (``PATH/hlmm/engines/_kernels_classes.py``, loaded from a copy as a module of its own), each call
 interleaved with ours, and prints the ratio ours / baseline and the largest difference of the sums.
@@ -83,6 +90,8 @@ def main(argv=None) -> None:
     p.add_argument("--widths", type=int, nargs="+", default=[3, 4, 21, 24])
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--compare", type=Path, help="another checkout whose hard-call kernels to time as the baseline")
+    p.add_argument("--scan-design", action="store_true",
+                   help="the first column an inclusion indicator (10%% zeros), the others zero where it is")
     args = p.parse_args(argv)
     rng = np.random.default_rng(0)
     n, b = args.n, args.b
@@ -104,6 +113,9 @@ def main(argv=None) -> None:
           + (f"; baseline {args.compare}" if base else ""))
     for q in args.widths:
         Y = np.ascontiguousarray(rng.standard_normal((n, q)))
+        if args.scan_design:
+            Y[:, 0] = rng.random(n) >= 0.1
+            Y[:, 1:] *= Y[:, :1]
         out = []
         for name, f in ours.items():
             g0 = base.get(name)

@@ -92,7 +92,8 @@ static int any_missing(const uint8_t *packed, int64_t nbytes)
  * registers, column by column (class by class, they took 1.11-1.20 times as long). Either order
  * adds the same rows in the same order to each sum. On a Zen 1 (n = 100,000, one thread, the
  * counts included) the two macros took 0.82 times the time of the one loop before them with a
- * phenotype's 2 columns, 0.85 with 3, and 0.87 with 20 (10 phenotypes). */
+ * phenotype's 2 columns, 0.85 with 3, and 0.87 with 20 (10 phenotypes); on two threads, 1.01
+ * with 20 (docs/performance.rst, "Hard calls on a Zen 1"). */
 #define SUMS_HEAD(NK, NQ)                                                                          \
     static inline __attribute__((always_inline)) void sums_##NK##_##NQ(                            \
         const uint8_t *packed, int64_t nbytes, const double *y, int64_t n8, int64_t t0, int64_t t1, \
