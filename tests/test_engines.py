@@ -935,6 +935,59 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lane
 
 
 @pytest.mark.parametrize("lanes", [8, 4])
+def test_fit_dosage_classes__phenotypes_of_the_same_counts_in_one_call_as_each_alone(lanes, monkeypatch):
+    """Several phenotypes of the same counts fitted in one call (their classes, keys and centred
+    dosages made once per variant): each the same to the last bit as in a call of its own, and
+    within 1e-9 of numba's fits; with tables and without, on one thread and on two (whose ranges
+    split the variants elsewhere), the sums strided or contiguous. The phenotypes: the first
+    model's, affine transforms of it and one of all zeros, whose fits fail
+    between the others."""
+    import numba
+
+    from hlmm import _optimize
+    from hlmm.engines import _kernels_classes, _kernels_hlm
+
+    if _kernels_classes.LIBRARY is None:
+        pytest.skip("the compiled library is not built")
+    offsets, values, counts, sums = _ragged_classes(np.random.default_rng(8), 29)
+    rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    s1, s2 = sums[:, 0], sums[:, 1]
+    # y' = a y + b: sums a s1 + b c and a^2 s2 + 2 a b s1 + b^2 c
+    phenotypes = [(s1, s2)] + [(a * s1 + b * counts, a * a * s2 + 2 * a * b * s1 + b * b * counts)
+                               for a, b in ((0.5, 0.0), (-2.0, 3.0), (0.0, 0.0), (1.0, 10.0))]
+    whole = np.column_stack([counts] + [c for p in phenotypes for c in p])  # (as the scanner's columns)
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
+    threads = numba.get_num_threads()
+    try:
+        for table_classes in (300, 10**9):
+            monkeypatch.setattr(_kernels_hlm, "TABLE_CLASSES", table_classes)
+            alone = [_kernels_hlm.fit_dosage_classes(offsets, values, counts, a, c, *rules) for a, c in phenotypes]
+            for t in sorted({1, 2, threads}):
+                numba.set_num_threads(t)
+                for cnt, s1s, s2s in ((counts, [a for a, _ in phenotypes], [c for _, c in phenotypes]),
+                                      (whole[:, 0], list(whole[:, 1::2].T), list(whole[:, 2::2].T))):
+                    together = _kernels_hlm.fit_dosage_classes(offsets, values, cnt, s1s, s2s, *rules)
+                    assert together.shape == (len(phenotypes), 29, 8)
+                    for got, want in zip(together, alone):
+                        np.testing.assert_array_equal(got, want)
+    finally:
+        numba.set_num_threads(threads)
+    for p, (a, c) in enumerate(phenotypes):
+        want = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, a, c, *rules)
+        fit = alone[p]
+        np.testing.assert_array_equal(fit[:, 7], want[:, 7])
+        ok = want[:, 7] == 1
+        if not ok.any():
+            continue
+        for k in (0, 2, 3, 4, 5, 6):
+            np.testing.assert_allclose(fit[ok, k], want[ok, k], rtol=1e-9, err_msg=f"{p} {k}")
+        np.testing.assert_allclose(fit[ok, 1], want[ok, 1], rtol=0, atol=1e-9 * np.sqrt(want[ok, 5]).max())
+    fitted = np.array([f[:, 7] for f in alone])
+    assert fitted[3].sum() == 0 and (fitted[[0, 1, 2, 4]].sum(axis=1) >= 24).all()  # all zeros: none fitted
+    assert _kernels_hlm.fit_dosage_classes(offsets, values, counts, [], [], *rules).shape == (0, 29, 8)
+
+
+@pytest.mark.parametrize("lanes", [8, 4])
 def test_fit_dosage_classes__table_weights_on_the_grid_only_and_within_1e12_of_the_direct_fits(lanes, monkeypatch):
     """The compiled fits' weights from tables (variants of at least ``TABLE_CLASSES`` classes, all on
     the 1/16384 grid): estimates within 1e-12 (relative) of the fits with an exponential a class,

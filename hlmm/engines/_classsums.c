@@ -1233,12 +1233,11 @@ int hlmm_lanes(void)
         }                                                                                          \
     }                                                                                              \
                                                                                                    \
-    /* The start of a variant's fit over its Kp padded classes, in lanes as the likelihood:        \
-     * ordinary least squares mean, homoskedastic variance, with g centred (in place). Returns 0   \
-     * if there are too few calls (n <= 4); else v = (v00, v01, v11, vdet) and (b0, a0, a1). */     \
-    static inline __attribute__((always_inline)) int start_##S(double *g, const double *c, const double *y1, \
-                                                               const double *y2, int64_t Kp, double v[4], \
-                                                               double *b0, double *gbar)           \
+    /* The start of a variant's fits over its Kp padded classes, in lanes as the likelihood, the  \
+     * part that its phenotypes of the same counts share: g centred (in place). Returns 0 if there \
+     * are too few calls (n <= 4); else v = (v00, v01, v11, vdet) and gbar. */                     \
+    static inline __attribute__((always_inline)) int start_##S(double *g, const double *c, int64_t Kp, \
+                                                               double v[4], double *gbar)          \
     {                                                                                              \
         enum { H = H_##S };                                                                        \
         const VT ZERO = splat_##S(0.0);                                                            \
@@ -1258,25 +1257,50 @@ int hlmm_lanes(void)
             return 0;                                                                              \
         *gbar = sg / n;                                                                            \
         const VT GBAR = splat_##S(sg / n);                                                         \
-        VT v01_8[H], v11_8[H], r0_8[H], r1_8[H];                                                   \
+        VT v01_8[H], v11_8[H];                                                                     \
         for (int h = 0; h < H; h++)                                                                \
-            v01_8[h] = v11_8[h] = r0_8[h] = r1_8[h] = ZERO;                                        \
+            v01_8[h] = v11_8[h] = ZERO;                                                            \
         for (int64_t k = 0; k < Kp; k += 8)                                                        \
             for (int h = 0; h < H; h++) {                                                          \
-                VT G, C, Y1;                                                                       \
+                VT G, C;                                                                           \
                 memcpy(&G, g + k + W * h, sizeof(VT));                                             \
                 memcpy(&C, c + k + W * h, sizeof(VT));                                             \
-                memcpy(&Y1, y1 + k + W * h, sizeof(VT));                                           \
                 G -= GBAR;                                                                         \
                 memcpy(g + k + W * h, &G, sizeof(VT));                                             \
                 v01_8[h] += C * G;                                                                 \
                 v11_8[h] += (C * G) * G;                                                           \
+            }                                                                                      \
+        double v00 = n, v01 = combine_##S(v01_8), v11 = combine_##S(v11_8);                        \
+        v[0] = v00;                                                                                \
+        v[1] = v01;                                                                                \
+        v[2] = v11;                                                                                \
+        v[3] = v00 * v11 - v01 * v01;                                                              \
+        return 1;                                                                                  \
+    }                                                                                              \
+                                                                                                   \
+    /* The start of one phenotype's fit, after start_S (g centred, v): ordinary least squares      \
+     * mean, homoskedastic variance, b0 = log(rss / n). Each running sum adds the same classes in  \
+     * the same lanes and order as when start_S's loops also took them. */                        \
+    static inline __attribute__((always_inline)) double start_trait_##S(const double *g, const double *c, \
+                                                                        const double *y1,          \
+                                                                        const double *y2, int64_t Kp, \
+                                                                        const double v[4])         \
+    {                                                                                              \
+        enum { H = H_##S };                                                                        \
+        const VT ZERO = splat_##S(0.0);                                                            \
+        VT r0_8[H], r1_8[H];                                                                       \
+        for (int h = 0; h < H; h++)                                                                \
+            r0_8[h] = r1_8[h] = ZERO;                                                              \
+        for (int64_t k = 0; k < Kp; k += 8)                                                        \
+            for (int h = 0; h < H; h++) {                                                          \
+                VT G, Y1;                                                                          \
+                memcpy(&G, g + k + W * h, sizeof(VT));                                             \
+                memcpy(&Y1, y1 + k + W * h, sizeof(VT));                                           \
                 r0_8[h] += Y1;                                                                     \
                 r1_8[h] += Y1 * G;                                                                 \
             }                                                                                      \
-        double v00 = n, v01 = combine_##S(v01_8), v11 = combine_##S(v11_8);                        \
+        double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3];                                    \
         double r0 = combine_##S(r0_8), r1 = combine_##S(r1_8);                                     \
-        double vdet = v00 * v11 - v01 * v01;                                                       \
         double a0 = (v11 * r0 - v01 * r1) / vdet, a1 = (v00 * r1 - v01 * r0) / vdet;              \
         const VT A0 = splat_##S(a0), A1 = splat_##S(a1);                                           \
         VT rss8[H];                                                                                \
@@ -1293,13 +1317,8 @@ int hlmm_lanes(void)
                 VT mu = A0 + A1 * G;                                                               \
                 rss8[h] += relu_##S((Y2 - (2.0 * mu) * Y1) + (C * mu) * mu);                       \
             }                                                                                      \
-        double rss = combine_##S(rss8);                                                            \
-        v[0] = v00;                                                                                \
-        v[1] = v01;                                                                                \
-        v[2] = v11;                                                                                \
-        v[3] = vdet;                                                                               \
-        *b0 = log(rss / n > 1e-300 ? rss / n : 1e-300);                                            \
-        return 1;                                                                                  \
+        double rss = combine_##S(rss8), n = v00;                                                   \
+        return log(rss / n > 1e-300 ? rss / n : 1e-300);                                           \
     }
 
 /* Eight lanes of AVX-512 take four steps of eight classes at a time (as before the halves), the
@@ -1428,19 +1447,19 @@ static inline __attribute__((always_inline)) double evaluate(double b0, double b
                       : profile_4(b0, b1, g, c, y1, y2, mask, wk, have_w, Kp, d);
 }
 
-/* One variant's Newton fit over its Kp padded classes (as hlmm_fit_dosage_classes), by the
- * likelihood of `lanes` (8 or 4) lanes, its weights by tables where key is not NULL (evaluate):
- * returns 1 and F, a0, a1, b0, b1, Minv11, var(b1) in o[0 .. 6], or 0 if not fitted. */
-static inline __attribute__((always_inline)) int fit_variant(double *g, const double *c, const double *y1,
+/* One phenotype's Newton fit over a variant's Kp padded classes (as hlmm_fit_dosage_classes), after
+ * start_S (g centred, v = (v00, v01, v11, vdet), gbar), by the likelihood of `lanes` (8 or 4)
+ * lanes, its weights by tables where key is not NULL (evaluate): returns 1 and F, a0, a1, b0, b1,
+ * Minv11, var(b1) in o[0 .. 6], or 0 if not fitted. */
+static inline __attribute__((always_inline)) int fit_variant(const double *g, const double *c, const double *y1,
                                                              const double *y2, const int64_t *mask,
                                                              const int32_t *key, double *tab, double *wk,
-                                                             int64_t Kp, int64_t lanes, int64_t max_iter,
-                                                             double dec_rtol, double stall_rtol, double local_rtol,
-                                                             double noise_rtol, double o[7])
+                                                             int64_t Kp, int64_t lanes, const double v[4],
+                                                             double gbar, int64_t max_iter, double dec_rtol,
+                                                             double stall_rtol, double local_rtol, double noise_rtol,
+                                                             double o[7])
 {
-    double v[4], b0, b1 = 0.0, gbar;
-    if (!(lanes == 8 ? start_8(g, c, y1, y2, Kp, v, &b0, &gbar) : start_4(g, c, y1, y2, Kp, v, &b0, &gbar)))
-        return 0;
+    double b0 = lanes == 8 ? start_trait_8(g, c, y1, y2, Kp, v) : start_trait_4(g, c, y1, y2, Kp, v), b1 = 0.0;
     double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3];
 #define PROFILE(B0, B1, D) evaluate(B0, B1, gbar, g, c, y1, y2, mask, key, tab, wk, Kp, lanes, D)
     double d[8], dt[8];
@@ -1511,20 +1530,26 @@ static inline __attribute__((always_inline)) int fit_variant(double *g, const do
 /* Variants j0 .. j1 - 1 of numba's fit_dosage_classes (its arguments; values contiguous; cnt, s1
  * and s2 each a stride apart, the columns of one array of class sums as the scanner has them, so
  * that the caller copies none: the copy of the counts had taken 0.024 ms per variant of dos.pgen
- * on the scan's own thread), by the likelihood of `lanes` (8 or 4, hlmm_lanes(); the two
- * give the same bits): out[8 j ..] = F, a0, a1, b0, b1, var(a1), var(b1), success, left as they
- * are (NaN, the caller's) where not fitted but success, which is 0. A variant of at least
- * table_min classes, all on the 1/16384 grid of .pgen dosages (0 to 2), takes its weights from
- * tables (table_weights_S): 385 exponentials an evaluation instead of one a class. scratch: room
- * for hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls:
+ * on the scan's own thread), for T phenotypes of the same counts cnt: phenotype t's sums of y and
+ * y^2 at s1[t] and s2[t] (the same stride), its results at out + 8 (t b + j). By the likelihood of
+ * `lanes` (8 or 4, hlmm_lanes(); the two give the same bits): out[8 (t b + j) ..] = F, a0, a1, b0,
+ * b1, var(a1), var(b1), success, left as they are (NaN, the caller's) where not fitted but success,
+ * which is 0. A variant's classes, their counts, keys and centred dosages are made once for its T
+ * fits, each of which adds the same numbers in the same order as a fit alone (copying and keying
+ * them for every phenotype took 0.33 of 2.41 ms of CPU per variant for 10 phenotypes of dos.pgen,
+ * and the shared half of the start another part of 0.55; docs/performance.rst). A variant of at
+ * least table_min classes, all on the 1/16384 grid of .pgen dosages (0 to 2), takes its weights
+ * from tables (table_weights_S): 385 exponentials an evaluation instead of one a class. scratch:
+ * room for hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls:
  * scratch allocated and freed by each call moved the top of the heap up and down, and the .pgen
  * decoding, whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
  * docs/performance.rst). */
 CLONES
-void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt, const double *s1,
-                             const double *s2, int64_t stride, int64_t j0, int64_t j1, int64_t lanes,
-                             int64_t table_min, int64_t max_iter, double dec_rtol, double stall_rtol,
-                             double local_rtol, double noise_rtol, double *out, double *scratch)
+void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt,
+                             const double *const *s1, const double *const *s2, int64_t T, int64_t stride,
+                             int64_t j0, int64_t j1, int64_t b, int64_t lanes, int64_t table_min, int64_t max_iter,
+                             double dec_rtol, double stall_rtol, double local_rtol, double noise_rtol, double *out,
+                             double *scratch)
 {
     int64_t K8 = fit_padded(offsets, j0, j1);
     double *g = scratch, *c = g + K8, *y1 = c + K8, *y2 = y1 + K8, *wk = y2 + K8, *tab = wk + 2 * K8;
@@ -1542,10 +1567,6 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
             mask[k] = ck != 0.0 ? -1 : 0;
             present += ck > 0;
         }
-        for (int64_t k = 0; k < K; k++)
-            y1[k] = s1[(o0 + k) * stride];
-        for (int64_t k = 0; k < K; k++)
-            y2[k] = s2[(o0 + k) * stride];
         for (int64_t k = K; k < Kp; k++) {
             g[k] = c[k] = y1[k] = y2[k] = 0.0;
             mask[k] = 0;
@@ -1553,14 +1574,24 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         }
         if (grid)
             grid = class_keys(g, K, key);
-        out[8 * j + 7] = 0.0;
-        if (present < 2)
+        for (int64_t t = 0; t < T; t++)
+            out[8 * (t * b + j) + 7] = 0.0;
+        double v[4], gbar;
+        if (present < 2 || !(lanes == 8 ? start_8(g, c, Kp, v, &gbar) : start_4(g, c, Kp, v, &gbar)))
             continue;
-        double o[7];
-        if (fit_variant(g, c, y1, y2, mask, grid ? key : NULL, tab, wk, Kp, lanes, max_iter, dec_rtol, stall_rtol,
-                        local_rtol, noise_rtol, o)) {
-            memcpy(out + 8 * j, o, sizeof(o));
-            out[8 * j + 7] = 1.0;
+        for (int64_t t = 0; t < T; t++) {
+            const double *s1t = s1[t], *s2t = s2[t];
+            for (int64_t k = 0; k < K; k++)
+                y1[k] = s1t[(o0 + k) * stride];
+            for (int64_t k = 0; k < K; k++)
+                y2[k] = s2t[(o0 + k) * stride];
+            double o[7];
+            double *ot = out + 8 * (t * b + j);
+            if (fit_variant(g, c, y1, y2, mask, grid ? key : NULL, tab, wk, Kp, lanes, v, gbar, max_iter, dec_rtol,
+                            stall_rtol, local_rtol, noise_rtol, o)) {
+                memcpy(ot, o, sizeof(o));
+                ot[7] = 1.0;
+            }
         }
     }
 }

@@ -170,30 +170,43 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
         Variant j's classes are ``offsets[j]:offsets[j + 1]``.
     values, cnt : ndarray of float64, shape (K,)
         The classes' dosages and counts.
-    s1, s2 : ndarray of float64, shape (K,)
+    s1, s2 : ndarray of float64, shape (K,), or lists of them
         The classes' sums of y and y^2 (``cnt``, ``s1`` and ``s2`` may be strided: columns of one
-        array, as the scanner passes them, are not copied).
+        array, as the scanner passes them, are not copied). Lists (of the same length) give several
+        phenotypes of the same counts ``cnt``, fitted in one call: the compiled fits then make each
+        variant's classes, counts and centred dosages once for all of them (docs/performance.rst,
+        "Ten phenotypes' fits share their classes"), with the same results to the last bit as one
+        call per phenotype.
     max_iter : int
     dec_rtol, stall_rtol, local_rtol, noise_rtol : float
         The stopping rules' tolerances (:mod:`hlmm._optimize`).
 
     Returns
     -------
-    ndarray, shape (b, 8)
+    ndarray, shape (b, 8), or (T, b, 8) for lists of T phenotypes
         ``F, a0, a1, b0, b1, var(a1), var(b1), success`` per variant (NaN where not fitted).
     """
+    several = isinstance(s1, (list, tuple))
+    s1s, s2s = (list(s1), list(s2)) if several else ([s1], [s2])
+    if len(s1s) != len(s2s):
+        raise ValueError("s1 and s2 must hold the same number of phenotypes")
     lib = _kernels_classes.LIBRARY
-    b = offsets.shape[0] - 1
-    if lib is None or b == 0:
-        return fit_dosage_classes_numba(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_rtol, local_rtol,
-                                        noise_rtol)
+    b, T = offsets.shape[0] - 1, len(s1s)
+    if lib is None or b == 0 or T == 0:
+        out = np.stack([fit_dosage_classes_numba(offsets, values, cnt, a, c, max_iter, dec_rtol, stall_rtol,
+                                                 local_rtol, noise_rtol) for a, c in zip(s1s, s2s)]) \
+            if T else np.full((0, b, 8), np.nan)
+        return out if several else out[0]
     offsets = np.ascontiguousarray(offsets, dtype=np.int64)
     values = np.ascontiguousarray(values, dtype=np.float64)
-    cnt, s1, s2 = (np.asarray(a, dtype=np.float64) for a in (cnt, s1, s2))
-    if not cnt.strides == s1.strides == s2.strides or s1.strides[0] <= 0 or s1.strides[0] % 8:
-        cnt, s1, s2 = (np.ascontiguousarray(a) for a in (cnt, s1, s2))
-    stride = s1.strides[0] // 8
-    out = np.full((b, 8), np.nan)
+    cols = [np.asarray(a, dtype=np.float64) for a in [cnt, *s1s, *s2s]]
+    stride = cols[0].strides[0]
+    if any(a.strides[0] != stride for a in cols) or stride <= 0 or stride % 8:
+        cols = [np.ascontiguousarray(a) for a in cols]
+        stride = 8
+    cnt, s1s, s2s = cols[0], cols[1:T + 1], cols[T + 1:]
+    pointers = np.array([[a.ctypes.data for a in s1s], [a.ctypes.data for a in s2s]], dtype=np.uintp)
+    out = np.full((T, b, 8), np.nan)
     bounds = _kernels_classes.range_bounds(b, minimum=4)
     starts = np.cumsum([0] + [lib.hlmm_fit_scratch_size(offsets.ctypes.data, bounds[t], bounds[t + 1])
                               for t in range(len(bounds) - 1)])
@@ -201,14 +214,14 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
 
     def run(j0, j1):
         t = bounds.index(j0)  # (run_ranges splits at the same bounds)
-        lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data, s1.ctypes.data,
-                                    s2.ctypes.data, stride, j0, j1, _kernels_classes.VECTOR_LANES, TABLE_CLASSES,
-                                    int(max_iter),
+        lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data,
+                                    pointers[0].ctypes.data, pointers[1].ctypes.data, T, stride // 8, j0, j1, b,
+                                    _kernels_classes.VECTOR_LANES, TABLE_CLASSES, int(max_iter),
                                     dec_rtol, stall_rtol, local_rtol, noise_rtol, out.ctypes.data,
                                     scratch[starts[t]:].ctypes.data)
 
     _kernels_classes.run_ranges(run, b, minimum=4)
-    return out
+    return out if several else out[0]
 
 
 #: The fewest classes of a variant on the 1/16384 grid whose compiled fit takes its weights from

@@ -43,8 +43,7 @@ class HLMClassScanner(Scanner):
         if not any(i.size for i in idx):
             return outs
         if moms[0].ragged:
-            for mom, o, i in zip(moms, outs, idx):
-                self._fit_ragged(mom, o, i, robust)
+            self._fit_ragged(moms, outs, idx, robust)
             return self._adaptive(block, outs, moms)
         cnt = np.concatenate([mom.counts[i] for mom, i in zip(moms, idx)])
         s1 = np.concatenate([mom.sums[i, :, 0] for mom, i in zip(moms, idx)])
@@ -69,12 +68,26 @@ class HLMClassScanner(Scanner):
         """The adaptive variance columns from the class sums of ``h`` of the same pass."""
         return self.adaptive(block, outs, extra_centred_sums(moms))
 
+    @classmethod
+    def _fit_ragged(cls, moms: list, outs: list, idx: list, robust: bool) -> None:
+        """Dosages: every variant's fit over its distinct dosages, the phenotypes of the same counts
+        (the same individuals) in one compiled call."""
+        groups: dict = {}
+        for t, mom in enumerate(moms):
+            groups.setdefault(id(mom.same_counts if mom.same_counts is not None else mom), []).append(t)
+        for ts in groups.values():
+            first = moms[ts[0]]
+            fits = _kernels_hlm.fit_dosage_classes(
+                first.offsets, first.values, first.counts, [moms[t].sums[:, 0] for t in ts],
+                [moms[t].sums[:, 1] for t in ts], 200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL,
+                _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+            for t, fit in zip(ts, fits):
+                cls._fitted_ragged(moms[t], outs[t], idx[t], robust, fit)
+
     @staticmethod
-    def _fit_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool) -> None:
-        """Dosages: every variant's fit over its distinct dosages, one compiled loop per variant."""
-        fit = _kernels_hlm.fit_dosage_classes(mom.offsets, mom.values, mom.counts, mom.sums[:, 0], mom.sums[:, 1],
-                                              200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL,
-                                              _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    def _fitted_ragged(mom: ClassMoments, o: dict, ok: np.ndarray, robust: bool, fit: np.ndarray) -> None:
+        """Dosages: one phenotype's columns from its fits over each variant's distinct dosages
+        (``fit``, :func:`hlmm.engines._kernels_hlm.fit_dosage_classes`)."""
         good = ok[fit[ok, 7] == 1.0]
         bad = ok[fit[ok, 7] != 1.0]
         n = o["n"]  # the calls per variant, as summarised() counted them
