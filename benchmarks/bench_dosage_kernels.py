@@ -4,7 +4,9 @@
     python benchmarks/bench_dosage_kernels.py [--tree PATH] [--pgen FILE] [--repeats R]
 
 Kernels: the class keys and sums (``dosage_classes``) for one trait (columns 1, y, y²) and ten (21
-columns), the Newton fits over the one trait's classes (``fit_dosage_classes``), and the score test's
+columns), the Newton fits over the one trait's classes (``fit_dosage_classes``) and over the ten
+traits' (in one call where the tree's ``fit_dosage_classes`` takes lists of phenotypes, as its
+scanner calls it; one call per trait before), and the score test's
 power sums (``centred_power_sums``) of 3 and 21 columns. Run it with ``--tree`` set to each of two
 checkouts, alternately, to compare their builds (the hashes say whether their results are the same
 bits); y is a seeded standard normal. docs/performance.rst ("Dosages on a processor without
@@ -49,12 +51,26 @@ def main() -> None:
     rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
     offsets, values, sums, _ = _kernels_classes.dosage_classes(dosages, one, 16384)
     B3, B21 = rng.standard_normal((n, 3)), rng.standard_normal((n, 21))
+    # ten traits' sums as the scanner has them (one (K, 3) array per trait, the counts shared), fitted
+    # as the tree's scanner fits them: in one call where fit_dosage_classes takes lists, else one each
+    offsets10, values10, sums10, _ = _kernels_classes.dosage_classes(
+        dosages, ten, 16384, [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)])
+    together = "lists" in (_kernels_hlm.fit_dosage_classes.__doc__ or "")
+
+    def ten_fits():
+        if together:
+            return _kernels_hlm.fit_dosage_classes(offsets10, values10, sums10[0][:, 0], [s[:, 1] for s in sums10],
+                                                   [s[:, 2] for s in sums10], *rules)
+        return np.stack([_kernels_hlm.fit_dosage_classes(offsets10, values10, s[:, 0], s[:, 1], s[:, 2], *rules)
+                         for s in sums10])
+
     kernels = {
         "class keys and sums, 3 columns": lambda: _kernels_classes.dosage_classes(dosages, one, 16384, [[0, 1, 2]]),
         "class keys and sums, 21 columns": lambda: _kernels_classes.dosage_classes(
             dosages, ten, 16384, [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)]),
         "Newton fits, one trait": lambda: _kernels_hlm.fit_dosage_classes(
             offsets, values, sums[:, 0], sums[:, 1], sums[:, 2], *rules),
+        "Newton fits, ten traits": lambda: ten_fits(),
         "power sums, 3 columns": lambda: _kernels_score.centred_power_sums(dosages, rows, B3, np.array([3, 2, 1])),
         "power sums, 21 columns": lambda: _kernels_score.centred_power_sums(dosages, rows, B21,
                                                                             np.array([3, 2, 1] * 7)),
