@@ -122,6 +122,11 @@ class ClassMoments(_Layout):
             return self._count_sums[:, 1]
         return self.reduce(self.counts * self.values)
 
+    @property
+    def counts_root(self) -> ClassMoments:
+        """The moments whose counts these are, to the last bit: ``same_counts``, or these."""
+        return self.same_counts if self.same_counts is not None else self
+
     @cached_property
     def _count_sums(self) -> np.ndarray:
         """Ragged: per variant, the sums of the counts and of counts times values in one compiled
@@ -364,8 +369,7 @@ def extra_centred_sums(moms: list) -> list:
     groups: dict = {}
     for i, m in enumerate(moms):
         if m.extra is None and m.combination is not None and m.combination[0].flags.c_contiguous:
-            root = m.same_counts if m.same_counts is not None else m
-            groups.setdefault((id(root), m.combination[0].shape[1], len(m.combination[1])), []).append(i)
+            groups.setdefault((id(m.counts_root), m.combination[0].shape[1], len(m.combination[1])), []).append(i)
         else:
             out[i] = m.extra_centred_sums()
     for members in groups.values():

@@ -74,7 +74,7 @@ class HLMClassScanner(Scanner):
         (the same individuals) in one compiled call."""
         groups: dict = {}
         for t, mom in enumerate(moms):
-            groups.setdefault(id(mom.same_counts if mom.same_counts is not None else mom), []).append(t)
+            groups.setdefault(id(mom.counts_root), []).append(t)
         for ts in groups.values():
             first = moms[ts[0]]
             fits = _kernels_hlm.fit_dosage_classes(
