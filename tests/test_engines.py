@@ -1316,6 +1316,58 @@ def test_centred_segment_sums__equal_numpy_over_ragged_classes():
     np.testing.assert_array_equal(_kernels_classes.centred_segment_sums(offsets, values, sums[:, 0], sums[:, 1]), out)
 
 
+def test_centred_combinations_sums__compiled_equal_numpy_and_numba_to_the_last_bit():
+    """The adaptive test's centred sums of combinations of class sums, for 1 to 11 phenotypes of the
+    same counts (phenotypes of 2, 3 and 5 terms, mixed; sums contiguous and strided), by the
+    compiled library: within 1e-10 of numpy over the individuals (on and off the 1/16384 grid, with
+    missing calls and a variant without), and the same to the last bit as numba's loop, on one
+    thread and on two (the ranges of variants split between them)."""
+    import numba
+
+    from hlmm.engines import _kernels_classes
+
+    rng = np.random.default_rng(21)
+    n, b = 523, 13
+    D = np.where(rng.random((b, n)) < 0.6, rng.integers(0, 3, (b, n)).astype(float),
+                 rng.integers(0, 2 * 16384 + 1, (b, n)) / 16384)
+    D[1::3] = np.where(rng.random((len(D[1::3]), n)) < 0.5, D[1::3], rng.random((len(D[1::3]), n)) * 2)  # off grid
+    D[rng.random((b, n)) < 0.05] = np.nan
+    D[6] = np.nan
+    Y = rng.standard_normal((n, 11))
+    widths = [3, 5, 3, 3, 2, 3, 5, 5, 3, 3, 3]
+    cols = [np.ones(n)] + [Y[:, t] ** p for t in range(11) for p in range(1, widths[t])]
+    parts, at = [], 1
+    for w in widths:
+        parts.append([0] + list(range(at, at + w - 1)))
+        at += w - 1
+    offsets, values, Ss, _ = _kernels_classes.dosage_classes(D, np.column_stack(cols), 16384, parts)
+    Ss = [S if t % 4 else np.column_stack([S, np.zeros(len(S))])[:, :S.shape[1]] for t, S in enumerate(Ss)]
+    assert not Ss[0].flags.c_contiguous and Ss[1].flags.c_contiguous
+    coefs = [rng.standard_normal(w) for w in widths]
+    ns = _kernels_classes.segment_count_sums(offsets, np.ascontiguousarray(Ss[0][:, 0]), values)
+    for T in (1, 2, 4, 5, 11):
+        # (numba's takes a tuple of arrays of one layout: contiguous copies)
+        want = _kernels_classes.centred_combinations_sums_numba(
+            offsets, values, tuple(np.ascontiguousarray(S) for S in Ss[:T]), tuple(coefs[:T]), ns)
+        threads = numba.get_num_threads()
+        try:
+            for th in sorted({1, 2, threads}):
+                numba.set_num_threads(th)
+                got = _kernels_classes.centred_combinations_sums(offsets, values, Ss[:T], coefs[:T], ns)
+                assert got.shape == (T, b, 3) and got.tobytes() == want.tobytes(), (T, th)
+        finally:
+            numba.set_num_threads(threads)
+    for t in range(11):
+        for j in range(b):
+            called = ~np.isnan(D[j])
+            if not called.any():
+                assert np.isnan(got[t, j]).all()
+                continue
+            g = D[j, called] - D[j, called].mean()
+            h = np.column_stack([np.ones(n)] + [Y[:, t] ** p for p in range(1, widths[t])])[called] @ coefs[t]
+            np.testing.assert_allclose(got[t, j], [g @ h, g @ g, np.sum(g**3)], rtol=1e-10, atol=1e-10)
+
+
 def test_segment_count_sums_and_combine_columns__equal_numpy():
     """Per variant over its ragged classes, the calls and the copies of A1 (counts and counts times
     values, added in class order as numpy's reduction of them is here); a combination of a few

@@ -1437,7 +1437,16 @@ static inline __attribute__((always_inline)) double evaluate(double b0, double b
                                                              double *wk, int64_t Kp, int64_t lanes, double d[8])
 {
     int have_w = key != NULL && table_rule(b0, b1, gbar);
-    if (have_w) {
+    if (b1 == 0.0) {
+        /* the start's b1: the same weight e^-b0 for every class, what the tables and the
+         * exponential a class both give at b1 = 0 (to the last bit: their factors e^0 are 1), without
+         * the 385 exponentials and the pass of the tables (0.06 of 2.10 ms of CPU per variant for
+         * the fits of 10 phenotypes of dos.pgen; docs/performance.rst) */
+        const double e = exp_4(splat_4(-b0))[0];
+        for (int64_t k = 0; k < Kp; k++)
+            wk[k] = mask[k] ? e : 0.0;
+        have_w = 1;
+    } else if (have_w) {
         if (lanes == 8)
             table_weights_8(b0, b1, gbar, key, mask, tab, wk, Kp);
         else
@@ -1581,10 +1590,10 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
             continue;
         for (int64_t t = 0; t < T; t++) {
             const double *s1t = s1[t], *s2t = s2[t];
-            for (int64_t k = 0; k < K; k++)
+            for (int64_t k = 0; k < K; k++) { /* (one loop: the two are neighbours in a row of sums) */
                 y1[k] = s1t[(o0 + k) * stride];
-            for (int64_t k = 0; k < K; k++)
                 y2[k] = s2t[(o0 + k) * stride];
+            }
             double o[7];
             double *ot = out + 8 * (t * b + j);
             if (fit_variant(g, c, y1, y2, mask, grid ? key : NULL, tab, wk, Kp, lanes, v, gbar, max_iter, dec_rtol,
@@ -1592,6 +1601,132 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
                 memcpy(ot, o, sizeof(o));
                 ot[7] = 1.0;
             }
+        }
+    }
+}
+
+/* -------------------------------------------------------------------------------------------
+ * The adaptive variance score's centred sums (numba's _kernels_classes.centred_combinations_sums,
+ * the same operations in the same order, so the same bits): per variant j and phenotype t, over
+ * j's classes k with a nonzero count, g = values[k] - mean,
+ *     a[t] += g h_t(k),  h_t(k) = (S_t[k, 0] coef_t[0] + S_t[k, 1] coef_t[1]) + ... (in order),
+ *     q2 += (count g) g,  q3 += ((count g) g) g,
+ * with mean = ns[j, 1] / ns[j, 0], or NaN for all three where ns[j, 0] is not positive.
+ * ------------------------------------------------------------------------------------------- */
+
+/* The sums a[0 .. 3] of four phenotypes side by side over classes k0 .. k1 - 1 (each a chain of
+ * dependent additions, which four at once do not wait for), R terms each (a constant where the
+ * caller passes one: the terms and pointers then stay in registers). */
+static inline __attribute__((always_inline)) void combinations4(const double *counts, int64_t crow,
+                                                                const double *values, double mean,
+                                                                const double *const *s, const int64_t *row,
+                                                                const double *const *c, int64_t R, int64_t k0,
+                                                                int64_t k1, double a[4])
+{
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    for (int64_t k = k0; k < k1; k++) {
+        if (!(counts[k * crow] > 0))
+            continue;
+        double g = values[k] - mean;
+        const double *p0 = s[0] + k * row[0], *p1 = s[1] + k * row[1], *p2 = s[2] + k * row[2],
+                     *p3 = s[3] + k * row[3];
+        double x0 = p0[0] * c[0][0], x1 = p1[0] * c[1][0], x2 = p2[0] * c[2][0], x3 = p3[0] * c[3][0];
+        for (int64_t i = 1; i < R; i++) {
+            x0 = x0 + p0[i] * c[0][i];
+            x1 = x1 + p1[i] * c[1][i];
+            x2 = x2 + p2[i] * c[2][i];
+            x3 = x3 + p3[i] * c[3][i];
+        }
+        a0 += g * x0;
+        a1 += g * x1;
+        a2 += g * x2;
+        a3 += g * x3;
+    }
+    a[0] = a0, a[1] = a1, a[2] = a2, a[3] = a3;
+}
+
+/* combinations4 of one phenotype. */
+static inline __attribute__((always_inline)) double combinations1(const double *counts, int64_t crow,
+                                                                  const double *values, double mean,
+                                                                  const double *s, int64_t row, const double *c,
+                                                                  int64_t R, int64_t k0, int64_t k1)
+{
+    double a = 0.0;
+    for (int64_t k = k0; k < k1; k++) {
+        if (!(counts[k * crow] > 0))
+            continue;
+        const double *p = s + k * row;
+        double x = p[0] * c[0];
+        for (int64_t i = 1; i < R; i++)
+            x = x + p[i] * c[i];
+        a += (values[k] - mean) * x;
+    }
+    return a;
+}
+
+/* Variants j0 .. j1 - 1 of numba's centred_combinations_sums for T phenotypes: phenotype t's class
+ * sums S[t] row major, rows[t] doubles apart, its combination's r[t] terms coef[t]; the counts are
+ * column 0 of S[0]; ns (b, 2) the counts' sums and sums of counts times values per variant; out
+ * (T, b, 3). Up to four phenotypes of the same number of terms at a time. numba's
+ * loop, each phenotype's terms from a tuple of arrays in turn, took 0.59 ms of CPU per variant for
+ * 10 phenotypes of dos.pgen's 8,990 classes a variant, this 0.23 (docs/performance.rst). */
+CLONES
+void hlmm_centred_combinations(const int64_t *offsets, const double *values, const double *const *S,
+                               const int64_t *rows, const double *const *coef, const int64_t *r, int64_t T,
+                               const double *ns, int64_t j0, int64_t j1, int64_t b, double *out)
+{
+    const double *counts = S[0];
+    const int64_t crow = rows[0];
+    for (int64_t j = j0; j < j1; j++) {
+        double n = ns[2 * j];
+        if (!(n > 0)) {
+            for (int64_t t = 0; t < T; t++)
+                out[3 * (t * b + j)] = out[3 * (t * b + j) + 1] = out[3 * (t * b + j) + 2] = __builtin_nan("");
+            continue;
+        }
+        const double mean = ns[2 * j + 1] / n;
+        const int64_t k0 = offsets[j], k1 = offsets[j + 1];
+        double q2 = 0.0, q3 = 0.0;
+        for (int64_t k = k0; k < k1; k++) {
+            double ck = counts[k * crow];
+            if (ck > 0) {
+                double g = values[k] - mean, w = ck * g * g;
+                q2 += w;
+                q3 += w * g;
+            }
+        }
+        for (int64_t t = 0; t < T;) {
+            /* four phenotypes of as many terms at a time (two or three: the last of them again, its
+             * sums not written twice: one pass of four took less than two of one), else one */
+            const int64_t R = r[t];
+            int m = 1;
+            while (m < 4 && t + m < T && r[t + m] == R)
+                m++;
+            double *o = out + 3 * (t * b + j);
+            if (m > 1) {
+                const double *s[4], *c[4];
+                int64_t row[4];
+                for (int u = 0; u < 4; u++) {
+                    int64_t tu = t + (u < m ? u : m - 1);
+                    s[u] = S[tu], c[u] = coef[tu], row[u] = rows[tu];
+                }
+                double a[4];
+                if (R == 3)
+                    combinations4(counts, crow, values, mean, s, row, c, 3, k0, k1, a);
+                else if (R == 5)
+                    combinations4(counts, crow, values, mean, s, row, c, 5, k0, k1, a);
+                else
+                    combinations4(counts, crow, values, mean, s, row, c, R, k0, k1, a);
+                for (int u = 0; u < m; u++)
+                    o[3 * b * u] = a[u];
+            } else
+                o[0] = R == 3 ? combinations1(counts, crow, values, mean, S[t], rows[t], coef[t], 3, k0, k1)
+                              : combinations1(counts, crow, values, mean, S[t], rows[t], coef[t], R, k0, k1);
+            t += m;
+        }
+        for (int64_t t = 0; t < T; t++) {
+            out[3 * (t * b + j) + 1] = q2;
+            out[3 * (t * b + j) + 2] = q3;
         }
     }
 }
