@@ -6,7 +6,8 @@
 Kernels: the class keys and sums (``dosage_classes``) for one trait (columns 1, y, y²) and ten (21
 columns), the Newton fits over the one trait's classes (``fit_dosage_classes``) and over the ten
 traits' (in one call where the tree's ``fit_dosage_classes`` takes lists of phenotypes, as its
-scanner calls it; one call per trait before), and the score test's
+scanner calls it; one call per trait before), the adaptive test's centred sums of the ten traits
+(``centred_combinations_sums``, random combinations of each trait's three columns), and the score test's
 power sums (``centred_power_sums``) of 3 and 21 columns. Run it with ``--tree`` set to each of two
 checkouts, alternately, to compare their builds (the hashes say whether their results are the same
 bits); y is a seeded standard normal. docs/performance.rst ("Dosages on a processor without
@@ -56,6 +57,9 @@ def main() -> None:
     offsets10, values10, sums10, _ = _kernels_classes.dosage_classes(
         dosages, ten, 16384, [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)])
     together = "lists" in (_kernels_hlm.fit_dosage_classes.__doc__ or "")
+    # the adaptive test's centred sums of a combination of each trait's three columns
+    coefs10 = tuple(rng.standard_normal(3) for _ in range(10))
+    counted10 = _kernels_classes.segment_count_sums(offsets10, sums10[0][:, 0], values10)
 
     def ten_fits():
         if together:
@@ -71,6 +75,8 @@ def main() -> None:
         "Newton fits, one trait": lambda: _kernels_hlm.fit_dosage_classes(
             offsets, values, sums[:, 0], sums[:, 1], sums[:, 2], *rules),
         "Newton fits, ten traits": lambda: ten_fits(),
+        "adaptive sums, ten traits": lambda: _kernels_classes.centred_combinations_sums(
+            offsets10, values10, tuple(sums10), coefs10, counted10),
         "power sums, 3 columns": lambda: _kernels_score.centred_power_sums(dosages, rows, B3, np.array([3, 2, 1])),
         "power sums, 21 columns": lambda: _kernels_score.centred_power_sums(dosages, rows, B21,
                                                                             np.array([3, 2, 1] * 7)),
