@@ -1669,7 +1669,7 @@ static inline __attribute__((always_inline)) double combinations1(const double *
  * column 0 of S[0]; ns (b, 2) the counts' sums and sums of counts times values per variant; out
  * (T, b, 3). Up to four phenotypes of the same number of terms at a time. numba's
  * loop, each phenotype's terms from a tuple of arrays in turn, took 0.59 ms of CPU per variant for
- * 10 phenotypes of dos.pgen's 8,990 classes a variant, this 0.23 (docs/performance.rst). */
+ * 10 phenotypes of dos.pgen's 8,990 classes a variant, this 0.21 (docs/performance.rst). */
 CLONES
 void hlmm_centred_combinations(const int64_t *offsets, const double *values, const double *const *S,
                                const int64_t *rows, const double *const *coef, const int64_t *r, int64_t T,
@@ -1696,8 +1696,9 @@ void hlmm_centred_combinations(const int64_t *offsets, const double *values, con
             }
         }
         for (int64_t t = 0; t < T;) {
-            /* four phenotypes of as many terms at a time (two or three: the last of them again, its
-             * sums not written twice: one pass of four took less than two of one), else one */
+            /* up to four phenotypes of as many terms in one pass; two or three fill the four with
+             * the last of them again (written once): one pass of four took less time than two
+             * passes of one */
             const int64_t R = r[t];
             int m = 1;
             while (m < 4 && t + m < T && r[t + m] == R)
