@@ -688,6 +688,85 @@ def test_dosage_classes__chunks_of_eight_columns_in_groups_of_one_two_and_four_l
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_dosage_classes__chunks_of_squares_like_numpy_and_numba(dtype, monkeypatch):
+    """A wide design whose columns include squares of others (10 phenotypes' 1, y and y ** 2, with
+    -0.0, a square column before its column, and a column that is a square but for one -0.0 or
+    one last bit) is summed from chunks of four columns and their squares (fewer bytes, as many
+    passes): numpy's sums added in increasing individual, numba's kernel's, and those of the
+    chunks of the columns themselves, to the last bit. Variants of about 10,000 classes (groups of
+    two), 20,000 (one) and 3,000 (four), a variant off the grid between them, missing calls; one
+    and two threads, and two blocks of a range each."""
+    import numba
+
+    from hlmm.engines import _kernels_classes
+
+    if not _kernels_classes.COMPILED:
+        pytest.skip("the compiled library is not built here")
+    rng = np.random.default_rng(44)
+    n = 30_001
+    sizes = [10_000, 10_000, 20_000, 10_000, 3_000, 3_000, 3_000, 3_000, 10_000, 9_000]
+    D = np.stack([rng.choice(rng.choice(2 * 16384 + 1, k, replace=False), n) / 16384 for k in sizes])
+    D[3] += 1e-3  # off the grid, between variants on it
+    D[:, :7] = 1.0  # hard calls shared
+    D[rng.random(D.shape) < 0.01] = np.nan
+    D[5, ::3] = -9.0
+    D = D.astype(dtype)
+    y = rng.standard_normal((n, 10))
+    y[::7, 2] = -0.0  # its squares +0.0, y * y to the last bit
+    y[5, 7] = 0.0
+    z = rng.standard_normal(n)
+    columns = [np.ones(n)] + [c for t in range(10) for c in (y[:, t], y[:, t] ** 2)]
+    columns += [y[:, 9] ** 2, y[:, 9] * 1.5, z**2, z]  # a square again; a square before its column
+    Y = np.ascontiguousarray(np.column_stack(columns))
+    Y[5, 16] = -0.0  # == y * y = +0.0, but not to the last bit: not a square
+    Y[100, 18] = np.nextafter(Y[100, 18], 0)  # one last bit off: not a square
+    q = Y.shape[1]
+    parts = [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)] + [[21, 22, 0], [17, 18], [23, 24, 16]]
+    made = _kernels_classes._square_chunks(Y)
+    assert made is not None
+    Yt, place = made
+    assert Yt.shape == (4, n, 4)  # 16 of the 25 columns read (4 passes, as 25 columns 8 at a time)
+    squares = [c for c in range(q) if place[c] % 8 >= 4]
+    assert squares == [2, 4, 6, 8, 10, 12, 14, 20, 21]
+    assert place[21] == place[20]
+    got = {}
+    threads = numba.get_num_threads()
+    try:
+        for t in sorted({1, threads}):
+            numba.set_num_threads(t)
+            got[t] = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+        halves = [_kernels_classes.dosage_classes(D[h], Y, 16384, parts) for h in (slice(0, 5), slice(5, None))]
+        monkeypatch.setattr(_kernels_classes, "_square_chunks", lambda Y: None)
+        plain = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+        monkeypatch.setattr(_kernels_classes, "_dosage_classes_c", None)
+        numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    finally:
+        numba.set_num_threads(threads)
+    offsets, values, sums, missing = got[threads]
+    x = D.astype(np.float64)
+    for j in range(len(sizes)):
+        called = x[j] >= 0
+        want_vals, inv = np.unique(x[j, called], return_inverse=True)
+        seg = slice(offsets[j], offsets[j + 1])
+        np.testing.assert_array_equal(values[seg], want_vals)
+        want = np.zeros((want_vals.size, q))
+        np.add.at(want, inv, Y[called])
+        lost = np.zeros((1, q))
+        np.add.at(lost, np.zeros((~called).sum(), dtype=np.intp), Y[~called])
+        for p, s, m in zip(parts, sums, missing):
+            assert s[seg].tobytes() == want[:, p].tobytes()
+            assert m[j].tobytes() == lost[0, p].tobytes()
+    for other in (*got.values(), plain, numba_kernel):
+        for a, c in zip(other, got[threads]):
+            for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
+                assert u.tobytes() == v.tobytes()
+    for h, half in zip((slice(0, 5), slice(5, None)), halves):
+        o = offsets[h.start] if h.start else 0
+        for u, v in zip(half[2], sums):
+            assert u.tobytes() == v[o : o + len(u)].tobytes()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("den", [16384, 1024, 255])
 def test_dosage_classes__compiled_grid_verdict_equals_numba_at_the_edges(dtype, den):
     """The compiled kernel's verdict (on the grid or not) and class counts equal numba's

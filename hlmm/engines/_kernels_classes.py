@@ -48,7 +48,7 @@ def _load_library():
             for f in (lib.hlmm_dosage_keys_float, lib.hlmm_dosage_keys_double):
                 f.argtypes = [p, i64, i64, i64, p, p, p, i64, i64]
                 f.restype = ctypes.c_int
-            lib.hlmm_dosage_sums.argtypes = [i64, i64, p, i64, p, p, p, p, p, i64, p, i64, p, p, p, p, i64, i64]
+            lib.hlmm_dosage_sums.argtypes = [i64, i64, p, i64, p, p, i64, p, p, p, p, i64, p, i64, p, p, p, p, i64, i64]
             lib.hlmm_dosage_sums.restype = ctypes.c_int
             lib.hlmm_dosage_cache.argtypes = []
             lib.hlmm_dosage_cache.restype = i64
@@ -494,15 +494,18 @@ def dosage_classes(dosages, Yc, denominator, parts=None):
     flat_missing = np.empty(b * len(cols))
     if compiled:
         # chunks of a wide design only if four variants' sums of all its columns may not fit in a
-        # group (fine grids; at n = 500,000 the chunks of 21 columns are 96 MB)
+        # group (fine grids; at n = 500,000 the chunks of 21 columns are 96 MB; chunks of squares,
+        # where its columns include squares of others, half that for 10 phenotypes)
         q = Yc.shape[1]
         wide = q > COMPILED_DOSAGE_COLUMNS and on_grid.any()
-        Yt = (_column_chunks(Yc) if wide and 4 * (counts[on_grid.view(np.bool_)].max() + 1) * q * 8
-              > LIBRARY.hlmm_dosage_cache() else None)
+        Yt = place = None
+        if wide and 4 * (counts[on_grid.view(np.bool_)].max() + 1) * q * 8 > LIBRARY.hlmm_dosage_cache():
+            Yt, place = _square_chunks(Yc) or (_column_chunks(Yc), None)
         _each_range(bounds, dosages.shape, lambda address, j0, j1: LIBRARY.hlmm_dosage_sums(
             dosages.shape[1], denominator, Yc.ctypes.data, q, None if Yt is None else Yt.ctypes.data,
-            on_grid.ctypes.data, offsets.ctypes.data, cols.ctypes.data, starts.ctypes.data, len(parts),
-            first.ctypes.data, b, values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data, address, j0, j1))
+            None if place is None else place.ctypes.data, 0 if Yt is None else Yt.shape[0], on_grid.ctypes.data,
+            offsets.ctypes.data, cols.ctypes.data, starts.ctypes.data, len(parts), first.ctypes.data,
+            b, values.ctypes.data, flat.ctypes.data, flat_missing.ctypes.data, address, j0, j1))
         on_grid = on_grid.view(np.bool_)
     if off_grid or not compiled:
         _fill_classes(dosages, Yc, denominator, cols, starts, first, offsets, on_grid, not compiled, values, flat,
@@ -562,6 +565,49 @@ def _column_chunks(Yc: np.ndarray) -> np.ndarray:
     cache.insert(0, (weakref.ref(Yc), Yt))
     del cache[2:]
     return Yt
+
+
+_squares = threading.local()
+
+
+def _square_chunks(Yc: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``Yc``'s columns as chunks of four columns and their squares, for the compiled class sums
+    of designs wider than ``COMPILED_DOSAGE_COLUMNS`` whose columns include squares of others (a
+    phenotype's 1, y and y ** 2): ``(Yt, place)``, ``Yt`` of shape (chunks, n, 4) holding the
+    columns that are not squares of earlier ones (zeros past the last), column ``c`` of ``Yc`` at
+    ``place[c]`` of the chunks' rows of 8 (chunk ``place[c] // 8``; the squares of a chunk's four
+    columns at 4 to 7, which the kernel makes as ``y * y``). A column is taken as a square only if
+    it equals ``y * y`` of its column to the last bit (no -0.0), so that the sums are the same.
+    None if that does not take fewer bytes in as many passes as :func:`_column_chunks` (no squares,
+    or too few). Made once for the calling thread's last few designs."""
+    cache = _squares.__dict__.setdefault("entries", [])
+    for ref, made in cache:
+        if ref() is Yc:
+            return made
+    n, q = Yc.shape
+    w = int(LIBRARY.hlmm_dosage_chunk())
+    kept, place = [], np.zeros(q, dtype=np.int64)
+    head = Yc[:64]
+    for c in range(q):
+        square = next((k for k, a in enumerate(kept)
+                       if np.array_equal(head[:, a] * head[:, a], head[:, c])
+                       and np.array_equal(Yc[:, a] * Yc[:, a], Yc[:, c]) and not np.signbit(Yc[:, c]).any()), None)
+        if square is None:
+            kept.append(c)
+            k = len(kept) - 1
+            place[c] = k // 4 * w + k % 4
+        else:
+            place[c] = square // 4 * w + 4 + square % 4
+    chunks = -(-len(kept) // 4)
+    made = None
+    if len(kept) < q and chunks <= -(-q // w):
+        Yt = np.zeros((chunks, n, 4))
+        for k, a in enumerate(kept):
+            Yt[k // 4, :, k % 4] = Yc[:, a]
+        made = (Yt, place)
+    cache.insert(0, (weakref.ref(Yc), made))
+    del cache[2:]
+    return made
 
 
 def _each_range(bounds: list, shape: tuple, call) -> None:
