@@ -580,6 +580,34 @@ def test_dosage_classes__equal_numpy_groups_on_and_off_the_grid():
         np.testing.assert_array_equal(m, missing[:, p])
 
 
+def _assert_class_sums_in_individual_order(D, Y, parts, result):
+    """``dosage_classes(D, Y, ..., parts)``'s ``result`` is numpy's: each variant's distinct called
+    dosages, and every part's sums over each of them and over no call added in increasing
+    individual (``np.add.at``, one running sum per class), to the last bit."""
+    offsets, values, sums, missing = result
+    x = D.astype(np.float64)
+    q = Y.shape[1]
+    for j in range(x.shape[0]):
+        called = x[j] >= 0
+        want_vals, inv = np.unique(x[j, called], return_inverse=True)
+        seg = slice(offsets[j], offsets[j + 1])
+        np.testing.assert_array_equal(values[seg], want_vals)
+        want = np.zeros((want_vals.size, q))
+        np.add.at(want, inv, Y[called])
+        lost = np.zeros((1, q))
+        np.add.at(lost, np.zeros((~called).sum(), dtype=np.intp), Y[~called])
+        for p, s, m in zip(parts, sums, missing):
+            assert s[seg].tobytes() == want[:, p].tobytes()
+            assert m[j].tobytes() == lost[0, p].tobytes()
+
+
+def _assert_same_bits(result, other):
+    """Two results of ``dosage_classes`` (arrays, or lists of them) are the same bytes."""
+    for a, c in zip(result, other):
+        for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
+            assert u.tobytes() == v.tobytes()
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("q", [4, 8, 21, 70])
 def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, monkeypatch):
@@ -629,24 +657,9 @@ def test_dosage_classes__compiled_adds_each_class_in_order_like_numba(dtype, q, 
         numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
     finally:
         numba.set_num_threads(threads)
-    offsets, values, sums, missing = got[threads]
-    x = D.astype(np.float64)
-    for j in range(b):
-        called = x[j] >= 0
-        want_vals, inv = np.unique(x[j, called], return_inverse=True)
-        seg = slice(offsets[j], offsets[j + 1])
-        np.testing.assert_array_equal(values[seg], want_vals)
-        want = np.zeros((want_vals.size, q))
-        np.add.at(want, inv, Y[called])  # in increasing individual, one running sum per class
-        lost = np.zeros((1, q))
-        np.add.at(lost, np.zeros((~called).sum(), dtype=np.intp), Y[~called])
-        for p, s, m in zip(parts, sums, missing):
-            assert s[seg].tobytes() == want[:, p].tobytes()
-            assert m[j].tobytes() == lost[0, p].tobytes()
+    _assert_class_sums_in_individual_order(D, Y, parts, got[threads])
     for other in (*got.values(), numba_kernel):
-        for a, c in zip(other, got[threads]):
-            for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
-                assert u.tobytes() == v.tobytes()
+        _assert_same_bits(other, got[threads])
 
 
 def test_dosage_classes__chunks_of_eight_columns_in_groups_of_one_two_and_four_like_numpy():
@@ -668,23 +681,12 @@ def test_dosage_classes__chunks_of_eight_columns_in_groups_of_one_two_and_four_l
     Y = rng.standard_normal((n, q))
     Y[:, 0] = 1.0
     parts = [[0, 1 + 2 * t, 2 + 2 * t] for t in range(10)]
-    offsets, values, sums, missing = _kernels_classes.dosage_classes(D, Y, 16384, parts)
-    x = D.astype(np.float64)
-    for j in range(len(sizes)):
-        called = x[j] >= 0
-        want_vals, inv = np.unique(x[j, called], return_inverse=True)
-        seg = slice(offsets[j], offsets[j + 1])
-        np.testing.assert_array_equal(values[seg], want_vals)
-        want = np.zeros((want_vals.size, q))
-        np.add.at(want, inv, Y[called])
-        for p, s in zip(parts, sums):
-            assert s[seg].tobytes() == want[:, p].tobytes()
+    result = _kernels_classes.dosage_classes(D, Y, 16384, parts)
+    _assert_class_sums_in_individual_order(D, Y, parts, result)
     with pytest.MonkeyPatch.context() as m:
         m.setattr(_kernels_classes, "_dosage_classes_c", None)
         numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
-    for a, c in zip(numba_kernel, (offsets, values, sums, missing)):
-        for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
-            assert u.tobytes() == v.tobytes()
+    _assert_same_bits(numba_kernel, result)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -742,24 +744,10 @@ def test_dosage_classes__chunks_of_squares_like_numpy_and_numba(dtype, monkeypat
         numba_kernel = _kernels_classes.dosage_classes(D, Y, 16384, parts)
     finally:
         numba.set_num_threads(threads)
-    offsets, values, sums, missing = got[threads]
-    x = D.astype(np.float64)
-    for j in range(len(sizes)):
-        called = x[j] >= 0
-        want_vals, inv = np.unique(x[j, called], return_inverse=True)
-        seg = slice(offsets[j], offsets[j + 1])
-        np.testing.assert_array_equal(values[seg], want_vals)
-        want = np.zeros((want_vals.size, q))
-        np.add.at(want, inv, Y[called])
-        lost = np.zeros((1, q))
-        np.add.at(lost, np.zeros((~called).sum(), dtype=np.intp), Y[~called])
-        for p, s, m in zip(parts, sums, missing):
-            assert s[seg].tobytes() == want[:, p].tobytes()
-            assert m[j].tobytes() == lost[0, p].tobytes()
+    _assert_class_sums_in_individual_order(D, Y, parts, got[threads])
     for other in (*got.values(), plain, numba_kernel):
-        for a, c in zip(other, got[threads]):
-            for u, v in zip(a if isinstance(a, list) else [a], c if isinstance(c, list) else [c]):
-                assert u.tobytes() == v.tobytes()
+        _assert_same_bits(other, got[threads])
+    offsets, sums = got[threads][0], got[threads][2]
     for h, half in zip((slice(0, 5), slice(5, None)), halves):
         o = offsets[h.start] if h.start else 0
         for u, v in zip(half[2], sums):

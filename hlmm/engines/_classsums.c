@@ -753,8 +753,8 @@ static inline __attribute__((always_inline)) void scatter_group(const uint16_t *
  * column is y y of its column to the last bit, as numpy's y ** 2 makes it), the squares made here:
  * the same additions in the same order, with half the bytes of Y read. 10 phenotypes' columns
  * 1, y and y^2 so (three chunks of the ones and the ten y): the class keys and sums of 21 columns
- * 2.30-2.36 against 2.44-2.94 ms of CPU per variant with the chunks of Yc's columns (128 variants
- * of dos.pgen, two threads, an AMD EPYC of Zen 1, four alternate runs; docs/performance.rst). */
+ * 2.37-2.51 against 2.92-3.02 ms of CPU per variant with the chunks of Yc's columns (256 variants
+ * of dos.pgen, two threads, an AMD EPYC of Zen 1, alternate runs; docs/performance.rst). */
 _Static_assert(DOSAGE_CHUNK == 8, "a chunk of squares is four columns and their squares");
 static inline __attribute__((always_inline)) void scatter_squares(const uint16_t *classes, int64_t kstride,
                                                                    double *acc, const int64_t *base, const double *Y,

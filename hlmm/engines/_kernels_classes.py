@@ -545,29 +545,37 @@ def _sums_buffer(size: int) -> np.ndarray:
     return flat
 
 
-_chunks = threading.local()
+_chunks, _squares = threading.local(), threading.local()
+
+
+def _made_once(local: threading.local, Yc: np.ndarray, make):
+    """``make(Yc)``, made once for the calling thread's last two designs (kept in ``local``: the
+    scanners pass the same design for every block)."""
+    cache = local.__dict__.setdefault("entries", [])
+    for ref, made in cache:
+        if ref() is Yc:
+            return made
+    made = make(Yc)
+    cache.insert(0, (weakref.ref(Yc), made))
+    del cache[2:]
+    return made
 
 
 def _column_chunks(Yc: np.ndarray) -> np.ndarray:
     """``Yc``'s columns ``w`` at a time (``w`` = ``hlmm_dosage_chunk()`` of the compiled library, 8),
     each ``w`` a C-contiguous (n, w) array, zeros past the last: ((q + w - 1) // w, n, w), for the
     compiled class sums of designs wider than ``COMPILED_DOSAGE_COLUMNS``. Made once for the calling
-    thread's last few designs (the scanners pass the same one for every block)."""
-    cache = _chunks.__dict__.setdefault("entries", [])
-    for ref, Yt in cache:
-        if ref() is Yc:
-            return Yt
-    n, q = Yc.shape
-    w = int(LIBRARY.hlmm_dosage_chunk())
-    Yt = np.zeros(((q + w - 1) // w, n, w))
-    for c in range(0, q, w):
-        Yt[c // w, :, : min(w, q - c)] = Yc[:, c : c + w]
-    cache.insert(0, (weakref.ref(Yc), Yt))
-    del cache[2:]
-    return Yt
+    thread's last few designs (:func:`_made_once`)."""
 
+    def make(Yc):
+        n, q = Yc.shape
+        w = int(LIBRARY.hlmm_dosage_chunk())
+        Yt = np.zeros(((q + w - 1) // w, n, w))
+        for c in range(0, q, w):
+            Yt[c // w, :, : min(w, q - c)] = Yc[:, c : c + w]
+        return Yt
 
-_squares = threading.local()
+    return _made_once(_chunks, Yc, make)
 
 
 def _square_chunks(Yc: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -579,35 +587,33 @@ def _square_chunks(Yc: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     columns at 4 to 7, which the kernel makes as ``y * y``). A column is taken as a square only if
     it equals ``y * y`` of its column to the last bit (no -0.0), so that the sums are the same.
     None if that does not take fewer bytes in as many passes as :func:`_column_chunks` (no squares,
-    or too few). Made once for the calling thread's last few designs."""
-    cache = _squares.__dict__.setdefault("entries", [])
-    for ref, made in cache:
-        if ref() is Yc:
-            return made
-    n, q = Yc.shape
-    w = int(LIBRARY.hlmm_dosage_chunk())
-    kept, place = [], np.zeros(q, dtype=np.int64)
-    head = Yc[:64]
-    for c in range(q):
-        square = next((k for k, a in enumerate(kept)
-                       if np.array_equal(head[:, a] * head[:, a], head[:, c])
-                       and np.array_equal(Yc[:, a] * Yc[:, a], Yc[:, c]) and not np.signbit(Yc[:, c]).any()), None)
-        if square is None:
-            kept.append(c)
-            k = len(kept) - 1
-            place[c] = k // 4 * w + k % 4
-        else:
-            place[c] = square // 4 * w + 4 + square % 4
-    chunks = -(-len(kept) // 4)
-    made = None
-    if len(kept) < q and chunks <= -(-q // w):
+    or too few). Made once for the calling thread's last few designs (:func:`_made_once`)."""
+
+    def make(Yc):
+        n, q = Yc.shape
+        w = int(LIBRARY.hlmm_dosage_chunk())
+        kept, place = [], np.zeros(q, dtype=np.int64)
+        head = Yc[:64]
+        for c in range(q):
+            square = next((k for k, a in enumerate(kept)
+                           if np.array_equal(head[:, a] * head[:, a], head[:, c])
+                           and np.array_equal(Yc[:, a] * Yc[:, a], Yc[:, c])
+                           and not np.signbit(Yc[:, c]).any()), None)
+            if square is None:
+                kept.append(c)
+                k = len(kept) - 1
+                place[c] = k // 4 * w + k % 4
+            else:
+                place[c] = square // 4 * w + 4 + square % 4
+        chunks = -(-len(kept) // 4)
+        if len(kept) == q or chunks > -(-q // w):
+            return None
         Yt = np.zeros((chunks, n, 4))
         for k, a in enumerate(kept):
             Yt[k // 4, :, k % 4] = Yc[:, a]
-        made = (Yt, place)
-    cache.insert(0, (weakref.ref(Yc), made))
-    del cache[2:]
-    return made
+        return Yt, place
+
+    return _made_once(_squares, Yc, make)
 
 
 def _each_range(bounds: list, shape: tuple, call) -> None:
