@@ -793,8 +793,7 @@ static void *kept(int64_t *state, int64_t bytes)
 {
     if (state[1] < bytes) {
         free((void *)(intptr_t)state[0]);
-        void *p = NULL;
-        state[0] = (int64_t)(intptr_t)(posix_memalign(&p, 64, (size_t)bytes) ? NULL : p);
+        state[0] = (int64_t)(intptr_t)malloc((size_t)bytes);
         state[1] = state[0] ? bytes : 0;
     }
     return (void *)(intptr_t)state[0];
