@@ -787,6 +787,34 @@ static inline __attribute__((always_inline)) void scatter_squares(const uint16_t
     }
 }
 
+/* The parts' sums written past the caches (non-temporal stores; the same values). Those of a block
+ * of dos.pgen's variants are large (41 variants of about 9,000 classes: 8.9 MB a trait), read
+ * again only by the fits after the whole block's sums, from memory either way: plain stores first
+ * read each line they write. With these, the scan of 10 traits took 0.94 times the CPU, and of
+ * 8-bit dosages (330 classes, 3.2 MB a block for 10 traits) no more (docs/performance.rst). */
+#if defined(__x86_64__)
+#include <emmintrin.h>
+static inline __attribute__((always_inline)) void stream_double(double *p, double x)
+{
+    long long bits;
+    memcpy(&bits, &x, sizeof(bits));
+    _mm_stream_si64((long long *)p, bits);
+}
+/* (non-temporal stores are weakly ordered: fenced before the sums are returned) */
+static inline __attribute__((always_inline)) void stream_fence(void)
+{
+    _mm_sfence();
+}
+#else
+static inline __attribute__((always_inline)) void stream_double(double *p, double x)
+{
+    *p = x;
+}
+static inline __attribute__((always_inline)) void stream_fence(void)
+{
+}
+#endif
+
 /* At *state (address) of state[1] bytes, a kept work area of at least `bytes` bytes (contents not
  * kept): the same, or a new one in its place. NULL if out of memory. */
 static void *kept(int64_t *state, int64_t bytes)
@@ -936,8 +964,10 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
         int squares = wc < q && place; /* (chunks of squares) */
         int64_t chunks = squares ? yt_chunks : (q + wc - 1) / wc, size = all * wc; /* (one chunk's sums) */
         double *acc = kept(state + 4, chunks * size * (int64_t)sizeof(double));
-        if (!acc)
+        if (!acc) {
+            stream_fence();
             return -1;
+        }
         memset(acc, 0, (size_t)(chunks * size) * sizeof(double));
         base[0] = 0;
         for (int64_t g = 0; g < G; g++)
@@ -992,13 +1022,14 @@ int hlmm_dosage_sums(int64_t n, int64_t den, const double *Yc, int64_t q, const 
                     }
                     for (int64_t r = 0; r < k; r++)
                         for (int64_t c = 0; c < m; c++)
-                            out[r * r_p + c0 + c] = src[c][r * wc];
+                            stream_double(out + r * r_p + c0 + c, src[c][r * wc]);
                     for (int64_t c = 0; c < m; c++)
                         missing[b * starts[p] + jj * r_p + c0 + c] = src[c][k * wc];
                 }
             }
         }
     }
+    stream_fence();
     return 0;
 }
 
@@ -1065,6 +1096,25 @@ int hlmm_lanes(void)
         r0[h] += (w) * (Y1);                                                                       \
         r1[h] += ((w) * (Y1)) * (G);                                                               \
     } while (0)
+
+/* The key of a class without individuals (mask 0, and the padding): table_weights_S sets
+ * tab[128 + 257], past the 257 powers, to 0.0, so that its weight is (ea 0.0) e^0 = +0.0, as the
+ * mask gave it; one load and branch a class fewer. */
+#define KEY_NONE (257 << 7)
+
+/* wk[k] = (ea e^(128 s (m >> 7))) e^(s (m & 127)) for m = key[k] (table_weights_S). A function of
+ * its own, not inlined: inlined into the fits, its loop reloaded its pointers and bound from the
+ * stack, and took 15% of the fits' time; as it is, with KEY_NONE, the fits of 10 phenotypes of
+ * dos.pgen took 0.92 of the time (docs/performance.rst). */
+static __attribute__((noinline)) void table_products(double ea, const double *tab, const int32_t *key, double *wk,
+                                                     int64_t Kp)
+{
+    const double *hi = tab + 128;
+    for (int64_t k = 0; k < Kp; k++) {
+        int32_t m = key[k];
+        wk[k] = (ea * hi[m >> 7]) * tab[m & 127];
+    }
+}
 
 /* The fits over dosage classes for lanes W vectors of type VT (integers IT, unsigned UT), with
  * UNROLL steps of eight classes per step of the likelihood's first pass: exp_S, profile_S and
@@ -1257,14 +1307,14 @@ int hlmm_lanes(void)
     }                                                                                              \
                                                                                                    \
     /* The weights exp(-(b0 + b1 (v_k - gbar))) of Kp padded classes whose dosages are v_k = m_k /   \
-     * 16384 (key[k] = m_k, 0 <= m_k <= 32768), masked, into wk: exp(-b0 + b1 gbar) e^(s 128 (m_k >> 7)) \
-     * e^(s (m_k & 127)), s = -b1 / 16384, by tables of the 257 and 128 powers (tab: TABLE_DOUBLES), \
-     * 385 exponentials instead of one a class. For |b1| <= 50 and |b0 - b1 gbar| <= 600 only      \
-     * (fit_variant's rule): no factor or product then overflows or is subnormal. Each weight is   \
-     * within a few ulps of the direct one (three rounded factors). */                             \
+     * 16384 (key[k] = m_k, 0 <= m_k <= 32768; KEY_NONE for a class without individuals, whose weight \
+     * is +0.0), into wk: exp(-b0 + b1 gbar) e^(s 128 (m_k >> 7)) e^(s (m_k & 127)), s = -b1 / 16384, \
+     * by tables of the 257 and 128 powers (tab: TABLE_DOUBLES), 385 exponentials instead of one a  \
+     * class. For |b1| <= 50 and |b0 - b1 gbar| <= 600 only (fit_variant's rule): no factor or      \
+     * product then overflows or is subnormal. Each weight is within a few ulps of the direct one   \
+     * (three rounded factors). */                                                                 \
     static inline __attribute__((always_inline)) void table_weights_##S(double b0, double b1, double gbar, \
                                                                         const int32_t *key,       \
-                                                                        const int64_t *mask,      \
                                                                         double *tab, double *wk,  \
                                                                         int64_t Kp)               \
     {                                                                                              \
@@ -1278,12 +1328,9 @@ int hlmm_lanes(void)
             a = exp_##S(a);                                                                        \
             memcpy(tab + i, &a, sizeof(VT));                                                       \
         }                                                                                          \
+        tab[128 + 257] = 0.0;                                                                      \
         const double ea = exp_##S(splat_##S(b1 * gbar - b0))[0];                                   \
-        const double *hi = tab + 128;                                                              \
-        for (int64_t k = 0; k < Kp; k++) {                                                         \
-            int32_t m = key[k];                                                                    \
-            wk[k] = mask[k] ? (ea * hi[m >> 7]) * tab[m & 127] : 0.0;                              \
-        }                                                                                          \
+        table_products(ea, tab, key, wk, Kp);                                                      \
     }                                                                                              \
                                                                                                    \
     /* The start of a variant's fits over its Kp padded classes, in lanes as the likelihood, the  \
@@ -1460,14 +1507,14 @@ int hlmm_fit_weights(double b0, double b1, double gbar, const double *values, in
         return -1;
     }
     for (int64_t k = 0; k < Kp; k++) {
-        key[k] = k < K ? key[k] : 0;
+        key[k] = k < K ? key[k] : KEY_NONE;
         mask[k] = k < K ? -1 : 0;
     }
     int tables = table_rule(b0, b1, gbar);
     if (tables && lanes == 8)
-        table_weights_8(b0, b1, gbar, key, mask, tab, wk, Kp);
+        table_weights_8(b0, b1, gbar, key, tab, wk, Kp);
     else if (tables)
-        table_weights_4(b0, b1, gbar, key, mask, tab, wk, Kp);
+        table_weights_4(b0, b1, gbar, key, tab, wk, Kp);
     else /* (as profile_S: exp_4 and exp_8 give the same bits) */
         for (int64_t k = 0; k < Kp; k += 4) {
             v4d G = {0};
@@ -1501,9 +1548,9 @@ static inline __attribute__((always_inline)) double evaluate(double b0, double b
         have_w = 1;
     } else if (have_w) {
         if (lanes == 8)
-            table_weights_8(b0, b1, gbar, key, mask, tab, wk, Kp);
+            table_weights_8(b0, b1, gbar, key, tab, wk, Kp);
         else
-            table_weights_4(b0, b1, gbar, key, mask, tab, wk, Kp);
+            table_weights_4(b0, b1, gbar, key, tab, wk, Kp);
     }
     return lanes == 8 ? profile_8(b0, b1, g, c, y1, y2, mask, wk, have_w, Kp, d)
                       : profile_4(b0, b1, g, c, y1, y2, mask, wk, have_w, Kp, d);
@@ -1636,6 +1683,8 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         }
         if (grid)
             grid = class_keys(g, K, key);
+        for (int64_t k = 0; grid && k < Kp; k++)
+            key[k] = mask[k] ? key[k] : KEY_NONE;
         for (int64_t t = 0; t < T; t++)
             out[8 * (t * b + j) + 7] = 0.0;
         double v[4], gbar;
