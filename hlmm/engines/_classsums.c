@@ -790,8 +790,9 @@ static inline __attribute__((always_inline)) void scatter_squares(const uint16_t
 /* The parts' sums written past the caches (non-temporal stores; the same values). Those of a block
  * of dos.pgen's variants are large (41 variants of about 9,000 classes: 8.9 MB a trait), read
  * again only by the fits after the whole block's sums, from memory either way: plain stores first
- * read each line they write. With these, the scan of 10 traits took 0.94 times the CPU, and of
- * 8-bit dosages (330 classes, 3.2 MB a block for 10 traits) no more (docs/performance.rst). */
+ * read each line they write. With these (and table_products), the scan of 10 traits took 0.94
+ * times the wall, and of 8-bit dosages (330 classes, 3.2 MB a block for 10 traits) the same CPU
+ * (docs/performance.rst). */
 #if defined(__x86_64__)
 #include <emmintrin.h>
 static inline __attribute__((always_inline)) void stream_double(double *p, double x)
