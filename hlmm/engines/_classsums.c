@@ -1680,11 +1680,11 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         for (int64_t k = K; k < Kp; k++) {
             g[k] = c[k] = y1[k] = y2[k] = 0.0;
             mask[k] = 0;
-            key[k] = 0;
+            key[k] = KEY_NONE;
         }
         if (grid)
             grid = class_keys(g, K, key);
-        for (int64_t k = 0; grid && k < Kp; k++)
+        for (int64_t k = 0; grid && k < K; k++) /* (classes of no count) */
             key[k] = mask[k] ? key[k] : KEY_NONE;
         for (int64_t t = 0; t < T; t++)
             out[8 * (t * b + j) + 7] = 0.0;
