@@ -1106,7 +1106,7 @@ int hlmm_lanes(void)
 /* wk[k] = (ea e^(128 s (m >> 7))) e^(s (m & 127)) for m = key[k] (table_weights_S). A function of
  * its own, not inlined: inlined into the fits, its loop reloaded its pointers and bound from the
  * stack, and took 15% of the fits' time; as it is, with KEY_NONE, the fits of 10 phenotypes of
- * dos.pgen took 0.92 of the time (docs/performance.rst). */
+ * dos.pgen took 0.94 of the time (docs/performance.rst). */
 static __attribute__((noinline)) void table_products(double ea, const double *tab, const int32_t *key, double *wk,
                                                      int64_t Kp)
 {
