@@ -15,7 +15,10 @@ file each run writes (gzip members decompressed) with the other tree's:
 
 The two phenotype files with missing values are made from ``pheno10.txt`` in ``--out`` (seeded).
 Prints each file that differs and the counts; exits 1 if any differ or a run fails. docs/performance.rst
-cites it for changes that keep the rows.
+cites it for changes that keep the rows. For a table that differs only in numbers (the same rows,
+columns and text), it prints how many cells differ and the largest relative difference, with its
+column, and the largest difference of a t statistic (its estimate's difference in standard errors):
+a change of the order of floating-point sums moves the last printed digits only.
 """
 
 from __future__ import annotations
@@ -54,6 +57,37 @@ def phenotypes(data: Path, out: Path) -> tuple[Path, Path]:
 def read(path: Path) -> bytes:
     data = path.read_bytes()
     return gzip.decompress(data) if path.suffix == ".gz" else data
+
+
+def numeric_difference(a: bytes, b: bytes) -> tuple[int, float, str, float] | None:
+    """Cells that differ, their largest relative difference and its column, and the largest
+    difference of a t statistic (``*_t``: in units of its standard error), of two tab-separated
+    tables of the same header, shape and text; None if they differ otherwise."""
+    ra, rb = a.decode().splitlines(), b.decode().splitlines()
+    if len(ra) != len(rb) or not ra or ra[0] != rb[0]:
+        return None
+    header = ra[0].split("\t")
+    cells, worst, where, t_most = 0, 0.0, "", 0.0
+    for la, lb in zip(ra[1:], rb[1:]):
+        fa, fb = la.split("\t"), lb.split("\t")
+        if len(fa) != len(fb):
+            return None
+        for name, x, y in zip(header, fa, fb):
+            if x == y:
+                continue
+            try:
+                u, v = float(x), float(y)
+            except ValueError:
+                return None
+            if np.isnan(u) or np.isnan(v):
+                return None
+            cells += 1
+            if name.endswith("_t"):
+                t_most = max(t_most, abs(u - v))
+            rel = abs(u - v) / max(abs(u), abs(v))
+            if rel > worst:
+                worst, where = rel, name
+    return cells, worst, where, t_most
 
 
 def main() -> None:
@@ -97,7 +131,13 @@ def main() -> None:
                 same += 1
             else:
                 differ += 1
-                print(f"DIFFERS {tag}{name}")
+                both = name in written[0] and name in written[1]
+                numbers = numeric_difference(read(written[0][name]), read(written[1][name])) if both else None
+                if numbers is None:
+                    print(f"DIFFERS {tag}{name}")
+                else:
+                    print(f"DIFFERS {tag}{name}: {numbers[0]} numbers, largest relative difference "
+                          f"{numbers[1]:.2e} ({numbers[2]}), of a t statistic {numbers[3]:.2e}")
     print(f"{same} files the same, {differ} differ, {failed} runs failed ({args.variants} variants)")
     sys.exit(1 if differ or failed else 0)
 

@@ -959,12 +959,14 @@ def _ragged_classes(rng, b):
 
 
 @pytest.mark.parametrize("lanes", [8, 4])
-def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lanes, monkeypatch):
+@pytest.mark.parametrize("moment_classes", [10**9, 0])
+def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lanes, moment_classes, monkeypatch):
     """The Newton fits over distinct dosages by the compiled library (eight classes at a time, its
-    own exponential; in one 8-wide vector or two 4-wide halves) and by numba: the same variants
-    fitted and failed, estimates within 1e-9 (relative, or of the standard error for the location
-    a0 near 0); the same to the last bit on one thread and on two, with the sums strided (columns
-    of one array, with the counts or without) or contiguous, and in either width."""
+    own exponential; in one 8-wide vector or two 4-wide halves; by power sums, for every variant,
+    with moment_classes 0) and by numba: the same variants fitted and failed, estimates within 1e-9
+    (relative, or of the standard error for the location a0 near 0); the same to the last bit on
+    one thread and on two, with the sums strided (columns of one array, with the counts or without)
+    or contiguous, and in either width."""
     import numba
 
     from hlmm import _optimize
@@ -972,6 +974,7 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lane
 
     if _kernels_classes.LIBRARY is None:
         pytest.skip("the compiled library is not built")
+    monkeypatch.setattr(_kernels_hlm, "MOMENT_CLASSES", moment_classes)
     offsets, values, counts, sums = _ragged_classes(np.random.default_rng(8), 29)
     rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
     want = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
@@ -1002,13 +1005,15 @@ def test_fit_dosage_classes__compiled_equals_numba_fits_on_any_thread_count(lane
 
 
 @pytest.mark.parametrize("lanes", [8, 4])
-def test_fit_dosage_classes__phenotypes_of_the_same_counts_in_one_call_as_each_alone(lanes, monkeypatch):
+@pytest.mark.parametrize("moment_classes", [10**9, 100])
+def test_fit_dosage_classes__phenotypes_of_the_same_counts_in_one_call_as_each_alone(lanes, moment_classes,
+                                                                                     monkeypatch):
     """Several phenotypes of the same counts fitted in one call (their classes, keys and centred
     dosages made once per variant): each the same to the last bit as in a call of its own, and
-    within 1e-9 of numba's fits; with tables and without, on one thread and on two (whose ranges
-    split the variants elsewhere), the sums strided or contiguous. The phenotypes: the first
-    model's, affine transforms of it and one of all zeros, whose fits fail
-    between the others."""
+    within 1e-9 of numba's fits; with tables and without, by power sums past 100 classes and not,
+    on one thread and on two (whose ranges split the variants elsewhere), the sums strided or
+    contiguous. The phenotypes: the first model's, affine transforms of it and one of all zeros,
+    whose fits fail between the others."""
     import numba
 
     from hlmm import _optimize
@@ -1024,6 +1029,7 @@ def test_fit_dosage_classes__phenotypes_of_the_same_counts_in_one_call_as_each_a
                                for a, b in ((0.5, 0.0), (-2.0, 3.0), (0.0, 0.0), (1.0, 10.0))]
     whole = np.column_stack([counts] + [c for p in phenotypes for c in p])  # (as the scanner's columns)
     monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
+    monkeypatch.setattr(_kernels_hlm, "MOMENT_CLASSES", moment_classes)  # (100: power sums past hard calls)
     threads = numba.get_num_threads()
     try:
         for table_classes in (300, 10**9):
@@ -1094,6 +1100,68 @@ def test_fit_dosage_classes__table_weights_on_the_grid_only_and_within_1e12_of_t
         for k in (0, 2, 3, 4, 5, 6):
             np.testing.assert_allclose(tables[ok, k], direct[ok, k], rtol=1e-12, err_msg=str(k))
         np.testing.assert_allclose(tables[ok, 1], direct[ok, 1], rtol=0, atol=1e-12 * np.sqrt(direct[ok, 5]).max())
+
+
+@pytest.mark.parametrize("lanes", [8, 4])
+def test_fit_dosage_classes__power_sums_within_1e9_of_the_direct_fits_and_of_numba(lanes, monkeypatch):
+    """The compiled fits by power sums (variants of at least ``MOMENT_CLASSES`` classes, on the
+    1/16384 grid or off it), against the same fits with a pass of the classes per evaluation and
+    against numba's: the same variants fitted, estimates within 1e-9 (F 1e-11; relative, or of the
+    standard error for a0, a1 and b1 near 0). The variants: variance effects b1 from 0 to 1.5 (past
+    |b1| max|g| = 0.3 the series does not reach, and the evaluations there are the direct ones),
+    dosages on the grid and continuous, classes without individuals, means far from 0; either width
+    the same bits, and the series used (bits differ)."""
+    from hlmm import _optimize
+    from hlmm.engines import _kernels_classes, _kernels_hlm
+
+    if _kernels_classes.LIBRARY is None:
+        pytest.skip("the compiled library is not built")
+    rng = np.random.default_rng(21)
+    n, offsets, values, counts, sums = 20000, [0], [], [], []
+    effects = [0.0, 0.0, 0.02, 0.05, 0.1, 0.2, 0.4, 0.8, 1.5, 0.05, 0.1, 0.0]
+    for j, b1 in enumerate(effects):
+        g = rng.binomial(2, rng.uniform(0.05, 0.5), n).astype(float)
+        d = np.clip(g + rng.normal(0, 0.15, n) * (rng.random(n) < 0.4), 0, 2)
+        d = d if j % 3 == 2 else np.round(d * 16384) / 16384  # continuous, else the .pgen grid
+        y = (5.0 if j == 9 else 0.0) + 0.2 * d + rng.standard_normal(n) * np.exp(0.5 * b1 * d)
+        v, inv = np.unique(d, return_inverse=True)
+        c = np.bincount(inv).astype(float)
+        s = np.column_stack([np.bincount(inv, y), np.bincount(inv, y * y)])
+        if j % 4 == 1:  # classes without individuals of the phenotype
+            empty = rng.random(v.size) < 0.2
+            c[empty], s[empty] = 0.0, 0.0
+        offsets.append(offsets[-1] + v.size)
+        values.append(v)
+        counts.append(c)
+        sums.append(s)
+    offsets, values = np.array(offsets), np.concatenate(values)
+    counts, sums = np.concatenate(counts), np.concatenate(sums)
+    assert np.diff(offsets).min() >= _kernels_hlm.MOMENT_CLASSES
+    rules = (200, _optimize.DECREMENT_RTOL, _optimize.STALL_RTOL, _optimize.LOCAL_RTOL, _optimize.F_NOISE_RTOL)
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", lanes)
+
+    def fit(moment_classes):
+        monkeypatch.setattr(_kernels_hlm, "MOMENT_CLASSES", moment_classes)
+        return _kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
+
+    threshold = _kernels_hlm.MOMENT_CLASSES
+    moments, direct = fit(threshold), fit(10**9)
+    numba_fits = _kernels_hlm.fit_dosage_classes_numba(offsets, values, counts, sums[:, 0], sums[:, 1], *rules)
+    monkeypatch.setattr(_kernels_classes, "VECTOR_LANES", 12 - lanes)
+    np.testing.assert_array_equal(fit(threshold), moments)
+    # the columns apart (each contiguous: an interleaved copy of them) as side by side in rows
+    np.testing.assert_array_equal(_kernels_hlm.fit_dosage_classes(offsets, values, counts, sums[:, 0].copy(),
+                                                                  sums[:, 1].copy(), *rules), moments)
+    assert (moments[:, 7] == 1).all() and (direct[:, 7] == 1).all() and (numba_fits[:, 7] == 1).all()
+    assert (moments[:, :7] != direct[:, :7]).any(axis=1).sum() >= 8  # the series was used
+    assert np.abs(moments[:, 4]).max() > 1.0  # (a variant past the series' reach)
+    for want in (direct, numba_fits):
+        np.testing.assert_allclose(moments[:, 0], want[:, 0], rtol=1e-11)
+        np.testing.assert_allclose(moments[:, 3], want[:, 3], rtol=1e-9)
+        for k, se in ((1, 5), (2, 5), (4, 6)):
+            np.testing.assert_array_less(np.abs(moments[:, k] - want[:, k]), 1e-9 * np.sqrt(want[:, se]))
+        for k in (5, 6):
+            np.testing.assert_allclose(moments[:, k], want[:, k], rtol=1e-9)
 
 
 @pytest.mark.parametrize("lanes", [8, 4])

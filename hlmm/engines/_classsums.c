@@ -1427,6 +1427,174 @@ static __attribute__((noinline)) void table_products(double ea, const double *ta
 FIT_KERNELS(8, v8d, v8l, v8u, 8, 4)
 FIT_KERNELS(4, v4d, v4l, v4u, 4, 2)
 
+/* -------------------------------------------------------------------------------------------
+ * The fits of a variant of many classes by power sums (moment_profile): the weighted sums of an
+ * evaluation, sum_k e^-(b0 + b1 g_k) g_k^q x_k (x the counts, sums of y or of y^2), are
+ * e^-b0 sum_m (-b1)^m / m! P_(q + m)(x), P_p(x) = sum_k g_k^p x_k, by the series of e^(-b1 g),
+ * whose terms past the m-th are at most (|b1| gmax)^(m + 1) / (m + 1)! e^(|b1| gmax) of the sum of
+ * |g^q x| (gmax = max |g_k|): moment_terms takes the fewest m that put them below an ulp of the
+ * smallest sum that the weights could give (e^(-|b1| gmax) of it), or -1 past MOMENT_TERMS. The P_p
+ * are made once per variant (counts) and phenotype (y, y^2), in one pass of the classes each eight
+ * powers: an evaluation then takes O(MOMENT_TERMS) operations instead of a pass of the classes.
+ * The sums differ from the direct ones' (a class at a time) in their last digits, as the order of
+ * their additions does; an evaluation beyond MOMENT_TERMS is the direct one (evaluate).
+ * ------------------------------------------------------------------------------------------- */
+#define MOMENT_TERMS 12
+#define MOMENT_POWERS (MOMENT_TERMS + 5) /* P_0 .. P_(MOMENT_TERMS + 4), of the counts */
+
+/* The fewest terms m (0 .. MOMENT_TERMS) of the series for x = |b1| gmax, or -1 if none. */
+static int moment_terms(double x)
+{
+    if (!(x < 1.0))
+        return -1;
+    double term = 1.0, grow = exp(2.0 * x);
+    for (int m = 0; m <= MOMENT_TERMS; m++) {
+        term *= x / (double)(m + 1); /* x^(m + 1) / (m + 1)! */
+        if (term * grow <= 0x1p-54)
+            return m;
+    }
+    return -1;
+}
+
+/* acc[i] += X G^(p0 + i), i = 0 .. 7 (p0 a multiple of 8), by products of depth three from
+ * X G^p0, not a chain of eight (whose latency had bound the loop: 0.59 of its time). */
+static inline __attribute__((always_inline)) void add_powers8(v4d acc[8], v4d X, v4d G, int p0)
+{
+    v4d G2 = G * G, G4 = G2 * G2;
+    for (int s = 0; s < p0; s += 8)
+        X *= G4 * G4;
+    v4d X1 = X * G, X2 = X * G2, X3 = X1 * G2;
+    acc[0] += X;
+    acc[1] += X1;
+    acc[2] += X2;
+    acc[3] += X3;
+    acc[4] += X * G4;
+    acc[5] += X1 * G4;
+    acc[6] += X2 * G4;
+    acc[7] += X3 * G4;
+}
+
+/* P[p] = sum_k g_k^p x_k, p = 0 .. np - 1, over Kp classes (a multiple of 4; the padding zeros),
+ * eight powers a pass of the classes: each power's running sum in four lanes (classes k % 4),
+ * combined ((l0 + l1) + (l2 + l3)) (add_powers8). Reading x from the scanner's rows of
+ * sums (strided) in every pass took 1.3 times the time of copying it first. Inlined (as is
+ * power_sums_pairs) into the target clones of hlmm_fit_dosage_classes: a function of its own is
+ * built for the baseline instruction set only, and power_sums_pairs so took 3.6 ms per variant of
+ * the 10 traits' scan (docs/performance.rst). */
+static inline __attribute__((always_inline)) void power_sums(const double *g, const double *x, int64_t Kp, int np,
+                                                              double *P)
+{
+    for (int p0 = 0; p0 < np; p0 += 8) {
+        v4d acc[8];
+        for (int i = 0; i < 8; i++)
+            acc[i] = (v4d){0.0, 0.0, 0.0, 0.0};
+        for (int64_t k = 0; k < Kp; k += 4) {
+            v4d G, X;
+            memcpy(&G, g + k, sizeof(G));
+            memcpy(&X, x + k, sizeof(X));
+            add_powers8(acc, X, G, p0);
+        }
+        for (int i = 0; i < 8 && p0 + i < np; i++)
+            P[p0 + i] = (acc[i][0] + acc[i][1]) + (acc[i][2] + acc[i][3]);
+    }
+}
+
+/* The power sums of one phenotype's sums of y and y^2 at once: P1[p] = sum_k g_k^p y1_k, p = 0 ..
+ * MOMENT_POWERS - 2, and P2[p] = sum_k g_k^p y2_k, p = 0 .. MOMENT_POWERS - 3, from the pairs
+ * (y1_k, y2_k), two adjacent doubles at yy + k stride (a row of the scanner's sums, or an
+ * interleaved copy), two classes a vector (y1, y2 of class k, then of k + 1): the powers of each
+ * class made once for both, and the rows read without copying them (power_sums of copies of the
+ * two columns measured the same: 0.84 against 0.87 ms of CPU per variant for the fits of 10 traits
+ * of dos.pgen; docs/performance.rst). Each sum in two lanes (classes k % 2), added. */
+static inline __attribute__((always_inline)) void power_sums_pairs(const double *g, const double *yy, int64_t stride,
+                                                                    int64_t K, double *P1, double *P2)
+{
+    _Static_assert(MOMENT_POWERS - 1 <= 16, "two passes of eight powers");
+    for (int p0 = 0; p0 < MOMENT_POWERS - 1; p0 += 8) {
+        v4d acc[8];
+        for (int i = 0; i < 8; i++)
+            acc[i] = (v4d){0.0, 0.0, 0.0, 0.0};
+        for (int64_t k = 0; k < K; k += 2) {
+            v4d X, G;
+            if (k + 1 < K) {
+                memcpy(&X, yy + k * stride, 2 * sizeof(double));
+                memcpy((double *)&X + 2, yy + (k + 1) * stride, 2 * sizeof(double));
+                G = (v4d){g[k], g[k], g[k + 1], g[k + 1]};
+            } else {
+                X = (v4d){yy[k * stride], yy[k * stride + 1], 0.0, 0.0};
+                G = (v4d){g[k], g[k], 0.0, 0.0};
+            }
+            add_powers8(acc, X, G, p0);
+        }
+        for (int i = 0; i < 8; i++) {
+            if (p0 + i < MOMENT_POWERS - 1)
+                P1[p0 + i] = acc[i][0] + acc[i][2];
+            if (p0 + i < MOMENT_POWERS - 2)
+                P2[p0 + i] = acc[i][1] + acc[i][3];
+        }
+    }
+}
+
+/* W[q] = e^-b0 sum_(m = M .. 0) c_m P[q + m], q = 0 .. nq - 1, c_m = (-b1)^m / m! (the smallest
+ * terms first). */
+static inline __attribute__((always_inline)) void weighted_sums(const double *coef, double e, int M, const double *P,
+                                                                int nq, double *W)
+{
+    for (int q = 0; q < nq; q++) {
+        double s = 0.0;
+        for (int m = M; m >= 0; m--)
+            s += coef[m] * P[q + m];
+        W[q] = e * s;
+    }
+}
+
+/* One evaluation of the profile likelihood at (b0, b1) from the power sums of the counts (Pc),
+ * sums of y (P1) and of y^2 (P2) by M + 1 terms of the series: what profile_S returns and leaves
+ * in d, with the same formulas, each sum over the classes a weighted sum (weighted_sums). */
+static double moment_profile(double b0, double b1, const double *Pc, const double *P1, const double *P2, int M,
+                             double d[8])
+{
+    double coef[MOMENT_TERMS + 1], Wc[5], W1[4], W2[3];
+    coef[0] = 1.0;
+    for (int m = 1; m <= M; m++)
+        coef[m] = coef[m - 1] * (-b1) / (double)m;
+    double e = exp(-b0);
+    weighted_sums(coef, e, M, Pc, 5, Wc);
+    weighted_sums(coef, e, M, P1, 4, W1);
+    weighted_sums(coef, e, M, P2, 3, W2);
+    for (int l = 0; l < 8; l++)
+        d[l] = 0.0;
+    d[7] = __builtin_nan("");
+    double M00 = Wc[0], M01 = Wc[1], M11 = Wc[2], R0 = W1[0], R1 = W1[1];
+    double det = M00 * M11 - M01 * M01;
+    if (!(det > 0) || !isfinite(det))
+        return __builtin_inf();
+    double a0 = (M11 * R0 - M01 * R1) / det, a1 = (M00 * R1 - M01 * R0) / det;
+    /* sum_k w g^q (s2 - 2 mu s1 + c mu^2), mu = a0 + a1 g, q = 0, 1, 2 */
+    double S[3], X[3];
+    for (int q = 0; q < 3; q++) {
+        S[q] = (W2[q] - 2.0 * (a0 * W1[q] + a1 * W1[q + 1])) +
+               ((a0 * a0) * Wc[q] + (2.0 * a0 * a1) * Wc[q + 1] + (a1 * a1) * Wc[q + 2]);
+        X[q] = W1[q] - (a0 * Wc[q] + a1 * Wc[q + 1]);
+    }
+    double f = (b0 * Pc[0] + b1 * Pc[1]) + S[0];
+    d[5] = a0;
+    d[6] = a1;
+    if (!isfinite(f))
+        return __builtin_inf();
+    double H00 = S[0], H01 = S[1], H11 = S[2], A00 = X[0], A01 = X[1], A11 = X[2];
+    double i00 = M11 / det, i01 = -M01 / det, i11 = M00 / det;
+    double z00 = i00 * A00 + i01 * A01, z01 = i00 * A01 + i01 * A11;
+    double z10 = i01 * A00 + i11 * A01, z11 = i01 * A01 + i11 * A11;
+    d[0] = Pc[0] - S[0];
+    d[1] = Pc[1] - S[1];
+    d[2] = H00 - 2.0 * (A00 * z00 + A01 * z10);
+    d[3] = H01 - 2.0 * (A00 * z01 + A01 * z11);
+    d[4] = H11 - 2.0 * (A01 * z01 + A11 * z11);
+    d[7] = M00 / det;
+    return f;
+}
+
 /* e^x of n values by the fits' exponential of `lanes` (8 or 4) lanes (for its tests). */
 CLONES
 void hlmm_exp(const double *x, double *y, int64_t n, int64_t lanes)
@@ -1559,19 +1727,54 @@ static inline __attribute__((always_inline)) double evaluate(double b0, double b
 
 /* One phenotype's Newton fit over a variant's Kp padded classes (as hlmm_fit_dosage_classes), after
  * start_S (g centred, v = (v00, v01, v11, vdet), gbar), by the likelihood of `lanes` (8 or 4)
- * lanes, its weights by tables where key is not NULL (evaluate): returns 1 and F, a0, a1, b0, b1,
+ * lanes, its weights by tables where key is not NULL (evaluate), or, where Pc is not NULL, by the
+ * power sums Pc, P1 and P2 of the counts, y and y^2 (moment_profile; gmax = max |g| of the classes
+ * with a count) wherever their series reaches (moment_terms): returns 1 and F, a0, a1, b0, b1,
  * Minv11, var(b1) in o[0 .. 6], or 0 if not fitted. */
-static inline __attribute__((always_inline)) int fit_variant(const double *g, const double *c, const double *y1,
-                                                             const double *y2, const int64_t *mask,
+static inline __attribute__((always_inline)) int fit_variant(const double *g, const double *c, double *y1,
+                                                             double *y2, const double *s1t, const double *s2t,
+                                                             int64_t stride, int64_t o0, int64_t K,
+                                                             const int64_t *mask,
                                                              const int32_t *key, double *tab, double *wk,
                                                              int64_t Kp, int64_t lanes, const double v[4],
                                                              double gbar, int64_t max_iter, double dec_rtol,
                                                              double stall_rtol, double local_rtol, double noise_rtol,
-                                                             double o[7])
+                                                             const double *Pc, const double *P1, const double *P2,
+                                                             double gmax, double o[7])
 {
-    double b0 = lanes == 8 ? start_trait_8(g, c, y1, y2, Kp, v) : start_trait_4(g, c, y1, y2, Kp, v), b1 = 0.0;
-    double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3];
-#define PROFILE(B0, B1, D) evaluate(B0, B1, gbar, g, c, y1, y2, mask, key, tab, wk, Kp, lanes, D)
+    double v00 = v[0], v01 = v[1], v11 = v[2], vdet = v[3], b0, b1 = 0.0;
+    int have_y = 0;
+    /* the phenotype's sums y1, y2 from its rows (and their padding zeros), once, where an
+     * evaluation needs them: with the power sums, only past the series' reach */
+#define HAVE_Y()                                                                                   \
+    do {                                                                                           \
+        if (!have_y) {                                                                             \
+            for (int64_t k = 0; k < K; k++) { /* (one loop: neighbours in a row of sums) */        \
+                y1[k] = s1t[(o0 + k) * stride];                                                    \
+                y2[k] = s2t[(o0 + k) * stride];                                                    \
+            }                                                                                      \
+            for (int64_t k = K; k < Kp; k++)                                                       \
+                y1[k] = y2[k] = 0.0;                                                               \
+            have_y = 1;                                                                            \
+        }                                                                                          \
+    } while (0)
+    if (Pc) { /* the start_trait_S's least squares and rss by the power sums */
+        double a0 = (v11 * P1[0] - v01 * P1[1]) / vdet, a1 = (v00 * P1[1] - v01 * P1[0]) / vdet;
+        double rss = (P2[0] - 2.0 * (a0 * P1[0] + a1 * P1[1])) +
+                     ((a0 * a0) * Pc[0] + (2.0 * a0 * a1) * Pc[1] + (a1 * a1) * Pc[2]);
+        b0 = log(rss / v00 > 1e-300 ? rss / v00 : 1e-300);
+    } else {
+        HAVE_Y();
+        b0 = lanes == 8 ? start_trait_8(g, c, y1, y2, Kp, v) : start_trait_4(g, c, y1, y2, Kp, v);
+    }
+    int terms;
+#define PROFILE(B0, B1, D)                                                                         \
+    (Pc && (terms = moment_terms(fabs(B1) * gmax)) >= 0                                           \
+         ? moment_profile(B0, B1, Pc, P1, P2, terms, D)                                            \
+         : ({                                                                                      \
+               HAVE_Y();                                                                           \
+               evaluate(B0, B1, gbar, g, c, y1, y2, mask, key, tab, wk, Kp, lanes, D);             \
+           }))
     double d[8], dt[8];
     double F = PROFILE(b0, b1, d);
     int ok = 0, stalls = 0;
@@ -1622,6 +1825,7 @@ static inline __attribute__((always_inline)) int fit_variant(const double *g, co
         }
     }
 #undef PROFILE
+#undef HAVE_Y
     if (!ok)
         return 0;
     double var_b1 = 2.0 * v00 / vdet, minv11 = d[7];
@@ -1649,7 +1853,11 @@ static inline __attribute__((always_inline)) int fit_variant(const double *g, co
  * them for every phenotype took 0.33 of 2.41 ms of CPU per variant for 10 phenotypes of dos.pgen,
  * and the shared half of the start another part of 0.55; docs/performance.rst). A variant of at
  * least table_min classes, all on the 1/16384 grid of .pgen dosages (0 to 2), takes its weights
- * from tables (table_weights_S): 385 exponentials an evaluation instead of one a class. scratch:
+ * from tables (table_weights_S): 385 exponentials an evaluation instead of one a class. A variant
+ * of at least moment_min classes (on the grid or not) is evaluated by power sums (moment_profile)
+ * wherever their series reaches, the counts' made once for its T fits, each phenotype's in one
+ * pass of its rows (power_sums_pairs); its y1 and y2 are copied only for an evaluation past the
+ * series' reach. scratch:
  * room for hlmm_fit_scratch_size(offsets, j0, j1) doubles, the caller's (kept for its next calls:
  * scratch allocated and freed by each call moved the top of the heap up and down, and the .pgen
  * decoding, whose blocks then got fresh pages, slowed: 0.143 against 0.087 ms per variant; see
@@ -1657,7 +1865,8 @@ static inline __attribute__((always_inline)) int fit_variant(const double *g, co
 CLONES
 void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const double *cnt,
                              const double *const *s1, const double *const *s2, int64_t T, int64_t stride,
-                             int64_t j0, int64_t j1, int64_t b, int64_t lanes, int64_t table_min, int64_t max_iter,
+                             int64_t j0, int64_t j1, int64_t b, int64_t lanes, int64_t table_min,
+                             int64_t moment_min, int64_t max_iter,
                              double dec_rtol, double stall_rtol, double local_rtol, double noise_rtol, double *out,
                              double *scratch)
 {
@@ -1691,16 +1900,30 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
         double v[4], gbar;
         if (present < 2 || !(lanes == 8 ? start_8(g, c, Kp, v, &gbar) : start_4(g, c, Kp, v, &gbar)))
             continue;
+        /* the power sums of the counts, and the largest |g| of a class with a count */
+        double Pc[MOMENT_POWERS], P1[MOMENT_POWERS - 1], P2[MOMENT_POWERS - 2], gmax = 0.0;
+        int moments = K >= moment_min;
+        if (moments) {
+            power_sums(g, c, Kp, MOMENT_POWERS, Pc);
+            for (int64_t k = 0; k < K; k++)
+                gmax = c[k] != 0.0 && fabs(g[k]) > gmax ? fabs(g[k]) : gmax;
+        }
         for (int64_t t = 0; t < T; t++) {
             const double *s1t = s1[t], *s2t = s2[t];
-            for (int64_t k = 0; k < K; k++) { /* (one loop: the two are neighbours in a row of sums) */
-                y1[k] = s1t[(o0 + k) * stride];
-                y2[k] = s2t[(o0 + k) * stride];
+            if (moments && s2t == s1t + 1) { /* (the scanner's rows: y, y^2 side by side) */
+                power_sums_pairs(g, s1t + o0 * stride, stride, K, P1, P2);
+            } else if (moments) { /* (an interleaved copy in y1 and y2's room, for the same sums) */
+                for (int64_t k = 0; k < K; k++) {
+                    y1[2 * k] = s1t[(o0 + k) * stride];
+                    y1[2 * k + 1] = s2t[(o0 + k) * stride];
+                }
+                power_sums_pairs(g, y1, 2, K, P1, P2);
             }
             double o[7];
             double *ot = out + 8 * (t * b + j);
-            if (fit_variant(g, c, y1, y2, mask, grid ? key : NULL, tab, wk, Kp, lanes, v, gbar, max_iter, dec_rtol,
-                            stall_rtol, local_rtol, noise_rtol, o)) {
+            if (fit_variant(g, c, y1, y2, s1t, s2t, stride, o0, K, mask, grid ? key : NULL, tab, wk, Kp, lanes, v,
+                            gbar, max_iter, dec_rtol, stall_rtol, local_rtol, noise_rtol, moments ? Pc : NULL, P1,
+                            P2, gmax, o)) {
                 memcpy(ot, o, sizeof(o));
                 ot[7] = 1.0;
             }

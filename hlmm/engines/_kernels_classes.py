@@ -54,7 +54,7 @@ def _load_library():
             lib.hlmm_dosage_cache.restype = i64
             lib.hlmm_dosage_chunk.argtypes = []
             lib.hlmm_dosage_chunk.restype = i64
-            lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 8 + [ctypes.c_double] * 4 + [p, p]
+            lib.hlmm_fit_dosage_classes.argtypes = [p] * 5 + [i64] * 9 + [ctypes.c_double] * 4 + [p, p]
             lib.hlmm_fit_dosage_classes.restype = None
             lib.hlmm_fit_scratch_size.argtypes = [p, i64, i64]
             lib.hlmm_fit_scratch_size.restype = i64

@@ -162,7 +162,14 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
     least :data:`TABLE_CLASSES` classes, all on the 1/16384 grid of .pgen dosages, takes its weights
     ``exp(-(b0 + b1 g))`` from tables of 385 exponentials an evaluation (each weight a product of
     three of them) instead of one exponential a class; its estimates differ from the direct ones in
-    the last digits (``tests/test_engines.py`` holds them to 1e-12 relative).
+    the last digits (``tests/test_engines.py`` holds them to 1e-12 relative). A variant of at least
+    :data:`MOMENT_CLASSES` classes is evaluated by power sums instead (``moment_profile``): the
+    sums over its classes of ``g^p``, ``g^p y`` and ``g^p y^2`` once per phenotype, and each
+    evaluation from them by the series of ``exp(-b1 g)`` (at most 13 terms, to below an ulp of the
+    sums), or by a pass of the classes where the series does not reach (``|b1| max|g| > 0.3``).
+    The sums are added in another order, so the estimates differ from the direct ones in the last
+    digits (``tests/test_engines.py`` holds them to 1e-9, as the fits of numba; docs/performance.rst,
+    "The fits by power sums").
 
     Parameters
     ----------
@@ -216,7 +223,7 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
         t = bounds.index(j0)  # (run_ranges splits at the same bounds)
         lib.hlmm_fit_dosage_classes(offsets.ctypes.data, values.ctypes.data, cnt.ctypes.data,
                                     pointers[0].ctypes.data, pointers[1].ctypes.data, T, stride // 8, j0, j1, b,
-                                    _kernels_classes.VECTOR_LANES, TABLE_CLASSES, int(max_iter),
+                                    _kernels_classes.VECTOR_LANES, TABLE_CLASSES, MOMENT_CLASSES, int(max_iter),
                                     dec_rtol, stall_rtol, local_rtol, noise_rtol, out.ctypes.data,
                                     scratch[starts[t]:].ctypes.data)
 
@@ -228,6 +235,12 @@ def fit_dosage_classes(offsets, values, cnt, s1, s2, max_iter, dec_rtol, stall_r
 #: tables (``hlmm_fit_dosage_classes``): below it, 385 exponentials an evaluation are not fewer than one
 #: a class. Hard calls and 8-bit dosages (at most 511 classes) keep one a class.
 TABLE_CLASSES = 1024
+
+#: The fewest classes of a variant whose compiled fit evaluates its likelihood by power sums
+#: (``moment_profile`` in ``_classsums.c``) wherever their series reaches: one pass of the classes
+#: per phenotype for the power sums, instead of one per evaluation. Hard calls and 8-bit dosages (at
+#: most 511 classes) keep their passes.
+MOMENT_CLASSES = 1024
 
 #: Per calling thread, the scratch space of the compiled fits (attribute ``array``), kept for its
 #: next calls (see ``hlmm_fit_dosage_classes`` in ``_classsums.c``).
