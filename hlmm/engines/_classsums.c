@@ -1548,6 +1548,15 @@ static inline __attribute__((always_inline)) void weighted_sums(const double *co
     }
 }
 
+/* sum_k w_k g_k^q (s2_k - 2 mu_k s1_k + c_k mu_k^2), mu = a0 + a1 g, from the weighted sums Wc[q ..
+ * q + 2] of the counts, W1[q .. q + 1] of y and W2[q] of y^2 (the power sums themselves at b1 = 0). */
+static inline __attribute__((always_inline)) double residual_sum(double a0, double a1, const double *Wc,
+                                                                 const double *W1, const double *W2, int q)
+{
+    return (W2[q] - 2.0 * (a0 * W1[q] + a1 * W1[q + 1])) +
+           ((a0 * a0) * Wc[q] + (2.0 * a0 * a1) * Wc[q + 1] + (a1 * a1) * Wc[q + 2]);
+}
+
 /* One evaluation of the profile likelihood at (b0, b1) from the power sums of the counts (Pc),
  * sums of y (P1) and of y^2 (P2) by M + 1 terms of the series: what profile_S returns and leaves
  * in d, with the same formulas, each sum over the classes a weighted sum (weighted_sums). */
@@ -1570,11 +1579,9 @@ static double moment_profile(double b0, double b1, const double *Pc, const doubl
     if (!(det > 0) || !isfinite(det))
         return __builtin_inf();
     double a0 = (M11 * R0 - M01 * R1) / det, a1 = (M00 * R1 - M01 * R0) / det;
-    /* sum_k w g^q (s2 - 2 mu s1 + c mu^2), mu = a0 + a1 g, q = 0, 1, 2 */
     double S[3], X[3];
     for (int q = 0; q < 3; q++) {
-        S[q] = (W2[q] - 2.0 * (a0 * W1[q] + a1 * W1[q + 1])) +
-               ((a0 * a0) * Wc[q] + (2.0 * a0 * a1) * Wc[q + 1] + (a1 * a1) * Wc[q + 2]);
+        S[q] = residual_sum(a0, a1, Wc, W1, W2, q);
         X[q] = W1[q] - (a0 * Wc[q] + a1 * Wc[q + 1]);
     }
     double f = (b0 * Pc[0] + b1 * Pc[1]) + S[0];
@@ -1760,8 +1767,7 @@ static inline __attribute__((always_inline)) int fit_variant(const double *g, co
     } while (0)
     if (Pc) { /* the start_trait_S's least squares and rss by the power sums */
         double a0 = (v11 * P1[0] - v01 * P1[1]) / vdet, a1 = (v00 * P1[1] - v01 * P1[0]) / vdet;
-        double rss = (P2[0] - 2.0 * (a0 * P1[0] + a1 * P1[1])) +
-                     ((a0 * a0) * Pc[0] + (2.0 * a0 * a1) * Pc[1] + (a1 * a1) * Pc[2]);
+        double rss = residual_sum(a0, a1, Pc, P1, P2, 0);
         b0 = log(rss / v00 > 1e-300 ? rss / v00 : 1e-300);
     } else {
         HAVE_Y();
@@ -1887,7 +1893,7 @@ void hlmm_fit_dosage_classes(const int64_t *offsets, const double *values, const
             present += ck > 0;
         }
         for (int64_t k = K; k < Kp; k++) {
-            g[k] = c[k] = y1[k] = y2[k] = 0.0;
+            g[k] = c[k] = 0.0; /* (y1 and y2: HAVE_Y in fit_variant) */
             mask[k] = 0;
             key[k] = KEY_NONE;
         }
